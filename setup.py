@@ -21,7 +21,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={"clipwb": ["model_configs/*.json", "assets/*"]},
     install_requires=cfg["requirements"].split(),
-    extras_require={"dev": cfg["dev_requirements"].split(), "gpu": ["faiss-gpu-cu12"]},
+    extras_require={k: cfg[f"{k}_requirements"].split() for k in ("dev", "cpu", "gpu")},
     entry_points={"console_scripts": cfg["console_scripts"].split()},
     zip_safe=False,
 )

@@ -1,0 +1,43 @@
+# clipwb — everything a new user runs. The venv lives in .venv/ (git-ignored) and is
+# (re)built only when settings.ini or setup.py change, so a second `make test` installs nothing.
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install test test-fast demo demo-quick lab bench export clean-nbs docs
+
+$(STAMP): settings.ini setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,cpu]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create/update the project venv
+
+test: install      ## notebook examples (nbdev_test), then the pytest suite
+	$(VENV)/bin/nbdev_test --n_workers 2
+	$(PY) -m pytest
+
+test-fast: install ## pytest without the papermill end-to-end tests
+	$(PY) -m pytest -m "not e2e"
+
+demo: install      ## prepare → train → embed → eval on the embedded default (OpenMoji)
+	$(VENV)/bin/clipwb demo
+
+demo-quick: install
+	$(VENV)/bin/clipwb demo --quick
+
+lab: install       ## JupyterLab on nbs/
+	$(VENV)/bin/jupyter lab --notebook-dir=nbs
+
+bench: install     ## benchmarks: printed ratios
+	$(PY) benchmarks/bench_embed.py
+
+export: install    ## regenerate clipwb/ from nbs/ and clean notebooks
+	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
+
+docs: install
+	$(VENV)/bin/nbdev_docs

@@ -1,0 +1,132 @@
+"""Repository hygiene: notebooks clean and small, export in sync, one module per notebook, cards valid."""
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+LIB_NBS = [p for p in NBS if p.parent == ROOT / "nbs" and p.name != "index.ipynb"]
+STAGE_NBS = sorted((ROOT / "nbs" / "stages").glob("*.ipynb"))
+
+
+def _cells(p):
+    return json.loads(p.read_text())["cells"]
+
+
+def _default_exp(p):
+    for c in _cells(p):
+        m = re.search(r"^#\|\s*default_exp\s+(\S+)", "".join(c["source"]), re.M)
+        if m:
+            return m.group(1)
+    return None
+
+
+@pytest.mark.parametrize("nb", NBS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_is_clean(nb):
+    """What nbdev_clean would write is what is committed."""
+    from nbdev.clean import clean_nb
+    nbj = json.loads(nb.read_text())
+    before = json.dumps(nbj, sort_keys=True)
+    clean_nb(nbj, allowed_cell_metadata_keys={"tags"})
+    assert json.dumps(nbj, sort_keys=True) == before, f"{nb.name}: run nbdev_clean"
+    assert all(c.get("execution_count") is None for c in nbj["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("nb", LIB_NBS, ids=lambda p: p.name)
+def test_library_notebook_shape(nb):
+    """Name NN[a-z]_<module>.ipynb matches default_exp; ≤ 100 cells, ≤ 450 exported lines."""
+    m = re.fullmatch(r"\d\d[a-z]?_(.+)\.ipynb", nb.name)
+    assert m, f"{nb.name}: name must be NN_<dotted.module>.ipynb"
+    assert _default_exp(nb) == m.group(1), f"{nb.name}: default_exp must be {m.group(1)}"
+    cells = _cells(nb)
+    assert len(cells) <= 100
+    exported = sum(len("".join(c["source"]).splitlines()) for c in cells
+                   if c["cell_type"] == "code" and re.match(r"#\|\s*export", "".join(c["source"])))
+    assert exported <= 450, f"{nb.name}: {exported} exported lines; split the notebook"
+    last = "".join(cells[-1]["source"])
+    assert "nbdev_export()" in last, f"{nb.name}: end with a hidden nbdev_export() cell"
+
+
+def test_one_notebook_per_module():
+    mods = [_default_exp(p) for p in LIB_NBS]
+    assert len(mods) == len(set(mods)), mods
+
+
+def test_every_module_has_a_notebook():
+    """No stale generated module whose notebook was renamed or deleted."""
+    mods = {_default_exp(p) for p in LIB_NBS} | {"__main__"}
+    for py in (ROOT / "clipwb").rglob("*.py"):
+        rel = py.relative_to(ROOT / "clipwb").with_suffix("")
+        name = ".".join(rel.parts)
+        if name in ("__init__", "_modidx") or name.endswith("__init__"):
+            continue
+        assert name in mods, f"clipwb/{rel}.py has no notebook (stale export?)"
+
+
+def test_export_in_sync(tmp_path):
+    """nbdev_export from nbs/ reproduces the committed clipwb/ exactly."""
+    for name in ("nbs", "clipwb"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
+    exe = Path(sys.executable).with_name("nbdev_export")
+    subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
+    for py in (ROOT / "clipwb").rglob("*.py"):
+        rel = py.relative_to(ROOT)
+        assert (tmp_path / rel).read_text() == py.read_text(), f"{rel} is out of sync: run nbdev_export"
+
+
+@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
+def test_stage_notebook_shape(nb):
+    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell whose names and defaults equal the config's."""
+    import dataclasses
+    from clipwb.config import STAGES
+    from clipwb.pipeline import load_stages
+    cells = _cells(nb)
+    assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
+    assert not any("#| export" in "".join(c["source"]) for c in cells)
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    load_stages()
+    stage = next(s for s in STAGES.names() if STAGES.meta(s)["notebook"] == nb.name)
+    cls = STAGES.get(stage)
+    ns = {}
+    exec("".join(params[0]["source"]), ns)
+    ns = {k: v for k, v in ns.items() if not k.startswith("__")}
+    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory()) for f in dataclasses.fields(cls)}
+    assert set(ns) == set(fields) | {"run_dir"}, f"{nb.name}: parameters differ from {cls.__name__}"
+    assert {k: ns[k] for k in fields} == fields, f"{nb.name}: defaults differ from {cls.__name__}"
+    assert ns["run_dir"] == ""
+
+
+def test_every_stage_has_a_notebook():
+    from clipwb.config import STAGES
+    from clipwb.pipeline import load_stages
+    load_stages()
+    assert sorted(STAGES.meta(s)["notebook"] for s in STAGES.names()) == sorted(p.name for p in STAGE_NBS)
+
+
+def test_data_cards_valid():
+    from clipwb.cards import list_cards, load_card
+    ids = list_cards()
+    assert {"openmoji", "shapes"} <= set(ids)
+    for cid in ids:
+        card = load_card(cid)
+        assert card.description, f"{cid}: the card needs prose after the front matter"
+
+
+def test_openmoji_attributed():
+    text = (ROOT / "README.md").read_text() + (ROOT / "data_cards" / "openmoji.md").read_text()
+    assert text.count("CC BY-SA 4.0") >= 2 and "OpenMoji" in text
+
+
+def test_no_generated_junk_tracked():
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not out:
+        pytest.skip("not a git checkout")
+    bad = [f for f in out if f.startswith(("runs/", ".venv/")) or f.endswith((".pt", ".pth", ".bin", ".ckpt"))]
+    assert not bad
