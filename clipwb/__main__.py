@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/72___main__.ipynb #5054c48e
+# %% ../nbs/72___main__.ipynb #3774550e
 import sys
 
 from .cli import main
 
-# %% ../nbs/72___main__.ipynb #39671111
+# %% ../nbs/72___main__.ipynb #aa06588b
 #| eval: false
 if __name__ == "__main__":
     sys.exit(main())
