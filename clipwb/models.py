@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import open_clip
+import torch
 
 from .core import ConfigError, DataError, ClipwbError, get_device, get_logger
 from .io import PICKLE_SUFFIXES, load_tensors, read_json, refuse_pickle, save_tensors, write_json
@@ -78,7 +79,8 @@ def create_model(name_or_dir: str | Path, *,
                  device="cpu",                             # 'cpu', 'cuda', 'auto' …
                  force_patch_dropout: float | None = None, # fraction of patch tokens dropped in training
                  pretrained: str | None = None,            # open_clip pretrained tag or file (names only)
-                 precision: str = "fp32"):                 # open_clip precision: fp32, fp16, bf16, amp …
+                 precision: str = "fp32",                  # open_clip precision: fp32, fp16, bf16, amp …
+                 seed: int | None = 0):                    # seed of a random initialisation (None: torch's global RNG)
     "An open_clip model from an architecture name, a local-dir folder or a train run dir."
     kind, ref = resolve_model(name_or_dir)
     if kind == "dir" and pretrained:
@@ -89,8 +91,10 @@ def create_model(name_or_dir: str | Path, *,
     quiet = _QuietRandomInit()
     logging.getLogger().addFilter(quiet)
     try:
-        model = open_clip.create_model(_oc_name(kind, ref), pretrained=pretrained, device=get_device(device),
-                                       precision=precision, force_patch_dropout=force_patch_dropout)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None: torch.manual_seed(seed)   # an untrained name means the same model in every process
+            model = open_clip.create_model(_oc_name(kind, ref), pretrained=pretrained, device=get_device(device),
+                                           precision=precision, force_patch_dropout=force_patch_dropout)
     finally: logging.getLogger().removeFilter(quiet)
     model.clipwb_config = {"model_cfg": cfg, "source": str(name_or_dir)}
     log.info("created %s (%s, %.1fM parameters)", name_or_dir, kind, count_params(model) / 1e6)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -93,6 +94,12 @@ class RunInfo:
     status: str       # 'complete' (skipped), 'resume' or 'new' before running; 'done' after
     metrics: dict
 
+def _kernel_uses_this_python() -> None:
+    "The 'python3' kernel spec runs `python` from PATH: make that this interpreter (the venv's)."
+    bindir = str(Path(sys.executable).parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
 def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None = None, force: bool = False,
               log_output: bool = False, timeout: int | None = None) -> RunInfo:
     "Validate, then execute the stage notebook into its run directory (skip if complete)."
@@ -106,11 +113,12 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
     cfg.to_json(run_dir / "config.json")
     write_json(run_dir / "env.json", env_info())
     out_nb = run_dir / f"{stage}.ipynb"
+    _kernel_uses_this_python()
     log.info("%s: %s run in %s", stage, status, run_dir)
     try:
         pm.execute_notebook(str(stage_notebook(stage)), str(out_nb), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
                             cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
-                            execution_timeout=timeout, report_mode=False)
+                            execution_timeout=timeout, language="python")
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"stage '{stage}' failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                           f"executed notebook with the traceback: {out_nb}") from None

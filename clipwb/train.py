@@ -188,7 +188,8 @@ def _init_distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), created
 
 def _setup_model(cfg: TrainCfg, device):
-    model, preprocess, _ = create_model_and_transforms(cfg.model, device=device, force_patch_dropout=cfg.patch_dropout or None)
+    model, preprocess, _ = create_model_and_transforms(cfg.model, device=device, force_patch_dropout=cfg.patch_dropout or None,
+                                                   seed=cfg.seed)
     if cfg.init:
         kind, ref = resolve_model(cfg.init)
         if kind != "dir": raise ConfigError(f"train: init={cfg.init!r} must be a model folder or train run dir")
