@@ -18,12 +18,13 @@ from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+__all__ = ['log', 'l2_normalize', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
 
 # %% ../nbs/16_embed.ipynb #5db62da9
-def _l2n(t):
+def l2_normalize(x):
+    "Rows of `x` (tensor or array) scaled to unit L2 norm, as a float32 tensor."
     import torch
-    return torch.nn.functional.normalize(t.float(), dim=-1)
+    return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
 
 def encode_dataset(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
                    indices=None, num_workers: int = 0, progress: bool = True) -> dict:
@@ -40,8 +41,8 @@ def encode_dataset(model, ds, *, preprocess, tokenizer, batch_size: int = 64, de
         for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
             skipped += b["skipped"]
             if len(b["index"]) == 0: continue
-            img.append(_l2n(model.encode_image(b["image"].to(device))).cpu())
-            txt.append(_l2n(model.encode_text(b["text"].to(device))).cpu())
+            img.append(l2_normalize(model.encode_image(b["image"].to(device))).cpu())
+            txt.append(l2_normalize(model.encode_text(b["text"].to(device))).cpu())
             idx.append(b["index"])
     d = _embed_dim(model)
     cat = lambda xs: torch.cat(xs).numpy() if xs else np.zeros((0, d), np.float32)
@@ -55,7 +56,7 @@ def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, d
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            out.append(_l2n(model.to(device).eval().encode_text(tokenizer(texts[i:i + batch_size]).to(device))).cpu())
+            out.append(l2_normalize(model.to(device).eval().encode_text(tokenizer(texts[i:i + batch_size]).to(device))).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, _embed_dim(model)), np.float32)
 
 def _embed_dim(model) -> int:

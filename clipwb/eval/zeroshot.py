@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core import ConfigError, DataError, get_logger
+from ..embed import encode_texts, l2_normalize
 
 log = get_logger(__name__)
 
@@ -46,10 +47,6 @@ def fill_template(template: str, classname: str) -> str:
     return template.replace("{c}", classname).replace("{}", classname)
 
 # %% ../../nbs/20_eval.zeroshot.ipynb #74d2a999
-def _l2n(x):
-    import torch
-    return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
-
 def build_classifier(encode_text: Callable[[list[str]], "torch.Tensor"],  # list[str] -> Tensor[n, D]
                      classnames: Sequence[str],                          # C class names
                      templates: str | Sequence[str] = "default",         # set name or list of templates
@@ -60,15 +57,14 @@ def build_classifier(encode_text: Callable[[list[str]], "torch.Tensor"],  # list
     ts = get_templates(templates)
     if not classnames: raise DataError("build_classifier: no class names given")
     prompts = [fill_template(t, c) for c in classnames for t in ts]
-    embs = torch.cat([_l2n(encode_text(prompts[i:i + batch_size])) for i in range(0, len(prompts), batch_size)])
+    embs = torch.cat([l2_normalize(encode_text(prompts[i:i + batch_size])) for i in range(0, len(prompts), batch_size)])
     if embs.shape[0] != len(prompts):
         raise DataError(f"encode_text returned {embs.shape[0]} rows for {len(prompts)} prompts")
-    return _l2n(embs.view(len(classnames), len(ts), -1).mean(1)).T.contiguous()
+    return l2_normalize(embs.view(len(classnames), len(ts), -1).mean(1)).T.contiguous()
 
 def text_encoder(model, tokenizer, device="cpu", *, batch_size: int = 256) -> Callable[[list[str]], "torch.Tensor"]:
     "`encode_text` callable for an open_clip model: list[str] -> normalised Tensor[n, D] on CPU (eval mode, no grad)."
     import torch
-    from clipwb.embed import encode_texts
     return lambda texts: torch.from_numpy(encode_texts(model, tokenizer, list(texts), batch_size=batch_size, device=device))
 
 # %% ../../nbs/20_eval.zeroshot.ipynb #329a160d
@@ -101,7 +97,7 @@ def zeroshot_eval(image_features,                                   # [N, D] ima
                   *, batch_size: int = 256) -> dict[str, float]:
     "Build the template-ensemble classifier, score `normalise(image_features) @ W`, return `zeroshot_metrics`."
     W = build_classifier(encode_text, classnames, templates, batch_size=batch_size)
-    img = _l2n(image_features)
+    img = l2_normalize(image_features)
     if img.shape[1] != W.shape[0]:
         raise DataError(f"zeroshot_eval: image features have dim {img.shape[1]}, text features {W.shape[0]}")
     return zeroshot_metrics(img @ W, targets)
