@@ -18,7 +18,7 @@ from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'l2_normalize', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+__all__ = ['log', 'l2_normalize', 'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
 
 # %% ../nbs/16_embed.ipynb #5db62da9
 def l2_normalize(x):
@@ -26,9 +26,9 @@ def l2_normalize(x):
     import torch
     return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
 
-def encode_dataset(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
-                   indices=None, num_workers: int = 0, progress: bool = True) -> dict:
-    "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped)."
+def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
+                 indices=None, num_workers: int = 0, progress: bool = True):
+    "Encode `ds[indices]` batch by batch: yields dict(image, text, index, skipped), arrays as NumPy float32."
     import torch
     from tqdm.auto import tqdm
     from clipwb.data.datasets import make_loader
@@ -36,18 +36,24 @@ def encode_dataset(model, ds, *, preprocess, tokenizer, batch_size: int = 64, de
     model = model.to(device).eval()
     dl = make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
                      num_workers=num_workers, indices=list(range(len(ds))) if indices is None else list(indices))
-    img, txt, idx, skipped = [], [], [], []
+    d = _embed_dim(model)
     with torch.inference_mode():
         for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
-            skipped += b["skipped"]
-            if len(b["index"]) == 0: continue
-            img.append(l2_normalize(model.encode_image(b["image"].to(device))).cpu())
-            txt.append(l2_normalize(model.encode_text(b["text"].to(device))).cpu())
-            idx.append(b["index"])
+            if len(b["index"]) == 0:
+                yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, d), np.float32),
+                       "index": np.zeros(0, np.int64), "skipped": b["skipped"]}
+                continue
+            yield {"image": l2_normalize(model.encode_image(b["image"].to(device))).cpu().numpy(),
+                   "text": l2_normalize(model.encode_text(b["text"].to(device))).cpu().numpy(),
+                   "index": b["index"].numpy(), "skipped": b["skipped"]}
+
+def encode_dataset(model, ds, **kw) -> dict:
+    "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of `iter_encoded`)."
+    bs = list(iter_encoded(model, ds, **kw))
     d = _embed_dim(model)
-    cat = lambda xs: torch.cat(xs).numpy() if xs else np.zeros((0, d), np.float32)
-    return {"image": cat(img), "text": cat(txt),
-            "index": torch.cat(idx).numpy() if idx else np.zeros(0, np.int64), "skipped": skipped}
+    cat = lambda k, empty: np.concatenate([b[k] for b in bs]) if bs else empty
+    return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, d), np.float32)),
+            "index": cat("index", np.zeros(0, np.int64)), "skipped": [s for b in bs for s in b["skipped"]]}
 
 def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, device="cpu") -> np.ndarray:
     "L2-normalised text embeddings `[len(texts), D]` (float32)."
@@ -102,14 +108,28 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     n_shards = -(-n // shard_size)
     done = set(complete_shards(out))
     t0, n_new = time.perf_counter(), 0
-    for i in tqdm(range(n_shards), desc="shards", disable=not progress):
-        if i in done: continue
-        idx = range(i * shard_size, min(n, (i + 1) * shard_size))
-        enc = encode_dataset(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
-                             device=device, indices=idx, num_workers=num_workers, progress=False)
-        write_json(out / f"skipped_{i:05d}.json", enc["skipped"])
-        write_shard(out, i, enc["image"], enc["text"], _meta_frame(ds, enc["index"]))
-        n_new += len(enc["index"])
+    rows = lambda i: range(i * shard_size, min(n, (i + 1) * shard_size))
+    todo = [i for i in range(n_shards) if i not in done]
+    buf = {i: {"image": [], "text": [], "index": [], "skipped": []} for i in todo}
+    seen = dict.fromkeys(todo, 0)
+    # one loader over every pending shard (workers start once); rows are flushed shard by shard, in order
+    for b in iter_encoded(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size, device=device,
+                          indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress):
+        sh = b["index"] // shard_size
+        for i in np.unique(sh):
+            m = sh == i
+            for k in ("image", "text", "index"): buf[i][k].append(b[k][m])
+            seen[i] += int(m.sum())
+        for s_ in b["skipped"]:
+            buf[s_["index"] // shard_size]["skipped"].append(s_); seen[s_["index"] // shard_size] += 1
+        for i in [i for i in buf if seen[i] == len(rows(i))]:
+            sb = buf.pop(i)
+            idx = np.concatenate(sb["index"]) if sb["index"] else np.zeros(0, np.int64)
+            d = _embed_dim(model)
+            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d), np.float32)
+            write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
+            write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
+            n_new += len(idx)
     skipped = [s for i in range(n_shards) for s in read_json(out / f"skipped_{i:05d}.json")]
     counts = {"n_requested": n, "n_embedded": n - len(skipped), "n_skipped": len(skipped),
               "n_shards": n_shards, "shard_size": shard_size, "dim": _embed_dim(model)}
