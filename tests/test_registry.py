@@ -27,7 +27,8 @@ def registries():
     load_stages()
     from clipwb.config import STAGES
     from clipwb.data.readers import DATASETS
-    return {"STAGES": STAGES, "DATASETS": DATASETS}
+    from clipwb.cluster.kmeans import CLUSTERERS
+    return {"STAGES": STAGES, "DATASETS": DATASETS, "CLUSTERERS": CLUSTERERS}
 
 
 def test_registries_match_notebooks():
@@ -65,3 +66,27 @@ def test_builtin_dataset_deterministic(fmt):
     assert a.ids == b.ids and len(a) > 0 and len(set(a.ids)) == len(a.ids)
     x, y = a[3], b[3]
     assert x.caption == y.caption and list(x.image.getdata()) == list(y.image.getdata())
+
+
+def _clusterer_names():
+    from clipwb.cluster.kmeans import CLUSTERERS
+    return CLUSTERERS.names()
+
+
+@pytest.mark.parametrize("method", _clusterer_names())
+def test_clusterer_contract(method):
+    """Every clusterer: shapes and dtypes, labels in [0, K), deterministic for a seed, assign() reproduces labels."""
+    import numpy as np
+    from clipwb.cluster.kmeans import Clustering, fit_clusters
+    from clipwb.testing import random_embeddings
+    x, _ = random_embeddings(200, 8, k=4, seed=1)
+    a, b = fit_clusters(x, method, k=4, seed=3), fit_clusters(x, method, k=4, seed=3)
+    assert isinstance(a, Clustering) and a.method == method
+    assert a.centroids.shape == (4, 8) and a.centroids.dtype == np.float32
+    assert a.labels.shape == (200,) and a.labels.dtype == np.int64
+    assert a.labels.min() >= 0 and a.labels.max() < 4
+    assert a.sizes.shape == (4,) and a.sizes.sum() == 200
+    assert np.isfinite(a.objective) and isinstance(a.objective_per_iter, list) and isinstance(a.params, dict)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.centroids, b.centroids)
+    np.testing.assert_array_equal(a.assign(x), a.labels)
