@@ -46,7 +46,11 @@ def trained(root):
 
 def test_prepare(root):
     out = run("prepare", root, data="shapes", limit=24)
-    assert out["metrics"]["n_train"] + out["metrics"]["n_test"] == 24 or out["metrics"]["n_train"] == 24
+    assert out["metrics"] == {"n_train": 24, "n_test": 24, "skipped_train": 0, "skipped_test": 0}
+    run_dir = Path(out["run_dir"])
+    summary = json.loads((run_dir / "prepare_summary.json").read_text())
+    assert summary["splits"]["train"]["n"] == 24 and (run_dir / "figures" / "samples.png").stat().st_size > 0
+    assert (run_dir / "figures" / "class_counts.html").is_file()
 
 
 def test_train(trained):
