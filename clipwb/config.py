@@ -71,7 +71,8 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
         if isinstance(value, tp): return value
         raise TypeError(type(value).__name__)
     except ConfigError as e:
-        raise ConfigError(f"parameter '{name}': {e}") from None if not str(e).startswith("parameter") else e
+        if str(e).startswith("parameter '"): raise        # an inner element already named the parameter
+        raise ConfigError(f"parameter '{name}': {e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"parameter '{name}': expected {getattr(tp, '__name__', tp)}, got {value!r} ({e})") from None
 
