@@ -72,7 +72,7 @@ def save_tensors(tensors: dict, path: str | Path, metadata: dict[str, str] | Non
     if path.suffix != ".safetensors": raise ClipwbError(f"{path}: tensors are saved as .safetensors")
     clean, seen = {}, set()
     for k, t in tensors.items():
-        ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None   # any view of a storage already saved
         t = t.detach().cpu()
         clean[k] = t.clone().contiguous() if ptr in seen or not t.is_contiguous() else t
         if ptr: seen.add(ptr)
