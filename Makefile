@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install test test-fast demo demo-quick lab bench export clean-nbs docs
+.PHONY: install browser test test-fast demo demo-quick lab bench export clean-nbs docs
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,10 @@ $(STAMP): settings.ini setup.py
 
 install: $(STAMP)  ## create/update the project venv
 
-test: install      ## notebook examples (nbdev_test), then the pytest suite
+browser:           ## Debian's chromium for the JupyterLab widget test (apt-get; no-op when present)
+	bash tools/install_browser.sh
+
+test: install browser ## notebook examples (nbdev_test), then the pytest suite
 	$(VENV)/bin/nbdev_test --n_workers 2
 	$(PY) -m pytest
 

@@ -40,31 +40,53 @@ def describe_stages() -> str:
     return "\n".join(lines)
 
 # %% ../nbs/71_cli.ipynb #ba8d5b08
-def demo_plan(quick: bool = False) -> list[tuple[str, dict]]:
-    "The (stage, params) chain of `clipwb demo`; `'{train}'` is replaced by the train run dir."
+DEMO_EPOCHS = 10
+
+def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
+    "The (name, stage, params) chain of `clipwb demo`; `'{name}'` values become that step's run dir."
     if quick:
         data, tr, ev = "shapes", dict(model="clipwb-micro", data_limit=128, max_steps=4, batch_size=16), dict(limit=64)
+        cl = dict(k=2, niter=5, map_points=64, stability_seeds=2)
+        ft = dict(model="clipwb-micro", init="{train}", split="train", data_limit=64, max_steps=3, batch_size=16, lr=1e-3)
+        fts = [("ft_a", dict(data="shapes", seed=1, **ft)), ("ft_b", dict(data="shapes", seed=2, **ft))]
+        sw = dict(domains=["shapes"], limit=32, merge_ratio=[0.0, 0.5, 1.0], lam=[0.5, 1.0], density=[0.5], alpha=[1.0],
+                  stats_limit=32, heldout_limit=32, batch_size=32)
     else:
         data, tr, ev = "openmoji", dict(model="clipwb-tiny", data_limit=None, max_steps=None, epochs=DEMO_EPOCHS,
                                        batch_size=128, lr=1e-3, warmup=50), dict(limit=None)
-    return [("prepare", dict(data=data, limit=ev["limit"])),
-            ("train", dict(data=data, split="train", **tr)),
-            ("embed", dict(model="{train}", data=data, split="train", limit=ev["limit"], shard_size=1000)),
-            ("eval", dict(model="{train}", data=data, split="test", **ev))]
+        cl = dict(k=3, niter=20, map_points=3193, stability_seeds=3)
+        # the fine-tunes leave the last 200 training pairs of each card unseen: greedy_soup's held-out data
+        ft = dict(model="clipwb-tiny", init="{train}", split="train", max_steps=None, batch_size=128, lr=5e-4, warmup=5)
+        fts = [("ft_openmoji", dict(data="openmoji", epochs=2, data_limit=2944, **ft)),
+               ("ft_shapes", dict(data="shapes", epochs=3, data_limit=1536, **ft))]
+        sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0], lam=[0.5, 1.0, 1.5],
+                  density=[0.2, 0.5], alpha=[0.5, 0.9, 1.0], stats_limit=256, heldout_limit=200, batch_size=128)
+    return [("prepare", "prepare", dict(data=data, limit=ev["limit"])),
+            ("train", "train", dict(data=data, split="train", **tr)),
+            ("embed", "embed", dict(model="{train}", data=data, split="train", limit=ev["limit"], shard_size=1000)),
+            ("eval", "eval", dict(model="{train}", data=data, split="test", **ev)),
+            ("cluster", "cluster", dict(embeddings="{embed}", modality="joint", **cl)),
+            *[(name, "train", p) for name, p in fts],
+            ("merge", "merge_sweep", dict(models=[f"{{{name}}}" for name, _ in fts], base="{train}", **sw))]
 
-DEMO_EPOCHS = 10
+def _fill(v, done: dict):
+    "Replace '{name}' placeholders (also inside lists) by the run dir of the named earlier step."
+    if isinstance(v, list): return [_fill(x, done) for x in v]
+    if isinstance(v, str) and v.startswith("{") and v.endswith("}") and v[1:-1] in done: return str(done[v[1:-1]].run_dir)
+    return v
 
 def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output: bool = False) -> Path:
     "Run the demo chain and write its index page; returns the index path."
     root = Path(root or runs_dir())
-    runs: list[RunInfo] = []
-    for stage, params in demo_plan(quick):
-        params = {k: (str(runs[1].run_dir) if v == "{train}" else v) for k, v in params.items()}
-        print(f"[clipwb demo] {stage} …", flush=True)
+    done: dict[str, RunInfo] = {}
+    for name, stage, params in demo_plan(quick):
+        params = {k: _fill(v, done) for k, v in params.items()}
+        print(f"[clipwb demo] {name} ({stage}) …", flush=True)
         info = run_stage(stage, params, root=root, log_output=log_output)
-        print(f"[clipwb demo] {stage}: {info.status} {info.run_dir}", flush=True)
-        runs.append(info)
-    return write_index(runs, root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else "")) 
+        print(f"[clipwb demo] {name}: {info.status} {info.run_dir}", flush=True)
+        done[name] = info
+    return write_index(list(done.values()), root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else ""),
+                       names=list(done))
 
 # %% ../nbs/71_cli.ipynb #21e11ecd
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     sub.add_parser("stages", help="list stages and their parameters")
-    d = sub.add_parser("demo", help="prepare → train → embed → eval on the embedded default")
+    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     d.add_argument("--runs", help="runs root")
     return p

@@ -132,9 +132,15 @@ def load_embeddings(folder: str | Path, *, shards: list[int] | None = None, dtyp
             pd.concat(meta, ignore_index=True))
 
 # %% ../nbs/03_io.ipynb #e6452ee4
-def save_figure(fig, path: str | Path) -> Path:
-    "Write a plotly figure as standalone HTML, atomically."
-    return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+def save_figure(fig, path: str | Path, *, standalone: bool = False) -> Path:
+    "Write a plotly figure as HTML, atomically; plotly.js goes once into the folder (or inline when `standalone`)."
+    path = Path(path)
+    if standalone: return atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
+    js = path.parent / "plotly.min.js"
+    if not js.is_file():
+        from plotly.offline import get_plotlyjs
+        atomic_write_text(js, get_plotlyjs())
+    return atomic_write_text(path, fig.to_html(include_plotlyjs="directory", full_html=True))
 
 # %% ../nbs/03_io.ipynb #b1053984
 def git_state(root: str | Path | None = None) -> dict:

@@ -30,7 +30,7 @@ class StageFailed(ClipwbError):
 
 def load_stages() -> None:
     "Import every module that registers a stage."
-    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run  # noqa: F401
+    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run, clipwb.merge.sweep  # noqa: F401
 
 def stage_config(stage: str) -> type[StageConfig]:
     "The config class of `stage`."
@@ -128,19 +128,22 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
     return RunInfo(stage, run_dir, "done", read_json(run_dir / "metrics.json"))
 
 # %% ../nbs/70_pipeline.ipynb #92d0b8df
-def write_index(runs: list[RunInfo], out: str | Path, title: str = "clipwb runs") -> Path:
+def write_index(runs: list[RunInfo], out: str | Path, title: str = "clipwb runs",
+                names: list[str] | None = None,  # a heading per run (default: its stage; 'name (stage)' when they differ)
+               ) -> Path:
     "An `index.html` in `out` linking every run's notebook, figures, artifacts and metrics."
     import html
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     rel = lambda p: os.path.relpath(p, out)
     parts = [f"<h1>{html.escape(title)}</h1>"]
-    for r in runs:
+    for r, name in zip(runs, names or [r.stage for r in runs]):
+        head = r.stage if name == r.stage else f"{name} ({r.stage})"
         arts = read_json(r.run_dir / "artifacts.json") if (r.run_dir / "artifacts.json").exists() else {}
         links = [f'<a href="{rel(r.run_dir / (r.stage + ".ipynb"))}">executed notebook</a>',
                  f'<a href="{rel(r.run_dir)}">run folder</a>']
         links += [f'<a href="{rel(r.run_dir / p)}">{html.escape(k)}</a>' for k, p in {**arts.get("figures", {}), **arts.get("artifacts", {})}.items()]
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v:.4g}</td></tr>" if isinstance(v, float)
                        else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in r.metrics.items())
-        parts.append(f"<h2>{html.escape(r.stage)}</h2><p>{' · '.join(links)}</p><table>{rows}</table>")
+        parts.append(f"<h2>{html.escape(head)}</h2><p>{' · '.join(links)}</p><table>{rows}</table>")
     style = "<style>body{font-family:sans-serif;max-width:60em;margin:auto}td{padding:2px 12px}</style>"
     return atomic_write_text(out / "index.html", f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}</head><body>{''.join(parts)}</body></html>")

@@ -20,7 +20,7 @@ def clipwb(*args, root, check=True, timeout=600):
     return r
 
 
-def run(stage, root, **params):
+def run(stage, root, /, **params):
     args = ["run", stage]
     for k, v in params.items():
         args += ["-p", k, str(v)]
@@ -76,6 +76,36 @@ def test_eval(root, trained):
     assert all(0 <= v <= 1 for k, v in m.items() if k.startswith(("retrieval/", "zeroshot/")))
 
 
+@pytest.fixture(scope="module")
+def embedded(root, trained):
+    return run("embed", root, model=trained["run_dir"], data="shapes", limit=60, shard_size=25)
+
+
+def test_cluster_two_mcl_stages(root, embedded):
+    """Stage 0 clusters the embed run (joint image×text labels), stage 1 accumulates onto it; labels sit beside the embeddings."""
+    import numpy as np
+    import pandas as pd
+    emb = embedded["run_dir"]
+    s0 = run("cluster", root, embeddings=emb, k=2, niter=5, map_points=40, stability_seeds=2)
+    s1 = run("cluster", root, embeddings=emb, k=2, niter=5, seed=1, stage=1, prev=s0["run_dir"], map_points=0,
+             stability_seeds=0)
+    l0 = pd.read_parquet(Path(s0["run_dir"]) / "labels.parquet")
+    l1 = pd.read_parquet(Path(s1["run_dir"]) / "labels.parquet")
+    assert len(l0) == 60 and list(l0["id"]) == list(l1["id"])
+    np.testing.assert_array_equal(l0["cluster"], 2 * l0["text_cluster"] + l0["image_cluster"])
+    np.testing.assert_array_equal(l1["pseudo"], 4 * l0["cluster"] + l1["cluster"])
+    assert s1["metrics"]["cells_per_stage"] == [l0["cluster"].nunique(), l1["cluster"].nunique()]
+    assert s1["metrics"]["pseudo_cells"] == l1["pseudo"].nunique()
+    beside = pd.read_parquet(Path(emb) / "embeddings" / "labels_stage01.parquet")
+    np.testing.assert_array_equal(beside["pseudo"], l1["pseudo"])
+    figs = json.loads((Path(s1["run_dir"]) / "artifacts.json").read_text())["figures"]
+    assert "sankey" in figs and (Path(s1["run_dir"]) / figs["sankey"]).is_file()
+    page = (Path(s0["run_dir"]) / "map.html").read_text()
+    assert "data:image/png;base64," in page, "the map has thumbnails from the manifest's dataset"
+    diag = json.loads((Path(s0["run_dir"]) / "diagnostics.json").read_text())
+    assert sum(diag["sizes"]) == 60 and {r["factor"] for r in diag["agreement"]} >= {"shape", "colour"}
+
+
 def test_complete_run_is_skipped(root, trained):
     r = clipwb("run", "train", "-p", "data", "shapes", "-p", "model", "clipwb-micro", "-p", "max_steps", "3",
                "-p", "batch_size", "8", "-p", "data_limit", "48", root=root)
@@ -128,7 +158,7 @@ def test_killed_embed_resumes_without_loss_or_duplicates(tmp_path):
 
 def test_stages_listing(tmp_path):
     r = clipwb("stages", root=tmp_path)
-    for st in ("prepare", "train", "embed", "eval"):
+    for st in ("prepare", "train", "embed", "eval", "cluster", "merge_sweep"):
         assert f"\n{st}  (" in "\n" + r.stdout
     assert "-p shard_size <int>  default 64  samples per shard" in r.stdout
 
@@ -137,7 +167,7 @@ def test_quick_demo(tmp_path):
     r = clipwb("demo", "--quick", "--runs", str(tmp_path), root=tmp_path)
     idx = Path(r.stdout.strip().splitlines()[-1].split("open ", 1)[1])
     page = idx.read_text()
-    for st in ("prepare", "train", "embed", "eval"):
-        assert f"<h2>{st}</h2>" in page
+    for head in ("prepare", "train", "embed", "eval", "cluster", "ft_a (train)", "ft_b (train)", "merge (merge_sweep)"):
+        assert f"<h2>{head}</h2>" in page, head
     for href in __import__("re").findall(r'href="([^"]+)"', page):
         assert (idx.parent / href).exists(), href

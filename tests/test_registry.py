@@ -27,8 +27,9 @@ def registries():
     load_stages()
     from clipwb.config import STAGES
     from clipwb.data.readers import DATASETS
-    from clipwb.cluster.kmeans import CLUSTERERS
-    return {"STAGES": STAGES, "DATASETS": DATASETS, "CLUSTERERS": CLUSTERERS}
+    from clipwb.cluster import CLUSTERERS      # the package imports every clusterer module
+    from clipwb.merge import MERGERS           # likewise every merger
+    return {"STAGES": STAGES, "DATASETS": DATASETS, "CLUSTERERS": CLUSTERERS, "MERGERS": MERGERS}
 
 
 def test_registries_match_notebooks():
@@ -42,7 +43,14 @@ def test_dataset_formats_match_cards():
     assert sorted(FORMATS) == registries()["DATASETS"].names()
 
 
-@pytest.mark.parametrize("stage", ["prepare", "train", "embed", "eval"])
+def _stage_names():
+    from clipwb.pipeline import load_stages
+    from clipwb.config import STAGES
+    load_stages()
+    return STAGES.names()
+
+
+@pytest.mark.parametrize("stage", _stage_names())
 def test_stage_config_contract(stage):
     """Every stage config: all fields have defaults, round-trips through JSON, is strict about names and types."""
     from clipwb.config import StageConfig
@@ -69,7 +77,7 @@ def test_builtin_dataset_deterministic(fmt):
 
 
 def _clusterer_names():
-    from clipwb.cluster.kmeans import CLUSTERERS
+    from clipwb.cluster import CLUSTERERS
     return CLUSTERERS.names()
 
 
