@@ -36,8 +36,12 @@ demo-quick: install
 lab: install       ## JupyterLab on nbs/
 	$(VENV)/bin/jupyter lab --notebook-dir=nbs
 
-bench: install     ## benchmarks: printed ratios
+bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU cores; each script takes --help)
 	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_cluster.py
+	$(PY) benchmarks/bench_umap.py
+	$(PY) benchmarks/bench_merge.py
+	$(PY) benchmarks/bench_gram.py
 
 export: install    ## regenerate clipwb/ from nbs/ and clean notebooks
 	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean

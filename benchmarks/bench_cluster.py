@@ -1,6 +1,6 @@
 """Clustering benchmarks, measured side by side on the same data, N, K, D and iterations.
 
-    python benchmarks/bench_cluster.py [--n 100000] [--d 64] [--k 64,256] [--niter 10] [--repeats 1]
+    python benchmarks/bench_cluster.py [--n 50000] [--d 64] [--k 64,256] [--niter 10] [--repeats 1]
 
 (1) balanced_kmeans vs a direct `faiss.Kmeans` trained on all N points (max_points_per_centroid = N):
     time ratio (target <= 2.0) with balanced imbalance <= 1.01; objectives and imbalance of both;
@@ -38,12 +38,12 @@ def objective(x, c, labels):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--n", type=int, default=50_000)
     ap.add_argument("--d", type=int, default=64)
     ap.add_argument("--k", default="64,256", help="comma-separated cluster counts")
     ap.add_argument("--niter", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--chunk-size", type=int, default=65536)
+    ap.add_argument("--chunk-size", type=int, default=8192)
     ap.add_argument("--n-candidates", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -79,6 +79,7 @@ def main():
             peaks[n] = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
         rows.append(dict(k=k, tb=min(tb), tf=min(tf), tw=min(tw), td=min(td), b=b, f_imb=imbalance(f_sizes),
                          f_obj=f_obj, peaks=peaks))
+        print(f"  done K={k}: balanced {min(tb):.2f}s, faiss {min(tf):.2f}s", flush=True)
 
     print("\n(1) balanced_kmeans vs faiss.Kmeans on all N points (same niter)")
     print(f"{'K':>5} {'balanced s':>11} {'faiss s':>9} {'ratio':>7} {'target':>7} {'bal imb':>8} {'faiss imb':>9} "

@@ -31,7 +31,7 @@ def _sift(hb, hp, lo, n, pos):
         pos = ch
     hb[lo + pos] = b; hp[lo + pos] = p
 
-def _phase(cobj, ccost, bound, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size, queue, starved,
+def _phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size, queue, starved,
            resume, max_bids):
     "Forward auction at `eps` from floor prices `price` (in place); returns (bids, starved), starved = -1 if over budget."
     n_real, m = cobj.shape
@@ -56,11 +56,11 @@ def _phase(cobj, ccost, bound, n_dummy, K, split, cap, off, price, base, eps, ow
                     if v < w1: w2 = w1; w1 = v; j1 = j
                     elif v < w2 and j != j1: w2 = v
             if bound[i] < inf:
-                ob = bound[i] + pmin
+                ob = max(bound[i] + pmin, bfix[i])  # bfix: lowest unlisted reduced cost at the last relist
                 if ob < w2:  # refresh the (monotone) lower bound on unlisted clusters
                     pmin = inf
                     for j in range(n_obj): pmin = min(pmin, price[j] - base[j])
-                    ob = bound[i] + pmin
+                    ob = max(bound[i] + pmin, bfix[i])
                 if ob < w2: starved[i] = 1; nstarved += 1; continue  # an unlisted cluster may be 1st or 2nd
         else:
             for k in range(K):
@@ -98,26 +98,36 @@ def _kernel():
     return _KERNEL["phase"]
 
 # %% ../../nbs/32_cluster.balanced.ipynb #93a8b52d
-def _candidates(x, c, pk, m, chunk_size):
-    faiss = _faiss()
-    n, d = x.shape
-    K = len(c)
-    cb = np.empty((K, d + 1), np.float32)
-    cb[:, :d] = 2 * c
-    cb[:, d] = -((c.astype(np.float64) ** 2).sum(1) + pk)
-    cobj, ccost, bound = np.empty((n, m), np.int32), np.empty((n, m), np.float32), np.empty(n)
-    xq = np.ones((min(chunk_size, n), d + 1), np.float32)
-    for s in range(0, n, chunk_size):
-        e = min(s + chunk_size, n)
-        xq[:e - s, :d] = x[s:e]
-        sim, idx = faiss.knn(xq[:e - s], cb, m, metric=faiss.METRIC_INNER_PRODUCT)
-        red = (x[s:e].astype(np.float64) ** 2).sum(1)[:, None] - sim
-        cobj[s:e], ccost[s:e] = idx, np.maximum(red - pk[idx], 0)
-        bound[s:e] = red[:, -1] if m < K else np.inf
-    return cobj, ccost, bound
+def _candidates(x, c, price, base, m, chunk_size, rows=None, out=None):
+    n, K = len(x), len(c)
+    cn = (c.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    if out is None: out = (np.empty((n, m), np.int32), np.empty((n, m), np.float32), np.empty(n), np.empty(n))
+    cobj, ccost, bound, bfix = out
+    idx_all = np.arange(n) if rows is None else np.asarray(rows)
+    for s in range(0, len(idx_all), chunk_size):
+        r = idx_all[s:s + chunk_size]
+        xr = x[r] if rows is not None else x[s:s + chunk_size]
+        d = xr @ c.T                                     # [chunk, K] float32 tile
+        d *= -2; d += cn; d += np.einsum("ij,ij->i", xr, xr)[:, None]
+        np.maximum(d, 0, out=d)
+        red = d + price                                  # float64: prices can be large next to distances
+        if m < K:
+            top = np.argpartition(red, m - 1, axis=1)[:, :m]
+            order = np.argsort(np.take_along_axis(red, top, 1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, 1)
+            np.put_along_axis(red, top, np.inf, axis=1)
+            bfix[r] = red.min(1)                         # lowest unlisted d + p at today's prices (prices only rise)
+            red -= price; red += base                    # now d + base, reusing the tile
+            np.put_along_axis(red, top, np.inf, axis=1)
+            bound[r] = red.min(1)
+        else:
+            top = np.argsort(red, axis=1, kind="stable")
+            bound[r] = np.inf; bfix[r] = np.inf
+        cobj[r], ccost[r] = top, np.take_along_axis(d, top, 1)
+    return cobj, ccost, bound, bfix
 
 # %% ../../nbs/32_cluster.balanced.ipynb #4f1f45a9
-def cost_of_labels(x, c, labels, chunk_size: int = 65536) -> float:
+def cost_of_labels(x, c, labels, chunk_size: int = 8192) -> float:
     "Sum of squared distances of the rows of `x` to their centres `c[labels]` (float64, chunked)."
     return float(sum(((x[s:s + chunk_size].astype(np.float64) - c[labels[s:s + chunk_size]]) ** 2).sum()
                      for s in range(0, len(x), chunk_size)))
@@ -129,7 +139,7 @@ def _layout(n, K, capacities):
     if r == 0: return np.full(K, q, np.int64), 0, False
     return np.concatenate([np.full(K, q), np.ones(K)]).astype(np.int64), K - r, True
 
-def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base):
+def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix=None):
     "Primal cost, and a lower bound on the optimum from the prices (LP duality)."
     fin = np.where(np.isfinite(price), price, 0.0)
     pk = np.minimum(price[:K], price[K:]) if split else price
@@ -139,11 +149,11 @@ def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, ba
     primal = float(c64[np.arange(len(cobj)), hit.argmax(1)][listed].sum())
     primal += cost_of_labels(x[~listed], c, lab[~listed]) if not listed.all() else 0.0
     red = (c64 + pk[cobj]).min(1)
-    red = np.minimum(red, bound + np.min(price - base))
+    red = np.minimum(red, bound + np.min(price - base) if bfix is None else np.maximum(bound + np.min(price - base), bfix))
     dual = float(red.sum()) + n_dummy * float(price[K:].min() if split else 0.0) - float((cap * fin).sum())
     return primal, dual
 
-def _solve(x, c, capacities=None, price=None, *, chunk_size=65536, n_candidates=16, tol=1e-6, warm=False,
+def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=16, tol=1e-6, warm=False,
            theta=8.0):
     "Balanced assignment of the rows of `x` to centres `c`: (labels, object prices, info)."
     n, K = len(x), len(c)
@@ -156,11 +166,12 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=65536, n_candidates=
     hb, hp, size = np.empty(int(cap.sum())), np.empty(int(cap.sum()), np.int64), np.empty(n_obj, np.int64)
     phase, m, passes = _kernel(), min(max(int(n_candidates), 2), K), 0
 
-    def cands():
+    def cands(rows=None, out=None, base=None):
         pk = np.minimum(price[:K], price[K:]) if split else price.copy()
-        return (*_candidates(x, c, pk, m, chunk_size), np.concatenate([pk, pk]) if split else pk)
+        if base is None: base = pk.copy()
+        return (*_candidates(x, c, pk, base[:K], m, chunk_size, rows, out), np.concatenate([base, base]) if split and len(base) == K else base)
 
-    cobj, ccost, bound, base = cands(); passes += 1
+    cobj, ccost, bound, bfix, base = cands(); passes += 1
     scale = float(ccost[:, 0].astype(np.float64).sum())
     eps_final = tol * max(scale, 1e-12 * n) / P
     gaps = ccost[:, -1] - ccost[:, 0] if m > 1 else np.ones(1)
@@ -169,7 +180,7 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=65536, n_candidates=
     bids, phases, resume, relists, restarts = 0, 0, False, 0, 0
     while True:
         budget = np.iinfo(np.int64).max if eps >= eps_cold else 8 * P
-        nb, ns = phase(cobj, ccost, bound, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size,
+        nb, ns = phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size,
                        queue, starved, resume, budget)
         bids, phases = bids + nb, phases + (not resume)
         if ns < 0:  # warm prices were too far off for this eps: start again from a larger one
@@ -177,13 +188,17 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=65536, n_candidates=
             continue
         if ns:  # prices moved past some points' candidate lists: list again at the new prices, resume the starved
             relists += 1  # (within this phase)
-            if relists % 3 == 0 and m < K: m = min(2 * m, K)
-            cobj, ccost, bound, base = cands(); passes += 1
+            if relists % 50 == 0 and m < K:  # lists too short even after many relists: longer lists
+                m = min(2 * m, K)
+                cobj, ccost, bound, bfix, base = cands(); passes += 1
+            else:  # only the starved points, against the same base
+                cobj, ccost, bound, bfix, base = cands(np.flatnonzero(starved[:n]), (cobj, ccost, bound, bfix), base[:K])
+                passes += 1
             resume = True
             continue
         if eps <= eps_final: break
         eps, resume, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), False, 0
-    primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base)
+    primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix)
     info = dict(bids=bids, phases=phases, restarts=restarts, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
                 gap_rel=(primal - dual) / max(abs(primal), 1e-30))
     return owner[:n] % K, price, info
@@ -198,7 +213,7 @@ def _unit(c): return (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1
 def balanced_assign(x, centroids, *,
                     capacities=None,  # points per cluster (K ints summing to N); None: N/K, ±1 when K ∤ N
                     spherical: bool = False,  # normalise the centroids first
-                    chunk_size: int = 65536,  # rows per distance tile (memory O(chunk_size · K))
+                    chunk_size: int = 8192,  # rows per distance tile (memory O(chunk_size · K))
                     n_candidates: int = 16,  # cheapest clusters kept per point (memory O(N · n_candidates))
                     tol: float = 1e-6,  # relative optimality tolerance of the auction
                     return_info: bool = False,  # also return the solver's info dict (gap, bids, passes)
@@ -255,7 +270,7 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
                     niter: int = 20,  # maximum Lloyd iterations (stops earlier when no label changes)
                     spherical: bool = False,  # normalise centres after each update (cosine k-means)
                     init: str = "random",  # "random": k distinct points; "kmeans": faiss k-means centres
-                    chunk_size: int = 65536,  # rows per distance tile (memory O(chunk_size · k))
+                    chunk_size: int = 8192,  # rows per distance tile (memory O(chunk_size · k))
                     n_candidates: int = 16,  # cheapest clusters kept per point (memory O(N · n_candidates))
                     tol: float = 1e-6,  # relative optimality tolerance of each balanced assignment
                     predict: str = "balanced",  # what `assign` does on new data: "balanced" or "greedy"
