@@ -5,6 +5,7 @@
 # %% ../nbs/70_pipeline.ipynb #24fbecbd
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -100,10 +101,16 @@ def _kernel_uses_this_python() -> None:
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
+class _TypedParamsKnown(logging.Filter):
+    "papermill cannot infer `str | None` or `list[str]` parameters and warns they are unknown; clipwb has validated them."
+    def filter(self, r): return not r.getMessage().startswith("Passed unknown parameter")
+
 def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None = None, force: bool = False,
               log_output: bool = False, timeout: int | None = None) -> RunInfo:
     "Validate, then execute the stage notebook into its run directory (skip if complete)."
     import papermill as pm
+    pm_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _TypedParamsKnown) for f in pm_log.filters): pm_log.addFilter(_TypedParamsKnown())
     cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force)
     if status == "complete":
         log.info("%s: complete run %s skipped", stage, run_dir)
