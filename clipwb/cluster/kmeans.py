@@ -118,7 +118,11 @@ def kmeans(x, *, k: int, seed: int = 0, niter: int = 20, spherical: bool = False
                   n_train_points=n_train)
     c = Clustering(centroids, np.zeros(0, np.int64), 0.0, [float(v) for v in km.obj],
                    "kmeans", params, spherical=bool(spherical))
-    c.labels = c.assign(x)
-    diff = x.astype(np.float64) - centroids[c.labels].astype(np.float64)
-    c.objective = float((diff ** 2).sum())
+    # one search of every point against the trained index gives labels and distances (no second pass)
+    dist, idx = km.index.search(x, 1)
+    c.labels = idx[:, 0].astype(np.int64)
+    if spherical:  # inner products with unit centroids: ‖x − c‖² = ‖x‖² + 1 − 2⟨x, c⟩
+        sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        c.objective = float((sq + (centroids[c.labels].astype(np.float64) ** 2).sum(1) - 2 * dist[:, 0]).sum())
+    else: c.objective = float(dist[:, 0].sum(dtype=np.float64))
     return c
