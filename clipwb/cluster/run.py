@@ -153,6 +153,14 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
         pseudo, stage_cols = labels, [labels]
     else:
         prev = prev_labels(cfg.prev, ids)
+        have = sorted(c for c in prev.columns if c.startswith("cluster_s"))
+        if have != [f"cluster_s{s:02d}" for s in range(cfg.stage)]:
+            raise DataError(f"prev={cfg.prev} holds stages {[int(c[9:]) for c in have]}, but stage {cfg.stage} needs "
+                            f"stages 0..{cfg.stage - 1}: pass the cluster run of stage {cfg.stage - 1}")
+        k_prev = read_json(Path(cfg.prev) / "diagnostics.json")["stage"]["k_stage"]
+        if k_prev != k_stage:
+            raise DataError(f"prev={cfg.prev} used K = {k_prev} cells per stage, this stage K = {k_stage}: every stage "
+                            "of a chain must use the same k and modality")
         pseudo = accumulate(prev["pseudo"].to_numpy(), labels, k=k_stage)
         stage_cols = [prev[f"cluster_s{s:02d}"].to_numpy() for s in range(cfg.stage)] + [labels]
     df = pd.DataFrame({"id": ids, **{f"{m}_cluster": f.labels for m, f in fits.items()},
