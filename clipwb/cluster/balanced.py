@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core import ClipwbError, ConfigError, DataError, get_logger
 from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, kmeans
+from ..io import _l2n
 
 log = get_logger("clipwb.cluster.balanced")
 
@@ -208,7 +209,6 @@ def _check_int(name, v, lo=1):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ConfigError(f"balanced k-means: {name} must be an int >= {lo}, got {v!r}")
 
-def _unit(c): return (c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 def balanced_assign(x, centroids, *,
                     capacities=None,  # points per cluster (K ints summing to N); None: N/K, ±1 when K ∤ N
@@ -226,7 +226,7 @@ def balanced_assign(x, centroids, *,
     if not 0 < tol < 1: raise ConfigError(f"balanced_assign: tol must be in (0, 1), got {tol!r}")
     n, K = len(x), len(c)
     if K == 0: raise DataError("balanced_assign: no centroids")
-    if spherical: c = _unit(c)
+    if spherical: c = _l2n(c)
     if capacities is not None:
         cap = np.asarray(capacities)
         if cap.shape != (K,) or not np.issubdtype(cap.dtype, np.integer) or (cap < 0).any() or cap.sum() != n:
@@ -263,7 +263,7 @@ def _means(x, labels, k, spherical):
     n = len(x)
     onehot = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
     c = np.asarray(onehot @ x, np.float32) / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
-    return _unit(c) if spherical else np.ascontiguousarray(c, np.float32)
+    return _l2n(c) if spherical else np.ascontiguousarray(c, np.float32)
 
 @CLUSTERERS.register("balanced_kmeans")
 def balanced_kmeans(x, *, k: int, seed: int = 0,
@@ -288,7 +288,7 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
     k, kw = int(k), dict(chunk_size=int(chunk_size), n_candidates=int(n_candidates), tol=float(tol))
     if init == "random": c = x[np.sort(np.random.default_rng(seed).choice(n, k, replace=False))].copy()
     else: c = kmeans(x, k=k, seed=seed, niter=niter, spherical=spherical, gpu=False).centroids
-    if spherical: c = _unit(c)
+    if spherical: c = _l2n(c)
     labels, price, objs, it = None, None, [], 0
     for it in range(1, int(niter) + 1):
         new, price, info = _solve(x, c, price=price, warm=it > 1, **kw)

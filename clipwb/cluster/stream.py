@@ -13,7 +13,7 @@ import numpy as np
 
 from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, fit_clusters
 from ..core import ConfigError, DataError, get_logger
-from ..io import atomic_path, complete_shards, read_json, shard_paths, write_json
+from ..io import _l2n, atomic_path, complete_shards, read_json, shard_paths, write_json
 from ..registry import check_kwargs
 
 log = get_logger("clipwb.cluster.stream")
@@ -107,9 +107,6 @@ def _as_source(x):
     return x if isinstance(x, (EmbeddingSource, _ArraySource)) else _ArraySource(x)
 
 # %% ../../nbs/33_cluster.stream.ipynb #6c8e6b05
-def _l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
 def _posint(name: str, v, lo: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ConfigError(f"{name} must be an int >= {lo}, got {v!r}")
