@@ -5,7 +5,8 @@
 (1) balanced_kmeans vs a direct `faiss.Kmeans` trained on all N points (max_points_per_centroid = N):
     time ratio (target <= 2.0) with balanced imbalance <= 1.01; objectives and imbalance of both;
     peak Python-side memory (tracemalloc) of one balanced assignment at N/4 and N, next to the size of
-    an N x K float32 distance matrix, to show it grows with N·m (candidates), not N·K.
+    an N x K float32 distance matrix: it grows with N·m (m candidates per point, at most --max-candidates)
+    plus a chunk x K tile, not with N·K.
 (2) clipwb's `kmeans` wrapper vs the bare `faiss.Kmeans(...).train(x)` it wraps, same defaults
     (256 points per centroid): time ratio (target <= 1.2), and vs train + faiss's own labelling of all N points
     (`index.search(x, 1)`), which is what the wrapper returns.
@@ -46,6 +47,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--chunk-size", type=int, default=8192)
     ap.add_argument("--n-candidates", type=int, default=16)
+    ap.add_argument("--max-candidates", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
@@ -63,7 +65,7 @@ def main():
         tb, tf, tw, td = [], [], [], []
         for _ in range(a.repeats):  # interleaved
             t, b = timed(lambda: balanced_kmeans(x, k=k, seed=a.seed, niter=a.niter, chunk_size=a.chunk_size,
-                                                 n_candidates=a.n_candidates))
+                                                 n_candidates=a.n_candidates, max_candidates=a.max_candidates))
             tb.append(t)
             km = faiss.Kmeans(a.d, k, niter=a.niter, seed=a.seed, max_points_per_centroid=a.n)
             t, _ = timed(lambda: km.train(x)); tf.append(t)
@@ -79,8 +81,9 @@ def main():
         peaks = {}
         for n in (a.n // 4, a.n):
             tracemalloc.start()
-            balanced_assign(x[:n], b.centroids, chunk_size=a.chunk_size, n_candidates=a.n_candidates)
-            peaks[n] = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+            _, info = balanced_assign(x[:n], b.centroids, chunk_size=a.chunk_size, n_candidates=a.n_candidates,
+                                      max_candidates=a.max_candidates, return_info=True)
+            peaks[n] = (tracemalloc.get_traced_memory()[1], info["n_candidates"]); tracemalloc.stop()
         rows.append(dict(k=k, tb=min(tb), tf=min(tf), tw=min(tw), td=min(td), tl=min(tl), b=b, f_imb=imbalance(f_sizes),
                          f_obj=f_obj, peaks=peaks))
         print(f"  done K={k}: balanced {min(tb):.2f}s, faiss {min(tf):.2f}s", flush=True)
@@ -92,12 +95,13 @@ def main():
         b = r["b"]
         print(f"{r['k']:>5} {r['tb']:>11.2f} {r['tf']:>9.2f} {r['tb'] / r['tf']:>7.2f} {'<=2.0':>7} {b.imbalance:>8.4f} "
               f"{r['f_imb']:>9.3f} {b.objective / r['f_obj']:>18.4f} {b.params['n_iter']:>6} {b.params['gap_rel']:>9.1e}")
-    print("\n    peak Python-side memory of one balanced assignment (tracemalloc), chunk and candidates fixed")
-    print(f"{'K':>5} {'N':>9} {'peak MB':>9} {'N*K*4 MB':>9} {'peak/(N*K*4)':>13}")
+    print("\n    peak Python-side memory of one balanced assignment (tracemalloc), chunk fixed; m = candidates per point")
+    print(f"    reached (starts at --n-candidates, may double up to --max-candidates on hard data)")
+    print(f"{'K':>5} {'N':>9} {'m':>4} {'peak MB':>9} {'N*K*4 MB':>9} {'peak/(N*K*4)':>13}")
     for r in rows:
-        for n, p in r["peaks"].items():
+        for n, (p, m) in r["peaks"].items():
             full = n * r["k"] * 4
-            print(f"{r['k']:>5} {n:>9} {p / 2**20:>9.1f} {full / 2**20:>9.1f} {p / full:>13.3f}")
+            print(f"{r['k']:>5} {n:>9} {m:>4} {p / 2**20:>9.1f} {full / 2**20:>9.1f} {p / full:>13.3f}")
     print("\n(2) clipwb kmeans wrapper vs bare faiss.Kmeans(...).train (256 points per centroid, same niter);")
     print("    the wrapper also labels all N points, so the like-for-like column adds faiss's own index.search(x, 1)")
     print(f"{'K':>5} {'wrapper s':>10} {'train s':>9} {'ratio':>7} {'train+labels s':>15} {'ratio':>7} {'target':>7}")

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'repo_root', 'runs_dir', 'cache_dir', 'stages_dir',
-           'seed_everything', 'get_device', 'Sample', 'get_logger']
+__all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'runs_dir', 'cache_dir',
+           'stages_dir', 'seed_everything', 'get_device', 'Sample', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #ff412f3f
 class ClipwbError(Exception):
@@ -30,6 +30,14 @@ class DataError(ClipwbError):
 
 class UnsafeFileError(ClipwbError):
     "A file format clipwb refuses to load (pickles)."
+
+def check_int(name: str, v, lo: int = 1, hi: int | None = None, where: str = "") -> int:
+    "`v` as an int in `[lo, hi]`, or a `ConfigError` naming `where` and `name` (bools and floats refused)."
+    import numbers
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
+        rng = f"{lo} <= {name} <= {hi}" if hi is not None else f"{name} >= {lo}"
+        raise ConfigError(f"{where}{name} must be an int with {rng}, got {v!r}")
+    return int(v)
 
 # %% ../nbs/00_core.ipynb #a2e624e6
 def _find_root(start: Path) -> Path | None:

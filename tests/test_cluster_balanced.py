@@ -56,12 +56,14 @@ CASES = [(600, 4, 8), (601, 6, 8), (1000, 7, 16), (1500, 10, 32), (2000, 8, 16),
 
 
 @pytest.mark.parametrize("n,k,d", CASES)
-@pytest.mark.parametrize("n_candidates", [16, 3])
-def test_assign_matches_hungarian(n, k, d, n_candidates):
+@pytest.mark.parametrize("n_candidates,max_candidates", [(16, 64), (3, 64), (3, 3)])
+def test_assign_matches_hungarian(n, k, d, n_candidates, max_candidates):
+    """(3, 3): the lists never lengthen, so exactness rests on re-listing starved points alone."""
     x = skewed(n, d, seed=n + k)
     n = len(x)
     c = x[np.random.default_rng(k).choice(n, k, replace=False)]
-    lab, info = balanced_assign(x, c, n_candidates=n_candidates, return_info=True)
+    lab, info = balanced_assign(x, c, n_candidates=n_candidates, max_candidates=max_candidates, return_info=True)
+    assert info["n_candidates"] <= max(max_candidates, n_candidates)
     sizes = np.bincount(lab, minlength=k)
     assert sizes.sum() == n and sizes.max() - sizes.min() <= 1
     q, r = divmod(n, k)

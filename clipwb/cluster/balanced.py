@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import ClipwbError, ConfigError, DataError, get_logger
+from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger
 from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, kmeans
 from ..io import _l2n
 
@@ -140,21 +140,28 @@ def _layout(n, K, capacities):
     if r == 0: return np.full(K, q, np.int64), 0, False
     return np.concatenate([np.full(K, q), np.ones(K)]).astype(np.int64), K - r, True
 
-def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix=None):
-    "Primal cost, and a lower bound on the optimum from the prices (LP duality)."
+def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix=None, chunk_size=8192):
+    "Primal cost, and a lower bound on the optimum from the prices (LP duality); O(chunk·m) temporaries."
     fin = np.where(np.isfinite(price), price, 0.0)
     pk = np.minimum(price[:K], price[K:]) if split else price
-    lab, c64 = owner[:len(cobj)] % K, ccost.astype(np.float64)
-    hit = cobj == lab[:, None]
-    listed = hit.any(1)  # the assigned cluster is normally among the listed ones; else use the exact cost
-    primal = float(c64[np.arange(len(cobj)), hit.argmax(1)][listed].sum())
-    primal += cost_of_labels(x[~listed], c, lab[~listed]) if not listed.all() else 0.0
-    red = (c64 + pk[cobj]).min(1)
-    red = np.minimum(red, bound + np.min(price - base) if bfix is None else np.maximum(bound + np.min(price - base), bfix))
-    dual = float(red.sum()) + n_dummy * float(price[K:].min() if split else 0.0) - float((cap * fin).sum())
+    shift = np.min(price - base)
+    primal = red_sum = 0.0
+    for s in range(0, len(cobj), chunk_size):
+        co, c64 = cobj[s:s + chunk_size], ccost[s:s + chunk_size].astype(np.float64)
+        lab = owner[s:s + len(co)] % K
+        hit = co == lab[:, None]
+        listed = hit.any(1)  # the assigned cluster is normally among the listed ones; else use the exact cost
+        primal += float(c64[np.arange(len(co)), hit.argmax(1)][listed].sum())
+        if not listed.all(): primal += cost_of_labels(x[s:s + len(co)][~listed], c, lab[~listed])
+        c64 += pk[co]
+        lo = bound[s:s + len(co)] + shift
+        if bfix is not None: lo = np.maximum(lo, bfix[s:s + len(co)])
+        red_sum += float(np.minimum(c64.min(1), lo).sum())
+    dual = red_sum + n_dummy * float(price[K:].min() if split else 0.0) - float((cap * fin).sum())
     return primal, dual
 
-def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=16, tol=1e-6, warm=False,
+def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=16, max_candidates=64, tol=1e-6,
+           warm=False,
            theta=8.0):
     "Balanced assignment of the rows of `x` to centres `c`: (labels, object prices, info)."
     n, K = len(x), len(c)
@@ -166,6 +173,7 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
     owner, queue, starved = np.empty(P, np.int64), np.empty(P + 1, np.int64), np.empty(P, np.uint8)
     hb, hp, size = np.empty(int(cap.sum())), np.empty(int(cap.sum()), np.int64), np.empty(n_obj, np.int64)
     phase, m, passes = _kernel(), min(max(int(n_candidates), 2), K), 0
+    m_max = min(max(int(max_candidates), m), K)  # lists may lengthen up to here on hard data
 
     def cands(rows=None, out=None, base=None):
         pk = np.minimum(price[:K], price[K:]) if split else price.copy()
@@ -189,8 +197,8 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
             continue
         if ns:  # prices moved past some points' candidate lists: list again at the new prices, resume the starved
             relists += 1  # (within this phase)
-            if relists % 50 == 0 and m < K:  # lists too short even after many relists: longer lists
-                m = min(2 * m, K)
+            if relists % 50 == 0 and m < m_max:  # lists too short even after many relists: longer lists
+                m = min(2 * m, m_max)
                 cobj, ccost, bound, bfix, base = cands(); passes += 1
             else:  # only the starved points, against the same base
                 cobj, ccost, bound, bfix, base = cands(np.flatnonzero(starved[:n]), (cobj, ccost, bound, bfix), base[:K])
@@ -199,15 +207,13 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
             continue
         if eps <= eps_final: break
         eps, resume, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), False, 0
-    primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix)
+    primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix, chunk_size)
     info = dict(bids=bids, phases=phases, restarts=restarts, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
                 gap_rel=(primal - dual) / max(abs(primal), 1e-30))
     return owner[:n] % K, price, info
 
 # %% ../../nbs/32_cluster.balanced.ipynb #d56d1d32
-def _check_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ConfigError(f"balanced k-means: {name} must be an int >= {lo}, got {v!r}")
+def _check_int(name, v): return check_int(name, v, where="balanced k-means: ")
 
 
 def balanced_assign(x, centroids, *,
@@ -215,6 +221,7 @@ def balanced_assign(x, centroids, *,
                     spherical: bool = False,  # normalise the centroids first
                     chunk_size: int = 8192,  # rows per distance tile (memory O(chunk_size · K))
                     n_candidates: int = 16,  # cheapest clusters kept per point (memory O(N · n_candidates))
+                    max_candidates: int = 64,  # lists lengthen up to this on hard data (memory O(N · max_candidates))
                     tol: float = 1e-6,  # relative optimality tolerance of the auction
                     return_info: bool = False,  # also return the solver's info dict (gap, bids, passes)
                     ) -> np.ndarray:
@@ -223,6 +230,7 @@ def balanced_assign(x, centroids, *,
     if x.shape[1] != c.shape[1]:
         raise DataError(f"balanced_assign: x has dimension {x.shape[1]} but the centroids have {c.shape[1]}")
     _check_int("chunk_size", chunk_size); _check_int("n_candidates", n_candidates)
+    _check_int("max_candidates", max_candidates)
     if not 0 < tol < 1: raise ConfigError(f"balanced_assign: tol must be in (0, 1), got {tol!r}")
     n, K = len(x), len(c)
     if K == 0: raise DataError("balanced_assign: no centroids")
@@ -234,13 +242,15 @@ def balanced_assign(x, centroids, *,
                               f"got {capacities!r}")
         act = np.flatnonzero(cap)
         if len(act) < K:  # clusters with capacity 0 take no part
-            lab, _, info = _solve(x, c[act], cap[act], chunk_size=chunk_size, n_candidates=n_candidates, tol=tol)
+            lab, _, info = _solve(x, c[act], cap[act], chunk_size=chunk_size, n_candidates=n_candidates,
+                                  max_candidates=max_candidates, tol=tol)
             lab = act[lab]
             return (lab, info) if return_info else lab
     if n == 0:
         lab, info = np.zeros(0, np.int64), {}
     else:
-        lab, _, info = _solve(x, c, capacities, chunk_size=chunk_size, n_candidates=n_candidates, tol=tol)
+        lab, _, info = _solve(x, c, capacities, chunk_size=chunk_size, n_candidates=n_candidates,
+                                  max_candidates=max_candidates, tol=tol)
     return (lab, info) if return_info else lab
 
 # %% ../../nbs/32_cluster.balanced.ipynb #19624758
@@ -256,7 +266,7 @@ class BalancedClustering(Clustering):
         if mode != "balanced": raise ConfigError(f"assign: predict must be 'balanced' or 'greedy', got {mode!r}")
         p = self.params
         return balanced_assign(x, self.centroids, spherical=self.spherical, chunk_size=p["chunk_size"],
-                               n_candidates=p["n_candidates"], tol=p["tol"])
+                               n_candidates=p["n_candidates"], max_candidates=p.get("max_candidates", 64), tol=p["tol"])
 
 def _means(x, labels, k, spherical):
     import scipy.sparse as sp
@@ -272,6 +282,7 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
                     init: str = "random",  # "random": k distinct points; "kmeans": faiss k-means centres
                     chunk_size: int = 8192,  # rows per distance tile (memory O(chunk_size · k))
                     n_candidates: int = 16,  # cheapest clusters kept per point (memory O(N · n_candidates))
+                    max_candidates: int = 64,  # lists lengthen up to this on hard data (memory O(N · max_candidates))
                     tol: float = 1e-6,  # relative optimality tolerance of each balanced assignment
                     predict: str = "balanced",  # what `assign` does on new data: "balanced" or "greedy"
                     ) -> BalancedClustering:
@@ -281,11 +292,13 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ConfigError(f"balanced_kmeans: k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")
     _check_int("niter", niter); _check_int("chunk_size", chunk_size); _check_int("n_candidates", n_candidates)
+    _check_int("max_candidates", max_candidates)
     if init not in ("random", "kmeans"): raise ConfigError(f"balanced_kmeans: init must be 'random' or 'kmeans', got {init!r}")
     if predict not in ("balanced", "greedy"):
         raise ConfigError(f"balanced_kmeans: predict must be 'balanced' or 'greedy', got {predict!r}")
     if not 0 < tol < 1: raise ConfigError(f"balanced_kmeans: tol must be in (0, 1), got {tol!r}")
-    k, kw = int(k), dict(chunk_size=int(chunk_size), n_candidates=int(n_candidates), tol=float(tol))
+    k, kw = int(k), dict(chunk_size=int(chunk_size), n_candidates=int(n_candidates), max_candidates=int(max_candidates),
+                         tol=float(tol))
     if init == "random": c = x[np.sort(np.random.default_rng(seed).choice(n, k, replace=False))].copy()
     else: c = kmeans(x, k=k, seed=seed, niter=niter, spherical=spherical, gpu=False).centroids
     if spherical: c = _l2n(c)

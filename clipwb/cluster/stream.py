@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, fit_clusters
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, DataError, check_int, get_logger
 from ..io import _l2n, atomic_path, complete_shards, read_json, shard_paths, write_json
 from ..registry import check_kwargs
 
@@ -107,11 +107,6 @@ def _as_source(x):
     return x if isinstance(x, (EmbeddingSource, _ArraySource)) else _ArraySource(x)
 
 # %% ../../nbs/33_cluster.stream.ipynb #6c8e6b05
-def _posint(name: str, v, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ConfigError(f"{name} must be an int >= {lo}, got {v!r}")
-    return int(v)
-
 def _batch_edges(n: int, batch_size: int) -> np.ndarray:
     nb = -(-n // batch_size)
     return (np.arange(nb + 1) * n) // nb
@@ -151,17 +146,17 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
     n, d = src.n, src.dim
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ConfigError(f"k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")
-    k, batch_size, max_iter, n_init = (_posint(a, v) for a, v in (("k", k), ("batch_size", batch_size),
+    k, batch_size, max_iter, n_init = (check_int(a, v) for a, v in (("k", k), ("batch_size", batch_size),
                                                                   ("max_iter", max_iter), ("n_init", n_init)))
     if not (isinstance(tol, (int, float)) and tol >= 0): raise ConfigError(f"tol must be a number >= 0, got {tol!r}")
-    if max_no_improvement is not None: max_no_improvement = _posint("max_no_improvement", max_no_improvement)
+    if max_no_improvement is not None: max_no_improvement = check_int("max_no_improvement", max_no_improvement)
     edges = _batch_edges(n, batch_size)
     if (small := int(np.diff(edges).min())) < k:
         raise ConfigError(f"batch_size={batch_size} splits N={n} into batches of {small} rows, fewer than k={k}; "
                           f"use batch_size >= {2 * k}")
     prep = _l2n if spherical else (lambda a: a)
     rng = np.random.default_rng(seed)
-    m = min(n, _posint("init_size", init_size) if init_size is not None else max(3 * batch_size, 3 * k))
+    m = min(n, check_int("init_size", init_size) if init_size is not None else max(3 * batch_size, 3 * k))
     if m < k: raise ConfigError(f"init_size={m} is smaller than k={k}")
     sample = prep(src.take(np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)))
     best = None
@@ -251,7 +246,7 @@ def two_level(x,  # `[N, D]` array or an `EmbeddingSource`
     n = src.n
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ConfigError(f"fraction must be in (0, 1], got {fraction!r}")
-    k, k_fine, batch_size = _posint("k", k), _posint("k_fine", k_fine), _posint("batch_size", batch_size)
+    k, k_fine, batch_size = check_int("k", k), check_int("k_fine", k_fine), check_int("batch_size", batch_size)
     if k_fine < k: raise ConfigError(f"k_fine={k_fine} must be >= k={k} (coarse clusters group fine ones)")
     m = int(np.ceil(fraction * n))
     if k_fine > m:

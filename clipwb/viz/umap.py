@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..cluster.kmeans import _as_points, _faiss
-from ..core import ClipwbError, ConfigError, DataError, get_logger
+from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger
 from ..io import atomic_write_text
 
 log = get_logger("clipwb.viz.umap")
@@ -23,12 +23,6 @@ log = get_logger("clipwb.viz.umap")
 __all__ = ['log', 'knn_graph', 'umap_embed', 'cluster_map', 'thumbnails_b64', 'save_map_html', 'map_figure']
 
 # %% ../../nbs/35_viz.umap.ipynb #b9c0d6d6
-def _check_int(name: str, v, lo: int, hi: int | None = None, where: str = "") -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
-        rng = f"{lo} <= {name} <= {hi}" if hi is not None else f"{name} >= {lo}"
-        raise ConfigError(f"{where}{name} must be an int with {rng}, got {v!r}")
-    return int(v)
-
 def _use_gpu(faiss, gpu, where: str) -> bool:
     if gpu not in ("auto", True, False): raise ConfigError(f"{where}: gpu must be 'auto', True or False, got {gpu!r}")
     ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
@@ -49,8 +43,8 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
     n, d = x.shape
     if metric not in ("cosine", "euclidean"):
         raise ConfigError(f"knn_graph: metric must be 'cosine' or 'euclidean', got {metric!r}")
-    k = _check_int("n_neighbors", n_neighbors, 1, n, "knn_graph: ")
-    batch_size = _check_int("batch_size", batch_size, 1, where="knn_graph: ")
+    k = check_int("n_neighbors", n_neighbors, 1, n, "knn_graph: ")
+    batch_size = check_int("batch_size", batch_size, 1, where="knn_graph: ")
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         if (bad := np.flatnonzero(norms[:, 0] == 0)).size:
@@ -61,7 +55,7 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
     kk, flat = min(k + 1, n), index
     if ivf_probe is not None:
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))      # faiss wants >= 39 training points per list
-        ivf_probe = min(_check_int("ivf_probe", ivf_probe, 1, where="knn_graph: "), nlist)
+        ivf_probe = min(check_int("ivf_probe", ivf_probe, 1, where="knn_graph: "), nlist)
         quantizer = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, flat.metric_type)
         index.cp.seed, index.nprobe = 0, ivf_probe
@@ -119,9 +113,9 @@ def umap_embed(x,                                     # [N, D] points
     umap = _umap()
     x = _as_points(x)
     n = len(x)
-    k = _check_int("n_neighbors", n_neighbors, 2, n - 1, "umap_embed: ") if n > 2 else None
+    k = check_int("n_neighbors", n_neighbors, 2, n - 1, "umap_embed: ") if n > 2 else None
     if k is None: raise DataError(f"umap_embed: needs at least 3 points, got {n}")
-    if seed is not None: _check_int("seed", seed, 0, where="umap_embed: ")
+    if seed is not None: check_int("seed", seed, 0, where="umap_embed: ")
     if knn is None: knn = knn_graph(x, n_neighbors=k, metric=metric, gpu=gpu, ivf_probe=ivf_probe)
     idx, dist = _check_knn(knn, n, k)
     with warnings.catch_warnings():
@@ -202,7 +196,7 @@ def thumbnails_b64(images: Sequence,            # PIL images or uint8 arrays [H,
     "Small PNG `data:` URIs of `images` (aspect ratio kept, never enlarged)."
     import base64, io
     from PIL import Image
-    size = _check_int("size", size, 1, where="thumbnails_b64: ")
+    size = check_int("size", size, 1, where="thumbnails_b64: ")
     out = []
     for im in images:
         im = im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im))
@@ -276,7 +270,7 @@ def map_figure(x,                               # [N, D] embeddings
         raise DataError(f"map_figure: meta has no column '{caption_col}'; columns: {list(meta.columns)}")
     rng = np.random.default_rng(0 if seed is None else seed)
     sel = np.arange(n)
-    if max_points is not None and n > _check_int("max_points", max_points, 3, where="map_figure: "):
+    if max_points is not None and n > check_int("max_points", max_points, 3, where="map_figure: "):
         sel = np.sort(rng.choice(n, max_points, replace=False))
         log.info(f"map_figure: mapping a random sample of {max_points} of {n} points")
     xy = umap_embed(x[sel], n_neighbors=min(n_neighbors, len(sel) - 1), min_dist=min_dist, metric=metric,
