@@ -161,8 +161,7 @@ def _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, ba
     return primal, dual
 
 def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=16, max_candidates=64, tol=1e-6,
-           warm=False,
-           theta=8.0):
+           warm=False, theta=8.0):
     "Balanced assignment of the rows of `x` to centres `c`: (labels, object prices, info)."
     n, K = len(x), len(c)
     cap, n_dummy, split = _layout(n, K, capacities)
@@ -250,7 +249,7 @@ def balanced_assign(x, centroids, *,
         lab, info = np.zeros(0, np.int64), {}
     else:
         lab, _, info = _solve(x, c, capacities, chunk_size=chunk_size, n_candidates=n_candidates,
-                                  max_candidates=max_candidates, tol=tol)
+                              max_candidates=max_candidates, tol=tol)
     return (lab, info) if return_info else lab
 
 # %% ../../nbs/32_cluster.balanced.ipynb #19624758
