@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import random
 from dataclasses import dataclass, field
@@ -33,7 +34,6 @@ class UnsafeFileError(ClipwbError):
 
 def check_int(name: str, v, lo: int = 1, hi: int | None = None, where: str = "") -> int:
     "`v` as an int in `[lo, hi]`, or a `ConfigError` naming `where` and `name` (bools and floats refused)."
-    import numbers
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
         rng = f"{lo} <= {name} <= {hi}" if hi is not None else f"{name} >= {lo}"
         raise ConfigError(f"{where}{name} must be an int with {rng}, got {v!r}")

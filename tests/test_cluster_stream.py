@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clipwb.cluster.kmeans import CLUSTERERS, Clustering, fit_clusters
+from clipwb.cluster.kmeans import fit_clusters
 from clipwb.cluster.stream import (EmbeddingSource, TwoLevelClustering, assign_shards, minibatch_kmeans,
                                    shard_source, two_level)
 from clipwb.core import ConfigError, DataError
@@ -128,6 +128,20 @@ def test_memory_bounded_by_batch(tmp_path, monkeypatch):
     assert max(rec.reads) <= 400 and len(c.labels) == len(t.labels) == 5000
 
 
+def _sqd(a, b):
+    return ((a[:, None, :].astype(np.float64) - b[None]) ** 2).sum(-1)
+
+
+def _check_two_level_maps(tl, x):
+    """Brute-force oracle of the two-level structure: fine label = nearest fine centre of each row, coarse label =
+    the map applied to it, map = nearest coarse centre of each fine centre. Returns the row-to-fine distances."""
+    d_f = _sqd(x, tl.fine.centroids)
+    np.testing.assert_array_equal(tl.fine_labels, d_f.argmin(1))
+    np.testing.assert_array_equal(tl.labels, tl.fine_to_coarse[tl.fine_labels])
+    np.testing.assert_array_equal(tl.fine_to_coarse, _sqd(tl.fine.centroids, tl.centroids).argmin(1))
+    return d_f
+
+
 def test_two_level_consistency(tmp_path):
     x, y = random_embeddings(3000, 16, k=24, spread=0.5, seed=9)
     _write(tmp_path, x, sizes=(1000, 1000, 1000))
@@ -136,13 +150,7 @@ def test_two_level_consistency(tmp_path):
     tl = fit_clusters(src, "two_level", k=4, k_fine=24, fraction=0.3, seed=2, batch_size=700)
     assert isinstance(tl, TwoLevelClustering) and tl.method == "two_level"
     assert tl.params["n_fine_points"] == 900 and len(tl.fine.labels) == 900
-    # fine label of every row = brute-force argmin over the fine centres
-    d_f = ((img[:, None, :].astype(np.float64) - tl.fine.centroids[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(tl.fine_labels, d_f.argmin(1))
-    # coarse label = the map applied to the fine label; the map = nearest coarse centre of each fine centre
-    np.testing.assert_array_equal(tl.labels, tl.fine_to_coarse[tl.fine_labels])
-    d_c = ((tl.fine.centroids[:, None, :].astype(np.float64) - tl.centroids[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(tl.fine_to_coarse, d_c.argmin(1))
+    d_f = _check_two_level_maps(tl, img)
     # coarse centres = a clustering of the fine centres with the same method and seed
     ref = fit_clusters(tl.fine.centroids, "kmeans", k=4, seed=2)
     np.testing.assert_array_equal(tl.centroids, ref.centroids)
@@ -171,20 +179,14 @@ def test_two_level_streaming_fine_method(tmp_path):
     np.testing.assert_array_equal(tl.labels, tl.fine_to_coarse[direct.labels])
 
 
-def test_two_level_balanced_if_available():
-    """MoDE's balanced k-means at both levels, once clipwb.cluster.balanced exists."""
-    pytest.importorskip("clipwb.cluster.balanced")
-    if "balanced_kmeans" not in CLUSTERERS:
-        pytest.skip("balanced_kmeans not registered")
+def test_two_level_balanced():
+    """MoDE's balanced k-means at both levels."""
+    import clipwb.cluster.balanced  # noqa: F401  (registers balanced_kmeans)
     x, _ = random_embeddings(1200, 8, k=4, seed=11)
     tl = fit_clusters(x, "two_level", k=2, k_fine=8, fine_method="balanced_kmeans", coarse_method="balanced_kmeans")
     assert tl.fine.method == tl.coarse.method == "balanced_kmeans"
     # assignment is greedy nearest centre (MoDE step 3), not the balanced assign of the fit
-    d_f = ((x[:, None, :].astype(np.float64) - tl.fine.centroids[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(tl.fine_labels, d_f.argmin(1))
-    np.testing.assert_array_equal(tl.labels, tl.fine_to_coarse[tl.fine_labels])
-    d_c = ((tl.fine.centroids[:, None, :].astype(np.float64) - tl.centroids[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(tl.fine_to_coarse, d_c.argmin(1))
+    _check_two_level_maps(tl, x)
     ref = fit_clusters(tl.fine.centroids, "balanced_kmeans", k=2, seed=0)
     np.testing.assert_array_equal(tl.centroids, ref.centroids)
     np.testing.assert_array_equal(tl.assign(x), tl.labels)
