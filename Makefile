@@ -5,6 +5,7 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: install browser test test-fast demo demo-quick lab bench export clean-nbs docs
@@ -22,7 +23,7 @@ browser:           ## Debian's chromium for the JupyterLab widget test (apt-get;
 
 test: install browser ## notebook examples (nbdev_test), then the pytest suite
 	$(VENV)/bin/nbdev_test --n_workers 2
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install ## pytest without the papermill end-to-end tests
 	$(PY) -m pytest -m "not e2e"

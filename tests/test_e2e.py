@@ -1,37 +1,12 @@
-"""End to end: every stage notebook executed by papermill through the `clipwb` CLI into a temp runs root."""
+"""End to end: the stage notebooks run one after another by papermill through the `clipwb` CLI into one temp runs root."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from e2e_helpers import clipwb, run
+
 pytestmark = pytest.mark.e2e
-
-
-def clipwb(*args, root, check=True, timeout=600):
-    env = {**os.environ, "CLIPWB_RUNS": str(root)}
-    r = subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=env, timeout=timeout)
-    if check and r.returncode != 0:
-        raise AssertionError(f"clipwb {' '.join(args)} → {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
-
-
-def run(stage, root, /, **params):
-    args = ["run", stage]
-    for k, v in params.items():
-        args += ["-p", k, str(v)]
-    r = clipwb(*args, root=root)
-    out = json.loads(r.stdout[r.stdout.index("{"):])
-    run_dir = Path(out["run_dir"])
-    assert out["metrics"] == json.loads((run_dir / "metrics.json").read_text())
-    for f in ("params.yaml", "config.json", "env.json", "artifacts.json", f"{stage}.ipynb"):
-        assert (run_dir / f).is_file(), f"{stage}: {f} missing"
-    assert run_dir.parent == root / stage
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -111,63 +86,3 @@ def test_complete_run_is_skipped(root, trained):
                "-p", "batch_size", "8", "-p", "data_limit", "48", root=root)
     out = json.loads(r.stdout[r.stdout.index("{"):])
     assert out["status"] == "complete" and out["run_dir"] == trained["run_dir"]
-
-
-def test_bad_parameters_rejected_before_running(tmp_path):
-    r = clipwb("run", "embed", "-p", "shard_sise", "3", root=tmp_path, check=False)
-    assert r.returncode == 2 and "unknown parameter(s) ['shard_sise']" in r.stderr
-    r = clipwb("run", "embed", "-p", "limit", "lots", root=tmp_path, check=False)
-    assert r.returncode == 2 and "'limit'" in r.stderr
-    assert not any(tmp_path.rglob("*.ipynb"))
-
-
-def test_failing_cell_keeps_notebook(tmp_path):
-    r = clipwb("run", "embed", "-p", "data", "no-such-card", root=tmp_path, check=False)
-    assert r.returncode == 1, r.stderr
-    nbs = list((tmp_path / "embed").glob("*/embed.ipynb"))
-    assert len(nbs) == 1 and "no data card 'no-such-card'" in nbs[0].read_text()
-    assert not (nbs[0].parent / "metrics.json").exists()
-
-
-def test_killed_embed_resumes_without_loss_or_duplicates(tmp_path):
-    """SIGKILL the whole run (CLI + kernel) after its first shard, rerun: every id exactly once, same as an uninterrupted run."""
-    params = ["-p", "data", "shapes", "-p", "limit", "600", "-p", "shard_size", "20", "-p", "batch_size", "20"]
-    env = {**os.environ, "CLIPWB_RUNS": str(tmp_path / "a")}
-    p = subprocess.Popen([sys.executable, "-m", "clipwb", "run", "embed", *params], env=env, start_new_session=True,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "a").rglob("metadata_00001.parquet")):
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait()
-    run_dir = next((tmp_path / "a" / "embed").iterdir())
-    assert not (run_dir / "metrics.json").exists(), "the run finished before it could be killed"
-    r = clipwb("run", "embed", *params, root=tmp_path / "a")
-    out = json.loads(r.stdout[r.stdout.index("{"):])
-    assert Path(out["run_dir"]) == run_dir and out["metrics"]["new_samples"] < 600
-    rb = clipwb("run", "embed", *params, root=tmp_path / "b").stdout
-    ref = json.loads(rb[rb.index("{"):])
-    from clipwb.io import load_embeddings
-    import numpy as np
-    ia, ta, ma = load_embeddings(run_dir / "embeddings")
-    ib, tb, mb = load_embeddings(Path(ref["run_dir"]) / "embeddings")
-    assert ma["id"].is_unique and list(ma["id"]) == list(mb["id"]) and len(ma) == 600
-    np.testing.assert_array_equal(ia, ib)
-    np.testing.assert_array_equal(ta, tb)
-
-
-def test_stages_listing(tmp_path):
-    r = clipwb("stages", root=tmp_path)
-    for st in ("prepare", "train", "embed", "eval", "cluster", "merge_sweep"):
-        assert f"\n{st}  (" in "\n" + r.stdout
-    assert "-p shard_size <int>  default 64  samples per shard" in r.stdout
-
-
-def test_quick_demo(tmp_path):
-    r = clipwb("demo", "--quick", "--runs", str(tmp_path), root=tmp_path)
-    idx = Path(r.stdout.strip().splitlines()[-1].split("open ", 1)[1])
-    page = idx.read_text()
-    for head in ("prepare", "train", "embed", "eval", "cluster", "ft_a (train)", "ft_b (train)", "merge (merge_sweep)"):
-        assert f"<h2>{head}</h2>" in page, head
-    for href in __import__("re").findall(r'href="([^"]+)"', page):
-        assert (idx.parent / href).exists(), href

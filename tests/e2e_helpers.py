@@ -1,0 +1,28 @@
+"""Helpers for the end-to-end tests: the `clipwb` CLI in a subprocess against a given runs root."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def clipwb(*args, root, check=True, timeout=600):
+    env = {**os.environ, "CLIPWB_RUNS": str(root)}
+    r = subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"clipwb {' '.join(args)} → {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def run(stage, root, /, **params):
+    args = ["run", stage]
+    for k, v in params.items():
+        args += ["-p", k, str(v)]
+    r = clipwb(*args, root=root)
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    run_dir = Path(out["run_dir"])
+    assert out["metrics"] == json.loads((run_dir / "metrics.json").read_text())
+    for f in ("params.yaml", "config.json", "env.json", "artifacts.json", f"{stage}.ipynb"):
+        assert (run_dir / f).is_file(), f"{stage}: {f} missing"
+    assert run_dir.parent == root / stage
+    return out
