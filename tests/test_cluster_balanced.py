@@ -77,6 +77,22 @@ def test_assign_matches_hungarian(n, k, d, n_candidates, max_candidates):
     assert imbalance(np.bincount(greedy, minlength=k)) > imbalance(sizes)
 
 
+
+@pytest.mark.parametrize("gen,n,grown", [(skewed, 2000, 8), (core_halo, 1600, 16)])
+def test_lengthened_lists_stay_exact(gen, n, grown):
+    """Lists start at 2 of 32 clusters and must grow: fast while 2m <= K/4 (2 -> 4 -> 8), slowly beyond (8 -> 16,
+    after 500 relists in a phase, which the tight core-plus-halo data forces)."""
+    k = 32
+    x = gen(n, 16, seed=n + k)
+    c = x[np.random.default_rng(k).choice(len(x), k, replace=False)]
+    lab, info = balanced_assign(x, c, n_candidates=2, max_candidates=16, return_info=True)
+    assert info["n_candidates"] == grown, info
+    sizes = np.bincount(lab, minlength=k)
+    assert sizes.max() - sizes.min() <= 1 and (sizes == len(x) // k + 1).sum() == len(x) % k
+    dm = sqdist(x, c)
+    opt, got = lsa_cost(dm), float(dm[np.arange(len(x)), lab].sum())
+    assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_assign_explicit_capacities(seed):
     rng = np.random.default_rng(seed)

@@ -33,16 +33,15 @@ def _sift(hb, hp, lo, n, pos):
     hb[lo + pos] = b; hp[lo + pos] = p
 
 def _phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size, queue, starved,
-           resume, max_bids):
+           todo, max_bids):
     "Forward auction at `eps` from floor prices `price` (in place); returns (bids, starved), starved = -1 if over budget."
     n_real, m = cobj.shape
     n_obj, P, qcap, inf = price.shape[0], n_real + n_dummy, queue.shape[0], np.inf
     qh, qn, nbids, nstarved, pmin = 0, 0, 0, 0, inf
-    if not resume:
+    if len(todo) == 0:  # a fresh phase: everyone bids
         for j in range(n_obj): size[j] = 0
-    for i in range(P):
-        if not resume or starved[i]: owner[i] = -1; queue[qn] = i; qn += 1
-        starved[i] = 0
+        for i in range(P): owner[i] = -1; queue[qn] = i; qn += 1; starved[i] = 0
+    for i in todo: owner[i] = -1; queue[qn] = i; qn += 1; starved[i] = 0  # a resume: the starved bid again
     for j in range(n_obj): pmin = min(pmin, price[j] - base[j])
     while qn > 0:
         if nbids >= max_bids: return nbids, -1  # a price war: the caller restarts with a larger eps
@@ -185,27 +184,29 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
     gaps = ccost[:, -1] - ccost[:, 0] if m > 1 else np.ones(1)
     eps_cold = max(float(np.median(gaps)), eps_final)
     eps = min(eps_final * theta ** 6, eps_cold) if warm else eps_cold
-    bids, phases, resume, relists, restarts = 0, 0, False, 0, 0
+    fresh = np.zeros(0, np.int64)
+    bids, phases, todo, relists, restarts = 0, 0, fresh, 0, 0
     while True:
         budget = np.iinfo(np.int64).max if eps >= eps_cold else 8 * P
         nb, ns = phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size,
-                       queue, starved, resume, budget)
-        bids, phases = bids + nb, phases + (not resume)
+                       queue, starved, todo, budget)
+        bids, phases = bids + nb, phases + (len(todo) == 0)
         if ns < 0:  # warm prices were too far off for this eps: start again from a larger one
-            eps, resume, restarts, relists = min(eps * theta ** 2, eps_cold), False, restarts + 1, 0
+            eps, todo, restarts, relists = min(eps * theta ** 2, eps_cold), fresh, restarts + 1, 0
             continue
         if ns:  # prices moved past some points' candidate lists: list again at the new prices, resume the starved
-            relists += 1  # (within this phase)
-            if relists % 50 == 0 and m < m_max:  # lists too short even after many relists: longer lists
-                m = min(2 * m, m_max)
+            todo, relists = np.flatnonzero(starved), relists + 1  # (relists since the phase began or lists grew)
+            # Lists too short even after many relists: longer lists. Up to K/4 clusters they are cheap; beyond,
+            # every bid scans a good part of all clusters, so only persistent relisting (500) lengthens them.
+            if relists >= (50 if 2 * m <= K // 4 else 500) and m < m_max:
+                m, relists = min(2 * m, m_max), 0
                 cobj, ccost, bound, bfix, base = cands(); passes += 1
             else:  # only the starved points, against the same base
-                cobj, ccost, bound, bfix, base = cands(np.flatnonzero(starved[:n]), (cobj, ccost, bound, bfix), base[:K])
+                cobj, ccost, bound, bfix, base = cands(todo[todo < n], (cobj, ccost, bound, bfix), base[:K])
                 passes += 1
-            resume = True
             continue
         if eps <= eps_final: break
-        eps, resume, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), False, 0
+        eps, todo, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), fresh, 0
     primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix, chunk_size)
     info = dict(bids=bids, phases=phases, restarts=restarts, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
                 gap_rel=(primal - dual) / max(abs(primal), 1e-30))
