@@ -29,3 +29,35 @@ def test_train_on_cuda(tmp_path, precision):
                              data_limit=None, device="cuda", precision=precision), tmp_path)
     assert res.metrics["steps"] == 30 and res.metrics["final_loss"] < np.log(64)
     open_clip.create_model(f"local-dir:{tmp_path}/model")
+
+
+def _faiss_gpu():
+    faiss = pytest.importorskip("faiss")
+    if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU (install the gpu extra: faiss-gpu-cu12)")
+    return faiss
+
+
+def test_faiss_kmeans_gpu_matches_cpu():
+    """The `kmeans` clusterer on faiss's GPU index gives the CPU result up to float error (issue 4 §1)."""
+    _faiss_gpu()
+    from sklearn.metrics import adjusted_rand_score
+    from clipwb.cluster import fit_clusters
+    from clipwb.testing import random_embeddings
+    x, _ = random_embeddings(4000, 32, k=8, seed=0, spread=0.3)
+    cpu = fit_clusters(x, "kmeans", k=8, seed=0, gpu=False)
+    gpu = fit_clusters(x, "kmeans", k=8, seed=0, gpu=True)
+    assert adjusted_rand_score(cpu.labels, gpu.labels) > 0.99
+    assert abs(gpu.objective - cpu.objective) <= 1e-3 * cpu.objective
+
+
+def test_knn_graph_gpu_matches_cpu():
+    """faiss's GPU flat search finds the CPU neighbours (distances within float error; ties may swap ids)."""
+    _faiss_gpu()
+    from clipwb.testing import random_embeddings
+    from clipwb.viz.umap import knn_graph
+    x, _ = random_embeddings(3000, 64, k=10, seed=1, spread=0.8)
+    ci, cd = knn_graph(x, n_neighbors=15, gpu=False)
+    gi, gd = knn_graph(x, n_neighbors=15, gpu=True)
+    np.testing.assert_allclose(gd, cd, atol=1e-4)
+    assert (gi[:, 0] == np.arange(len(x))).all() and (gi == ci).mean() > 0.99
