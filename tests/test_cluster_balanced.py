@@ -93,6 +93,26 @@ def test_lengthened_lists_stay_exact(gen, n, grown):
     opt, got = lsa_cost(dm), float(dm[np.arange(len(x)), lab].sum())
     assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
 
+
+def test_warm_start_from_bad_prices_is_exact_and_bounded():
+    """Warm starts from the previous solve's prices and from the same prices reversed (a price war on tight
+    core-plus-halo data) both reach the Hungarian optimum, and the war guard bounds the work: the reversed start
+    took 1.5e5 bids per point before the guard counted whole phases and fell back to a cold solve."""
+    from clipwb.cluster.balanced import _means, _solve
+    k, x = 32, core_halo(2000, 16, seed=0)
+    n = len(x)
+    lab, p, _ = _solve(x, x[np.random.default_rng(0).choice(n, k, replace=False)], n_candidates=4)
+    c = _means(x, lab, k, False)
+    dm = sqdist(x, c)
+    opt = lsa_cost(dm)
+    for price in (p, p[::-1]):
+        got_lab, _, info = _solve(x, c, price=price.copy(), warm=True, n_candidates=4)
+        sizes = np.bincount(got_lab, minlength=k)
+        assert sizes.max() - sizes.min() <= 1 and (sizes == n // k + 1).sum() == n % k
+        got = float(dm[np.arange(n), got_lab].sum())
+        assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
+        assert info["bids"] <= 200 * n, info
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_assign_explicit_capacities(seed):
     rng = np.random.default_rng(seed)

@@ -181,18 +181,24 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
     cobj, ccost, bound, bfix, base = cands(); passes += 1
     scale = float(ccost[:, 0].astype(np.float64).sum())
     eps_final = tol * max(scale, 1e-12 * n) / P
-    gaps = ccost[:, -1] - ccost[:, 0] if m > 1 else np.ones(1)
-    eps_cold = max(float(np.median(gaps)), eps_final)
+    def cold_eps():  # the median gap between a point's best and m-th listed cluster
+        return max(float(np.median(ccost[:, -1] - ccost[:, 0] if m > 1 else np.ones(1))), eps_final)
+
+    eps_cold = cold_eps()
     eps = min(eps_final * theta ** 6, eps_cold) if warm else eps_cold
     fresh = np.zeros(0, np.int64)
     bids, phases, todo, relists, restarts = 0, 0, fresh, 0, 0
     while True:
-        budget = np.iinfo(np.int64).max if eps >= eps_cold else 8 * P
+        if len(todo) == 0: phase_bids = 0  # the budget counts the whole phase, across its resumes
+        budget = 8 * P - phase_bids if warm else np.iinfo(np.int64).max  # a warm start's phases: 8 bids per point
         nb, ns = phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size,
                        queue, starved, todo, budget)
-        bids, phases = bids + nb, phases + (len(todo) == 0)
-        if ns < 0:  # warm prices were too far off for this eps: start again from a larger one
-            eps, todo, restarts, relists = min(eps * theta ** 2, eps_cold), fresh, restarts + 1, 0
+        bids, phases, phase_bids = bids + nb, phases + (len(todo) == 0), phase_bids + nb
+        if ns < 0:  # a price war: the warm prices were too far off, so solve cold (zero prices, new lists)
+            price[:] = 0.0; price[cap == 0] = np.inf
+            cobj, ccost, bound, bfix, base = cands(); passes += 1
+            eps = eps_cold = cold_eps()
+            warm, todo, restarts, relists = False, fresh, restarts + 1, 0
             continue
         if ns:  # prices moved past some points' candidate lists: list again at the new prices, resume the starved
             todo, relists = np.flatnonzero(starved), relists + 1  # (relists since the phase began or lists grew)
