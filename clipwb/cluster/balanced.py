@@ -44,7 +44,7 @@ def _phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, e
     for i in todo: owner[i] = -1; queue[qn] = i; qn += 1; starved[i] = 0  # a resume: the starved bid again
     for j in range(n_obj): pmin = min(pmin, price[j] - base[j])
     while qn > 0:
-        if nbids >= max_bids: return nbids, -1  # a price war: the caller restarts with a larger eps
+        if nbids >= max_bids: return nbids, -1  # a price war: the caller drops the warm prices and solves cold
         i = queue[qh]; qh = (qh + 1) % qcap; qn -= 1
         w1, w2, j1 = inf, inf, -1
         if i < n_real:
@@ -187,7 +187,7 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
     eps_cold = cold_eps()
     eps = min(eps_final * theta ** 6, eps_cold) if warm else eps_cold
     fresh = np.zeros(0, np.int64)
-    bids, phases, todo, relists, restarts = 0, 0, fresh, 0, 0
+    bids, phases, todo, relists, fallbacks = 0, 0, fresh, 0, 0
     while True:
         if len(todo) == 0: phase_bids = 0  # the budget counts the whole phase, across its resumes
         budget = 8 * P - phase_bids if warm else np.iinfo(np.int64).max  # a warm start's phases: 8 bids per point
@@ -198,7 +198,7 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
             price[:] = 0.0; price[cap == 0] = np.inf
             cobj, ccost, bound, bfix, base = cands(); passes += 1
             eps = eps_cold = cold_eps()
-            warm, todo, restarts, relists = False, fresh, restarts + 1, 0
+            warm, todo, fallbacks, relists = False, fresh, fallbacks + 1, 0
             continue
         if ns:  # prices moved past some points' candidate lists: list again at the new prices, resume the starved
             todo, relists = np.flatnonzero(starved), relists + 1  # (relists since the phase began or lists grew)
@@ -214,7 +214,7 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
         if eps <= eps_final: break
         eps, todo, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), fresh, 0
     primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix, chunk_size)
-    info = dict(bids=bids, phases=phases, restarts=restarts, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
+    info = dict(bids=bids, phases=phases, cold_fallbacks=fallbacks, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
                 gap_rel=(primal - dual) / max(abs(primal), 1e-30))
     return owner[:n] % K, price, info
 
