@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from clipwb.core import DataError
-from clipwb.cluster.balanced import balanced_assign, balanced_kmeans
+from clipwb.cluster.balanced import _means, _solve, balanced_assign, balanced_kmeans  # private: warm-start oracle
 from clipwb.cluster.kmeans import fit_clusters, imbalance
 from clipwb.testing import random_embeddings
 
@@ -52,6 +52,20 @@ def core_halo(n, d, seed, core=0.9, spread=0.1):
     return x[rng.permutation(n)].astype(np.float32)
 
 
+def assert_balanced_optimum(x, c, lab, info, dm=None, opt=None):
+    """Sizes N/K, the +1 clusters exactly N mod K of them, and cost within [opt - 1e-6, opt + 1e-5]·opt of the
+    Hungarian optimum (`dm`, `opt` reused when the caller already has them). Returns (sizes, dm)."""
+    n, k = len(x), len(c)
+    sizes = np.bincount(lab, minlength=k)
+    assert sizes.sum() == n and sizes.max() - sizes.min() <= 1
+    assert (sizes == n // k + 1).sum() == n % k
+    dm = sqdist(x, c) if dm is None else dm
+    opt = lsa_cost(dm) if opt is None else opt
+    got = float(dm[np.arange(n), lab].sum())
+    assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
+    return sizes, dm
+
+
 CASES = [(600, 4, 8), (601, 6, 8), (1000, 7, 16), (1500, 10, 32), (2000, 8, 16), (1999, 9, 12)]
 
 
@@ -64,18 +78,10 @@ def test_assign_matches_hungarian(n, k, d, n_candidates, max_candidates):
     c = x[np.random.default_rng(k).choice(n, k, replace=False)]
     lab, info = balanced_assign(x, c, n_candidates=n_candidates, max_candidates=max_candidates, return_info=True)
     assert info["n_candidates"] <= max(max_candidates, n_candidates)
-    sizes = np.bincount(lab, minlength=k)
-    assert sizes.sum() == n and sizes.max() - sizes.min() <= 1
-    q, r = divmod(n, k)
-    assert (sizes == q + 1).sum() == r
-    dm = sqdist(x, c)
-    opt, got = lsa_cost(dm), float(dm[np.arange(n), lab].sum())
-    assert got >= opt - 1e-6 * opt
-    assert got - opt <= 1e-5 * opt, (got, opt, info)
+    sizes, dm = assert_balanced_optimum(x, c, lab, info)
     assert -1e-5 <= info["gap_rel"] <= 1e-5, info  # certificate from the prices agrees
     greedy = dm.argmin(1)
     assert imbalance(np.bincount(greedy, minlength=k)) > imbalance(sizes)
-
 
 
 @pytest.mark.parametrize("gen,n,grown", [(skewed, 2000, 8), (core_halo, 1600, 16)])
@@ -87,18 +93,13 @@ def test_lengthened_lists_stay_exact(gen, n, grown):
     c = x[np.random.default_rng(k).choice(len(x), k, replace=False)]
     lab, info = balanced_assign(x, c, n_candidates=2, max_candidates=16, return_info=True)
     assert info["n_candidates"] == grown, info
-    sizes = np.bincount(lab, minlength=k)
-    assert sizes.max() - sizes.min() <= 1 and (sizes == len(x) // k + 1).sum() == len(x) % k
-    dm = sqdist(x, c)
-    opt, got = lsa_cost(dm), float(dm[np.arange(len(x)), lab].sum())
-    assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
+    assert_balanced_optimum(x, c, lab, info)
 
 
 def test_warm_start_from_bad_prices_is_exact_and_bounded():
     """Warm starts from the previous solve's prices and from the same prices reversed (a price war on tight
     core-plus-halo data) both reach the Hungarian optimum, and the war guard bounds the work: the reversed start
     took 1.5e5 bids per point before the guard counted whole phases and fell back to a cold solve."""
-    from clipwb.cluster.balanced import _means, _solve
     k, x = 32, core_halo(2000, 16, seed=0)
     n = len(x)
     lab, p, _ = _solve(x, x[np.random.default_rng(0).choice(n, k, replace=False)], n_candidates=4)
@@ -107,11 +108,9 @@ def test_warm_start_from_bad_prices_is_exact_and_bounded():
     opt = lsa_cost(dm)
     for price in (p, p[::-1]):
         got_lab, _, info = _solve(x, c, price=price.copy(), warm=True, n_candidates=4)
-        sizes = np.bincount(got_lab, minlength=k)
-        assert sizes.max() - sizes.min() <= 1 and (sizes == n // k + 1).sum() == n % k
-        got = float(dm[np.arange(n), got_lab].sum())
-        assert opt - 1e-6 * opt <= got <= opt + 1e-5 * opt, (got, opt, info)
+        assert_balanced_optimum(x, c, got_lab, info, dm, opt)
         assert info["bids"] <= 200 * n, info
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_assign_explicit_capacities(seed):
