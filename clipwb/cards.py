@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from .core import DataError, repo_root
+from .core import DataError, package_data, repo_root
 
 # %% auto #0
 __all__ = ['FORMATS', 'TASKS', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'card_dirs', 'list_cards',
-           'load_card']
+           'load_card', 'card_hash']
 
 # %% ../nbs/05_cards.ipynb #320282fa
 class CardError(DataError):
@@ -98,9 +98,9 @@ def validate_card(meta: dict, source: str = "<card>") -> None:
 
 # %% ../nbs/05_cards.ipynb #82286fe7
 def card_dirs() -> list[Path]:
-    "Folders searched for cards: `$CLIPWB_CARDS` entries first, then `<repo>/data_cards`."
-    extra = [Path(p).expanduser() for p in os.environ.get("CLIPWB_CARDS", "").split(os.pathsep) if p]
-    return [*extra, repo_root() / "data_cards"]
+    "Folders searched for cards: `$CLIPWB_CARDS` entries first, then the built-in cards (package data or `<repo>/data_cards`)."
+    extra = [Path(p).expanduser().resolve() for p in os.environ.get("CLIPWB_CARDS", "").split(os.pathsep) if p]
+    return [*extra, package_data("data_cards") or repo_root() / "data_cards"]
 
 def list_cards() -> list[str]:
     "Ids of every card that can be loaded."
@@ -117,3 +117,8 @@ def load_card(card_id: str) -> DataCard:
             if card.id != card_id: raise CardError(f"{p}: field 'id' is '{card.id}' but the file is {card_id}.md")
             return card
     raise CardError(f"no data card '{card_id}' in {[str(d) for d in card_dirs()]}; known: {list_cards()}")
+
+def card_hash(card_id: str) -> str:
+    "SHA-256 of the card file's bytes: a run made from this card records it, so an edited card is noticed."
+    import hashlib
+    return hashlib.sha256(Path(load_card(card_id).file).read_bytes()).hexdigest()

@@ -18,7 +18,7 @@ from .core import ConfigError
 from .registry import Registry
 
 # %% auto #0
-__all__ = ['STAGES', 'coerce', 'StageConfig', 'Result']
+__all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig', 'Result']
 
 # %% ../nbs/02_config.ipynb #5d6c7a13
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -76,6 +76,43 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"parameter '{name}': expected {getattr(tp, '__name__', tp)}, got {value!r} ({e})") from None
 
+# %% ../nbs/02_config.ipynb #b7a2f7de
+REF_KINDS = ("path", "model", "card")
+
+def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pretrained: str | None = None,
+               default_factory: Any = dataclasses.MISSING):
+    "A dataclass field holding a path (`kind='path'`) or a model name or path (`kind='model'`), resolved against the working directory."
+    if kind not in ("path", "model"): raise ConfigError(f"path_field: kind must be 'path' or 'model', got {kind!r}")
+    meta = {"clipwb_ref": kind, "run": run, "pretrained": pretrained}  # run: may be a run folder (must be complete)
+    if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+def card_field(default: Any = None, *, default_factory: Any = dataclasses.MISSING):
+    "A dataclass field holding a data card id (or a list of them): checked to exist and hashed into the run key."
+    meta = {"clipwb_ref": "card"}
+    if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+def ref_fields(cls_or_cfg) -> dict[str, dict]:
+    "Field name → metadata of every `path_field` / `card_field` of a config class or instance."
+    return {f.name: dict(f.metadata) for f in dataclasses.fields(cls_or_cfg) if f.metadata.get("clipwb_ref") in REF_KINDS}
+
+def _looks_like_path(v: str, cwd: Path) -> bool:
+    p = Path(v).expanduser()
+    return (v.startswith(("/", ".", "~")) or (cwd / p).exists()
+            or (len(p.parts) > 1 and (cwd / p.parts[0]).is_dir()))
+
+def resolve_path(v: Any, kind: str = "path", cwd: str | Path | None = None) -> Any:
+    "`v` made absolute against `cwd` (default: the working directory) when it is a path; names, None and '{placeholders}' unchanged."
+    import os
+    if isinstance(v, (list, tuple)): return type(v)(resolve_path(x, kind, cwd) for x in v)
+    if isinstance(v, Path): v = str(v)
+    if not isinstance(v, str) or not v or (v.startswith("{") and v.endswith("}")) or v.startswith("hf-hub:"): return v
+    pre = "local-dir:" if v.startswith("local-dir:") else ""
+    v, cwd = v[len(pre):], Path(cwd or os.getcwd())
+    if kind == "model" and not pre and not _looks_like_path(v, cwd): return v
+    return pre + os.path.normpath(cwd / Path(v).expanduser())   # normpath keeps the user's symlinks
+
 # %% ../nbs/02_config.ipynb #89b60e14
 @dataclass
 class StageConfig:
@@ -104,7 +141,11 @@ class StageConfig:
         return cls(**{k: coerce(params[k], t, k) for k, t in types_.items() if k in params})
 
     def __post_init__(self):
-        for k, t in self.field_types().items(): setattr(self, k, coerce(getattr(self, k), t, k))
+        refs = ref_fields(self)
+        for k, t in self.field_types().items():
+            v = coerce(getattr(self, k), t, k)
+            if refs.get(k, {}).get("clipwb_ref") in ("path", "model"): v = resolve_path(v, refs[k]["clipwb_ref"])
+            setattr(self, k, v)
         self.check()
 
     def check(self) -> None:

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'runs_dir', 'cache_dir',
-           'stages_dir', 'seed_everything', 'get_device', 'Sample', 'get_logger']
+__all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'checkout_root',
+           'package_data', 'runs_dir', 'cache_dir', 'stages_dir', 'seed_everything', 'get_device', 'Sample',
+           'get_logger']
 
 # %% ../nbs/00_core.ipynb #ff412f3f
 class ClipwbError(Exception):
@@ -57,19 +58,31 @@ def repo_root() -> Path:
                           "install clipwb editable from a checkout (`pip install -e .`).")
     return root
 
+def checkout_root() -> Path | None:
+    "The checkout this clipwb is imported from, or None for an installed wheel."
+    return _find_root(_module_dir())
+
+def package_data(*parts: str) -> Path | None:
+    "A folder shipped inside the installed package (`clipwb/_data/…`, copied there by setup.py), or None."
+    from importlib.resources import files
+    p = Path(str(files("clipwb").joinpath("_data", *parts)))
+    return p if p.is_dir() else None
+
 def runs_dir() -> Path:
-    "Where stage runs are written: `$CLIPWB_RUNS` or `<repo>/runs`."
-    return Path(os.environ.get("CLIPWB_RUNS") or repo_root() / "runs").expanduser().resolve()
+    "Where stage runs are written: `$CLIPWB_RUNS`, else `<checkout>/runs`, else `./runs`; always absolute."
+    base = os.environ.get("CLIPWB_RUNS") or checkout_root() or Path.cwd()
+    return (Path(base) if os.environ.get("CLIPWB_RUNS") else Path(base) / "runs").expanduser().resolve()
 
 def cache_dir(*parts: str) -> Path:
     "A folder under `$CLIPWB_CACHE` (default `~/.cache/clipwb`), created on demand."
-    base = Path(os.environ.get("CLIPWB_CACHE") or Path.home() / ".cache" / "clipwb").expanduser()
+    base = Path(os.environ.get("CLIPWB_CACHE") or Path.home() / ".cache" / "clipwb").expanduser().resolve()
     p = base.joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
 
 def stages_dir() -> Path:
-    "The folder of stage notebooks, `<repo>/nbs/stages`."
+    "The folder of stage notebooks: the package's copy in a wheel, `<checkout>/nbs/stages` in a checkout."
+    if (p := package_data("stages")) is not None: return p
     return repo_root() / "nbs" / "stages"
 
 # %% ../nbs/00_core.ipynb #fbfa2d29

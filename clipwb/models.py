@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import difflib
 import logging
 import re
@@ -20,8 +21,9 @@ from .io import PICKLE_SUFFIXES, load_tensors, read_json, refuse_pickle, save_te
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TINY_MODELS', 'LOCKS', 'model_configs_dir', 'resolve_model', 'create_model', 'create_model_and_transforms',
-           'get_tokenizer', 'count_params', 'save_model', 'lock_patterns', 'freeze_except']
+__all__ = ['log', 'TINY_MODELS', 'PRETRAINED_SUFFIXES', 'LOCKS', 'model_configs_dir', 'resolve_model', 'init_of', 'create_model',
+           'create_model_and_transforms', 'get_tokenizer', 'count_params', 'save_model', 'lock_patterns',
+           'freeze_except']
 
 # %% ../nbs/14_models.ipynb #ac846781
 def model_configs_dir() -> Path:
@@ -66,11 +68,83 @@ def _oc_name(kind: str, ref) -> str:
     return f"local-dir:{ref}" if kind == "dir" else str(ref)
 
 # %% ../nbs/14_models.ipynb #18bb7f2d
+PRETRAINED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npz")   # what open_clip's load_checkpoint reads
+
+def _offline() -> bool:
+    import os, socket
+    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "CLIPWB_OFFLINE")): return True
+    try: socket.create_connection(("huggingface.co", 443), timeout=3).close(); return False
+    except OSError: return True
+
+def _hf_cached(model_id: str, filenames: list[str]) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+    for fn in filenames:
+        hit = try_to_load_from_cache(model_id, fn)
+        if isinstance(hit, str): return hit
+    return None
+
+def _tag_weights(name: str, tag: str, pcfg: dict) -> str | None:
+    "The cached weights file of `name`'s tag `tag`; None when online (open_clip downloads); ConfigError offline."
+    import os
+    from open_clip import pretrained as ocp
+    if "file" in pcfg: return pcfg["file"]
+    hub, url = pcfg.get("hf_hub", ""), pcfg.get("url", "")
+    if hub and ocp.has_hf_hub():          # open_clip prefers the hub when it has an entry
+        from huggingface_hub.constants import HF_HUB_CACHE
+        model_id, fn = os.path.split(hub)
+        fn = fn or ocp.HF_WEIGHTS_NAME
+        if (hit := _hf_cached(model_id, [*ocp._get_safe_alternatives(fn), fn])): return hit
+        looked = f"the Hugging Face cache {HF_HUB_CACHE} for {model_id}/{fn}"
+    else:
+        target = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if target.is_file(): return str(target)
+        looked = f"{target} (downloaded from {url})"
+    if not _offline(): return None
+    raise ConfigError(f"pretrained weights '{tag}' of {name} are not downloaded and this machine is offline: "
+                      f"open_clip looked in {looked}. Download them once on a machine with internet "
+                      f"(python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\") and copy the "
+                      f"cache, or pass a local weights file: -p pretrained /path/to/weights.safetensors")
+
+def init_of(name_or_dir: str | Path, pretrained: str | None = "auto") -> tuple[str, str | None]:
+    "`(init, pretrained argument for open_clip)`; init is 'random', 'pretrained:…' or 'dir:…'. Raises before any work."
+    kind, ref = resolve_model(name_or_dir)
+    p = None if pretrained in (None, "", "auto") else str(pretrained)
+    if kind == "dir" or str(ref).startswith("hf-hub:"):
+        if p is not None:
+            raise ConfigError(f"pretrained='{p}' cannot be combined with the model {ref}: it carries its weights "
+                              "(leave pretrained at 'auto')")
+        if kind == "dir": return f"dir:{ref}", None
+        model_id = str(ref)[len("hf-hub:"):]
+        if _hf_cached(model_id, ["open_clip_config.json"]) is None and _offline():
+            raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this machine is offline; "
+                              "download the model once with internet, or save it as a model folder (clipwb.models.save_model)")
+        return f"pretrained:{ref}", None
+    if p == "none" or (p is None and (pretrained is None or ref in TINY_MODELS)): return "random", None
+    tags = open_clip.list_pretrained_tags_by_model(ref)
+    if p is None:
+        raise ConfigError(f"model '{ref}' needs weights: pass pretrained <tag> (one of {tags}) or a weights file, "
+                          "or pretrained none for a random initialisation")
+    if (pcfg := open_clip.get_pretrained_cfg(ref, p)):
+        _tag_weights(ref, p, pcfg)
+        return f"pretrained:{p}", p
+    f = Path(p).expanduser()
+    if not f.is_file():
+        raise ConfigError(f"pretrained '{p}' of {ref}: neither one of its tags {tags} nor a weights file")
+    if f.suffix.lower() not in PRETRAINED_SUFFIXES:
+        refuse_pickle(f)
+        raise ConfigError(f"pretrained file {f}: expected one of {PRETRAINED_SUFFIXES}")
+    return f"pretrained:{f.resolve()}", str(f.resolve())
+
+# %% ../nbs/14_models.ipynb #a2b08848
 class _QuietRandomInit(logging.Filter):
     def filter(self, r): return not r.getMessage().startswith("No pretrained weights loaded")
 
 def _model_cfg(kind: str, ref) -> dict:
     if kind == "dir": return read_json(Path(ref) / "open_clip_config.json")["model_cfg"]
+    if str(ref).startswith("hf-hub:"):
+        from open_clip.factory import _get_hf_config
+        hit = _hf_cached(str(ref)[len("hf-hub:"):], ["open_clip_config.json"])
+        return read_json(hit)["model_cfg"] if hit else _get_hf_config(str(ref)[len("hf-hub:"):])["model_cfg"]
     cfg = open_clip.get_model_config(ref)
     if cfg is None: raise ConfigError(f"no open_clip config for '{ref}' (hf-hub models need a GPU node with internet)")
     return cfg
@@ -78,26 +152,27 @@ def _model_cfg(kind: str, ref) -> dict:
 def create_model(name_or_dir: str | Path, *,
                  device="cpu",                             # 'cpu', 'cuda', 'auto' …
                  force_patch_dropout: float | None = None, # fraction of patch tokens dropped in training
-                 pretrained: str | None = None,            # open_clip pretrained tag or file (names only)
+                 pretrained: str | None = None,            # tag, weights file, 'none' (random) or 'auto' (see init_of); names only
                  precision: str = "fp32",                  # open_clip precision: fp32, fp16, bf16, amp …
                  seed: int | None = 0):                    # seed of a random initialisation (None: torch's global RNG)
-    "An open_clip model from an architecture name, a local-dir folder or a train run dir."
+    "An open_clip model from an architecture name, a local-dir folder or a train run dir; `model.clipwb_config['init']` says how it was initialised."
     kind, ref = resolve_model(name_or_dir)
-    if kind == "dir" and pretrained:
-        raise ConfigError(f"pretrained='{pretrained}' cannot be combined with the model folder {ref}: "
-                          "its weights are in the folder")
-    if pretrained and Path(str(pretrained)).suffix.lower() in PICKLE_SUFFIXES: refuse_pickle(pretrained)
+    init, oc_pretrained = init_of(name_or_dir, pretrained)
     cfg = copy.deepcopy(_model_cfg(kind, ref))
+    asked_random = init == "random" and (pretrained == "none" or ref in TINY_MODELS)
     quiet = _QuietRandomInit()
-    logging.getLogger().addFilter(quiet)
+    if asked_random: logging.getLogger().addFilter(quiet)   # open_clip's warning only when random was not asked for
     try:
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None: torch.manual_seed(seed)   # an untrained name means the same model in every process
-            model = open_clip.create_model(_oc_name(kind, ref), pretrained=pretrained, device=get_device(device),
-                                           precision=precision, force_patch_dropout=force_patch_dropout)
+            model = open_clip.create_model(_oc_name(kind, ref), pretrained=oc_pretrained, device=get_device(device),
+                                           precision=precision, force_patch_dropout=force_patch_dropout, weights_only=True)
+    except (RuntimeError, ValueError, pickle.UnpicklingError) as e:
+        if oc_pretrained is None: raise
+        raise ConfigError(f"{ref}: the weights {oc_pretrained!r} could not be loaded: {e}") from None
     finally: logging.getLogger().removeFilter(quiet)
-    model.clipwb_config = {"model_cfg": cfg, "source": str(name_or_dir)}
-    log.info("created %s (%s, %.1fM parameters)", name_or_dir, kind, count_params(model) / 1e6)
+    model.clipwb_config = {"model_cfg": cfg, "source": str(name_or_dir), "init": init}
+    log.info("created %s (%s, %.1fM parameters, init %s)", name_or_dir, kind, count_params(model) / 1e6, init)
     return model
 
 def create_model_and_transforms(name_or_dir: str | Path, **kw):
