@@ -77,12 +77,12 @@ def _fill(v, done: dict):
 
 def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output: bool = False) -> Path:
     "Run the demo chain and write its index page; returns the index path."
-    root = Path(root or runs_dir())
+    root = Path(root or runs_dir()).expanduser().resolve()   # once, so relative roots never nest
     done: dict[str, RunInfo] = {}
     for name, stage, params in demo_plan(quick):
         params = {k: _fill(v, done) for k, v in params.items()}
         print(f"[clipwb demo] {name} ({stage}) …", flush=True)
-        info = run_stage(stage, params, root=root, log_output=log_output)
+        info = run_stage(stage, params, root=root, log_output=log_output, on_stale="new")  # new code or cards: new runs
         print(f"[clipwb demo] {name}: {info.status} {info.run_dir}", flush=True)
         done[name] = info
     return write_index(list(done.values()), root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else ""),
@@ -95,8 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one stage notebook headless")
     r.add_argument("stage")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter")
-    r.add_argument("--runs", help="runs root (default $CLIPWB_RUNS or <repo>/runs)")
+    r.add_argument("--runs", help="runs root (default $CLIPWB_RUNS, else <checkout>/runs, else ./runs)")
     r.add_argument("--force", action="store_true", help="new run even if one with these parameters exists")
+    r.add_argument("--reuse", action="store_true", help="reuse a run with these parameters even if its data cards, "
+                   "clipwb version or git commit differ from now (default: refuse and say what changed)")
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     sub.add_parser("stages", help="list stages and their parameters")
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         keys = [k for k, _ in a.param]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup: raise ConfigError(f"parameter(s) {dup} given more than once")
-        info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output, timeout=a.timeout)
+        info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output, timeout=a.timeout,
+                         on_stale="reuse" if a.reuse else "refuse")
         print(json.dumps({"stage": a.stage, "status": info.status, "run_dir": str(info.run_dir), "metrics": info.metrics}, indent=2, default=str))
         return 0
     except StageFailed as e:

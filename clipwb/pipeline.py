@@ -15,15 +15,16 @@ from pathlib import Path
 
 import yaml
 
-from .config import STAGES, Result, StageConfig
+from .config import STAGES, Result, StageConfig, ref_fields
 from .core import ClipwbError, ConfigError, get_logger, runs_dir, stages_dir
-from .io import atomic_write_text, env_info, read_json, save_figure, write_json
+from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'StageFailed', 'load_stages', 'stage_config', 'stage_notebook', 'is_complete', 'find_run', 'plan_run',
-           'stage_run_dir', 'finish', 'RunInfo', 'run_stage', 'write_index']
+__all__ = ['log', 'StageFailed', 'load_stages', 'stage_config', 'stage_notebook', 'is_complete', 'find_run', 'check_refs',
+           'run_key', 'key_changes', 'plan_run', 'start_run', 'stage_run_dir', 'finish', 'RunInfo', 'run_stage',
+           'write_index']
 
 # %% ../nbs/70_pipeline.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -62,14 +63,81 @@ def find_run(stage: str, cfg: StageConfig, root: str | Path | None = None) -> Pa
     done = [c for c in cands if is_complete(c)]
     return (done or cands or [None])[0]
 
-def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force: bool = False):
-    "Validate `params` → `(cfg, run_dir, status)` with status 'new', 'resume' or 'complete'."
+def _is_run_dir(p: Path) -> bool:
+    return (p / "params.yaml").is_file() and (p / "config.json").is_file()
+
+def check_refs(cfg: StageConfig) -> dict[str, str]:
+    "Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each model field's init."
+    from clipwb.cards import load_card
+    inits = {}
+    for name, meta in ref_fields(cfg).items():
+        v, kind = getattr(cfg, name), meta["clipwb_ref"]
+        for i, x in enumerate(v if isinstance(v, (list, tuple)) else [v]):
+            if x is None: continue
+            where = f"{type(cfg).__name__}: parameter '{name}'" + (f" item {i}" if isinstance(v, (list, tuple)) else "")
+            try:
+                if kind == "card": load_card(x); continue
+                p = Path(str(x).removeprefix("local-dir:"))
+                if kind == "path" and not p.exists(): raise ConfigError(f"{p} does not exist")
+                if meta.get("run", True) and p.is_absolute() and p.is_dir() and _is_run_dir(p) and not is_complete(p):
+                    raise ConfigError(f"{p} is an unfinished run (no metrics.json): finish it by rerunning its "
+                                      "command, or pick a complete run")
+                if kind == "model":
+                    from clipwb.models import init_of
+                    pre = getattr(cfg, meta["pretrained"]) if meta.get("pretrained") else None
+                    inits[name if not isinstance(v, (list, tuple)) else f"{name}[{i}]"] = init_of(x, pre)[0]
+            except ClipwbError as e:
+                raise ConfigError(f"{where}: {e}") from None
+    return inits
+
+def run_key(cfg: StageConfig) -> dict:
+    "What a run's results depend on besides its parameters: data card content hashes, clipwb version, git commit."
+    import clipwb
+    from clipwb.cards import card_hash
+    cards = {}
+    for name, meta in ref_fields(cfg).items():
+        if meta["clipwb_ref"] != "card": continue
+        v = getattr(cfg, name)
+        for c in (v if isinstance(v, (list, tuple)) else [v]):
+            if c is not None: cards[c] = card_hash(c)
+    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__, "git": git_state().get("sha")}
+
+def key_changes(old: dict, new: dict) -> list[str]:
+    "What differs between two run keys, in words (empty when they match)."
+    out = [f"data card '{c}' changed (content hash {old.get('cards', {}).get(c, 'none')[:12]} → {h[:12]})"
+           for c, h in new["cards"].items() if old.get("cards", {}).get(c) != h]
+    if old.get("clipwb") != new["clipwb"]: out.append(f"clipwb version {old.get('clipwb')} → {new['clipwb']}")
+    if old.get("git") != new["git"]: out.append(f"git commit {str(old.get('git'))[:12]} → {str(new['git'])[:12]}")
+    return out
+
+def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force: bool = False,
+             on_stale: str = "refuse"):  # a same-parameter run with another run key: 'refuse', 'reuse' it, or start a 'new' one
+    "Validate `params` and what they refer to → `(cfg, run_dir, status)` with status 'new', 'resume' or 'complete'."
+    if on_stale not in ("refuse", "reuse", "new"): raise ConfigError(f"on_stale must be refuse, reuse or new, got {on_stale!r}")
     cls = stage_config(stage)
     cfg = cls(**cls.validate_params(params))
+    check_refs(cfg)
+    root = Path(root or runs_dir()).expanduser().resolve()
     old = None if force else find_run(stage, cfg, root)
-    if old is not None: return cfg, old, ("complete" if is_complete(old) else "resume")
-    while (new := Path(root or runs_dir()) / stage / f"{_utc()}-{cfg.params_hash()}").exists(): pass
+    if old is not None:
+        kf = old / "run_key.json"
+        changes = key_changes(read_json(kf), run_key(cfg)) if kf.is_file() else ["it records no run key (made by an older clipwb)"]
+        if not changes or on_stale == "reuse": return cfg, old, ("complete" if is_complete(old) else "resume")
+        if on_stale == "refuse":
+            raise ConfigError(f"{stage}: a run with these parameters exists ({old}) but {'; '.join(changes)}. "
+                              "Rerun with --force for a new run, or --reuse to use the existing one anyway.")
+        log.info("%s: %s is stale (%s); starting a new run", stage, old, "; ".join(changes))
+    while (new := root / stage / f"{_utc()}-{cfg.params_hash()}").exists(): pass
     return cfg, new, "new"
+
+def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
+    "Create `run_dir` with `params.yaml`, `config.json`, `env.json` (with each model's init) and `run_key.json`."
+    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+    cfg.to_json(run_dir / "config.json")
+    write_json(run_dir / "env.json", {**env_info(), "init": check_refs(cfg)})
+    write_json(run_dir / "run_key.json", run_key(cfg))
+    return run_dir
 
 # %% ../nbs/70_pipeline.ipynb #32bf8e8b
 def stage_run_dir(run_dir: str | Path | None, stage: str) -> Path:
@@ -105,27 +173,41 @@ class _TypedParamsKnown(logging.Filter):
     "papermill cannot infer `str | None` or `list[str]` parameters and warns they are unknown; clipwb has validated them."
     def filter(self, r): return not r.getMessage().startswith("Passed unknown parameter")
 
+_PATH_ENV = ("CLIPWB_RUNS", "CLIPWB_CACHE", "CLIPWB_CARDS", "CLIPWB_DATA")
+
+class _KernelEnv:
+    "Absolute `CLIPWB_*` path variables (and `CLIPWB_RUNS` = this run's root) while a kernel starts inside a run folder."
+    def __init__(self, root: Path): self.root, self.old = root, {}
+    def __enter__(self):
+        for k in _PATH_ENV:
+            self.old[k] = os.environ.get(k)
+            if k == "CLIPWB_RUNS": os.environ[k] = str(self.root)
+            elif self.old[k]: os.environ[k] = os.pathsep.join(str(Path(p).expanduser().resolve()) if p else p
+                                                             for p in self.old[k].split(os.pathsep))
+    def __exit__(self, *exc):
+        for k, v in self.old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None = None, force: bool = False,
-              log_output: bool = False, timeout: int | None = None) -> RunInfo:
+              log_output: bool = False, timeout: int | None = None, on_stale: str = "refuse") -> RunInfo:
     "Validate, then execute the stage notebook into its run directory (skip if complete)."
     import papermill as pm
     pm_log = logging.getLogger("papermill")
     if not any(isinstance(f, _TypedParamsKnown) for f in pm_log.filters): pm_log.addFilter(_TypedParamsKnown())
-    cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force)
+    cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force, on_stale=on_stale)
     if status == "complete":
         log.info("%s: complete run %s skipped", stage, run_dir)
         return RunInfo(stage, run_dir, status, read_json(run_dir / "metrics.json"))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
-    cfg.to_json(run_dir / "config.json")
-    write_json(run_dir / "env.json", env_info())
+    start_run(cfg, run_dir)
     out_nb = run_dir / f"{stage}.ipynb"
     _kernel_uses_this_python()
     log.info("%s: %s run in %s", stage, status, run_dir)
     try:
-        pm.execute_notebook(str(stage_notebook(stage)), str(out_nb), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
-                            cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
-                            execution_timeout=timeout, language="python")
+        with _KernelEnv(run_dir.parent.parent):
+            pm.execute_notebook(str(stage_notebook(stage)), str(out_nb), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
+                                cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
+                                execution_timeout=timeout, language="python")
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"stage '{stage}' failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                           f"executed notebook with the traceback: {out_nb}") from None

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import STAGES, Result, StageConfig
+from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, DataError, get_device, get_logger, seed_everything
 from .io import atomic_write_text, load_tensors, read_json, save_tensors, write_json
 from .models import (LOCKS, count_params, create_model_and_transforms, freeze_except, get_tokenizer,
@@ -141,10 +141,11 @@ _PRECISIONS = ("fp32", "amp", "amp_bf16")
 @dataclass
 class TrainCfg(StageConfig):
     "Parameters of the train stage."
-    data: str = "shapes"                # data card id
+    data: str = card_field("shapes")    # data card id
     split: str = "train"                # split to train on
-    model: str = "clipwb-micro"         # architecture: open_clip name, clipwb tiny name, model dir or train run dir
-    init: str | None = None             # start from the weights of this model dir / run dir (None: `model`'s own)
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    pretrained: str = "auto"            # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    init: str | None = path_field(None) # start from the weights of this model dir / run dir (None: `model`'s own)
     epochs: int = 1                     # passes over the data
     max_steps: int | None = 4           # stop after this many optimizer steps (None: all epochs)
     batch_size: int = 16                # pairs per step and process (global batch = batch_size × processes)
@@ -189,12 +190,14 @@ def _init_distributed() -> tuple[int, int, bool]:
 
 def _setup_model(cfg: TrainCfg, device):
     model, preprocess, _ = create_model_and_transforms(cfg.model, device=device, force_patch_dropout=cfg.patch_dropout or None,
+                                                   pretrained=cfg.pretrained,
                                                    seed=cfg.seed)
     if cfg.init:
         kind, ref = resolve_model(cfg.init)
         if kind != "dir": raise ConfigError(f"train: init={cfg.init!r} must be a model folder or train run dir")
         try: model.load_state_dict(load_tensors(Path(ref) / "open_clip_model.safetensors"))
         except RuntimeError as e: raise ConfigError(f"train: weights in {ref} do not fit model {cfg.model!r}: {e}") from None
+        model.clipwb_config["init"] = f"dir:{ref}"
     if cfg.lock: freeze_except(model, cfg.lock)
     if cfg.logit_scale is not None:
         with torch.no_grad(): model.logit_scale.fill_(math.log(cfg.logit_scale))
@@ -284,6 +287,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     if created_pg: torch.distributed.destroy_process_group()
     metrics = {"steps": st["step"], "final_loss": st["losses"][-1], "train_time_s": st["train_time_s"],
                "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9), "n_trainable_params": count_params(model, True),
-               "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world}
+               "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
+               "init": model.clipwb_config["init"]}
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},
                   figures={"loss": fig})

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from .retrieval import retrieval_chance, retrieval_metrics
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
@@ -30,8 +30,9 @@ RECALL_KS = (1, 5, 10)
 @dataclass
 class EvalCfg(StageConfig):
     "Parameters of the eval stage."
-    model: str = "clipwb-micro"     # open_clip name, clipwb tiny name, model dir or train run dir
-    data: str = "shapes"            # data card id
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    pretrained: str = "auto"        # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    data: str = card_field("shapes")  # data card id
     split: str = "test"             # split to evaluate
     tasks: list[str] = field(default_factory=lambda: ["zeroshot", "retrieval"])  # run those the card lists too
     templates: str | None = None    # prompt template set name or one '{c}' template (None: the card's)
@@ -131,14 +132,14 @@ def run_eval(cfg: EvalCfg, run_dir: str | Path) -> Result:
         from clipwb.data.datasets import load_dataset
         from clipwb.models import create_model_and_transforms, get_tokenizer
         tasks = select_tasks(cfg.tasks, load_card(cfg.data))
-        model, _, preprocess = create_model_and_transforms(cfg.model)
+        model, _, preprocess = create_model_and_transforms(cfg.model, pretrained=cfg.pretrained)
         ds = load_dataset(cfg.data, cfg.split)
         r = evaluate(model, ds, preprocess=preprocess, tokenizer=get_tokenizer(cfg.model), tasks=tasks,
                      templates=cfg.templates, batch_size=cfg.batch_size, limit=cfg.limit, device=cfg.device)
-        res = {"model": cfg.model, "dataset": cfg.data, "split": cfg.split, "tasks": tasks, **r,
+        res = {"model": cfg.model, "init": model.clipwb_config["init"], "dataset": cfg.data, "split": cfg.split, "tasks": tasks, **r,
                "n_dataset_skipped": len(getattr(ds, "skipped", [])), "config": cfg.to_dict()}
         write_json(out, res)
     fig = metrics_figure(res["metrics"], title=f"{res['model']} on {res['dataset']}/{res['split']} (n = {res['n_samples']})")
-    return Result(metrics={**res["metrics"], "n_samples": res["n_samples"], "n_skipped": len(res["skipped"])},
+    return Result(metrics={**res["metrics"], "n_samples": res["n_samples"], "n_skipped": len(res["skipped"]), "init": res.get("init")},
                   artifacts={"results": "results.json"},
                   figures={"metrics": fig})

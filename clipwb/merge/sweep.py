@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_device, get_logger, seed_everything
 from ..io import load_tensors, read_json, save_tensors, write_json
 
@@ -57,17 +57,17 @@ def _need(ok: bool, msg: str) -> None:
 @dataclass
 class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
-    models: list[str] = field(default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs
-    base: str | None = "clipwb-micro"   # θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
+    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs
+    base: str | None = path_field("clipwb-micro", kind="model")  # θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
     methods: list[str] = field(default_factory=lambda: list(SWEEP_GRIDS))  # merge methods to sweep (see SWEEP_GRIDS)
     merge_ratio: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # linear: weight r of models[0], in [0, 1]
     lam: list[float] = field(default_factory=lambda: [0.5, 1.0])    # task_arithmetic, ties: scale λ of the summed task vectors
     density: list[float] = field(default_factory=lambda: [0.5])     # ties: fraction of each task vector kept, in (0, 1]
     alpha: list[float] = field(default_factory=lambda: [1.0])       # regmean: weight of the Grams' off-diagonal, in [0, 1]
-    domains: list[str] = field(default_factory=lambda: ["shapes"])  # data card ids: every point is evaluated on each
+    domains: list[str] = card_field(default_factory=lambda: ["shapes"])  # data card ids: every point is evaluated on each
     split: str = "test"                 # split the reported metrics come from
     limit: int | None = 32              # evenly spaced evaluation samples per domain (None: all)
-    stats_domains: list[str] | None = None  # card per model for Grams / Fishers (None: domains if aligned, or the one domain)
+    stats_domains: list[str] | None = card_field(None)  # card per model for Grams / Fishers (None: domains if aligned, or the one domain)
     stats_split: str = "train"          # split the Grams / Fishers are computed on
     stats_limit: int = 32               # samples per model for Grams / Fishers
     heldout_split: str = "train"        # greedy_soup's selection data: the last heldout_limit samples of this split
