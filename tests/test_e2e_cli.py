@@ -23,10 +23,10 @@ def test_bad_parameters_rejected_before_running(tmp_path):
 
 
 def test_failing_cell_keeps_notebook(tmp_path):
-    r = clipwb("run", "embed", "-p", "data", "no-such-card", root=tmp_path, check=False)
+    r = clipwb("run", "embed", "-p", "split", "no-such-split", root=tmp_path, check=False)   # only the reader knows splits
     assert r.returncode == 1, r.stderr
     nbs = list((tmp_path / "embed").glob("*/embed.ipynb"))
-    assert len(nbs) == 1 and "no data card 'no-such-card'" in nbs[0].read_text()
+    assert len(nbs) == 1 and "unknown split 'no-such-split'" in nbs[0].read_text()
     assert not (nbs[0].parent / "metrics.json").exists()
 
 
