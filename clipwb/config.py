@@ -77,12 +77,13 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
         raise ConfigError(f"parameter '{name}': expected {getattr(tp, '__name__', tp)}, got {value!r} ({e})") from None
 
 # %% ../nbs/02_config.ipynb #b7a2f7de
-REF_KINDS = ("path", "model", "card")
+REF_KINDS = ("path", "model", "name_or_path", "card")
 
 def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pretrained: str | None = None,
                default_factory: Any = dataclasses.MISSING):
-    "A dataclass field holding a path (`kind='path'`) or a model name or path (`kind='model'`), resolved against the working directory."
-    if kind not in ("path", "model"): raise ConfigError(f"path_field: kind must be 'path' or 'model', got {kind!r}")
+    "A field holding a path (`kind='path'`), a model name or path (`'model'`) or another name or path (`'name_or_path'`), resolved against the working directory."
+    if kind not in ("path", "model", "name_or_path"):
+        raise ConfigError(f"path_field: kind must be 'path', 'model' or 'name_or_path', got {kind!r}")
     meta = {"clipwb_ref": kind, "run": run, "pretrained": pretrained}  # run: may be a run folder (must be complete)
     if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -110,7 +111,7 @@ def resolve_path(v: Any, kind: str = "path", cwd: str | Path | None = None) -> A
     if not isinstance(v, str) or not v or (v.startswith("{") and v.endswith("}")) or v.startswith("hf-hub:"): return v
     pre = "local-dir:" if v.startswith("local-dir:") else ""
     v, cwd = v[len(pre):], Path(cwd or os.getcwd())
-    if kind == "model" and not pre and not _looks_like_path(v, cwd): return v
+    if kind != "path" and not pre and not _looks_like_path(v, cwd): return v
     return pre + os.path.normpath(cwd / Path(v).expanduser())   # normpath keeps the user's symlinks
 
 # %% ../nbs/02_config.ipynb #89b60e14
@@ -144,7 +145,7 @@ class StageConfig:
         refs = ref_fields(self)
         for k, t in self.field_types().items():
             v = coerce(getattr(self, k), t, k)
-            if refs.get(k, {}).get("clipwb_ref") in ("path", "model"): v = resolve_path(v, refs[k]["clipwb_ref"])
+            if refs.get(k, {}).get("clipwb_ref") in ("path", "model", "name_or_path"): v = resolve_path(v, refs[k]["clipwb_ref"])
             setattr(self, k, v)
         self.check()
 

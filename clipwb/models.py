@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import copy
-import pickle
 import difflib
+import functools
+import pickle
 import logging
 import re
 from pathlib import Path
@@ -70,11 +71,17 @@ def _oc_name(kind: str, ref) -> str:
 # %% ../nbs/14_models.ipynb #18bb7f2d
 PRETRAINED_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".npz")   # what open_clip's load_checkpoint reads
 
-def _offline() -> bool:
-    import os, socket
-    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "CLIPWB_OFFLINE")): return True
+@functools.lru_cache(maxsize=1)
+def _no_network() -> bool:
+    import socket
     try: socket.create_connection(("huggingface.co", 443), timeout=3).close(); return False
     except OSError: return True
+
+def _offline() -> bool:
+    "`HF_HUB_OFFLINE` / `CLIPWB_OFFLINE` set, or huggingface.co unreachable (probed once per process)."
+    import os
+    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "CLIPWB_OFFLINE")): return True
+    return _no_network()
 
 def _hf_cached(model_id: str, filenames: list[str]) -> str | None:
     from huggingface_hub import try_to_load_from_cache

@@ -144,7 +144,7 @@ class TrainCfg(StageConfig):
     data: str = card_field("shapes")    # data card id
     split: str = "train"                # split to train on
     model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
-    pretrained: str = "auto"            # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
     init: str | None = path_field(None) # start from the weights of this model dir / run dir (None: `model`'s own)
     epochs: int = 1                     # passes over the data
     max_steps: int | None = 4           # stop after this many optimizer steps (None: all epochs)

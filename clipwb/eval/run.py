@@ -31,7 +31,7 @@ RECALL_KS = (1, 5, 10)
 class EvalCfg(StageConfig):
     "Parameters of the eval stage."
     model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
-    pretrained: str = "auto"        # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
     data: str = card_field("shapes")  # data card id
     split: str = "test"             # split to evaluate
     tasks: list[str] = field(default_factory=lambda: ["zeroshot", "retrieval"])  # run those the card lists too
