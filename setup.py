@@ -2,7 +2,27 @@
 from configparser import ConfigParser
 from pathlib import Path
 
+import shutil
+
 import setuptools
+from setuptools.command.build_py import build_py
+
+# An installed wheel has no checkout: the stage notebooks and the built-in data cards travel inside the
+# package as clipwb/_data/{stages,data_cards}, copied from nbs/stages and data_cards at build time (no second
+# copy in the repository to keep in sync). clipwb.core.package_data finds them with importlib.resources.
+PACKAGE_DATA = {"stages": ("nbs/stages", "*.ipynb"), "data_cards": ("data_cards", "*.md")}
+
+
+class BuildPyWithData(build_py):
+    def run(self):
+        super().run()
+        here = Path(__file__).resolve().parent
+        for name, (src, pattern) in PACKAGE_DATA.items():
+            out = Path(self.build_lib) / "clipwb" / "_data" / name
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted((here / src).glob(pattern)):
+                shutil.copyfile(f, out / f.name)
+
 
 cfg = ConfigParser(delimiters=["="])
 cfg.read(Path(__file__).with_name("settings.ini"), encoding="utf-8")
@@ -23,5 +43,6 @@ setuptools.setup(
     install_requires=cfg["requirements"].split(),
     extras_require={k: cfg[f"{k}_requirements"].split() for k in ("dev", "cpu", "gpu")},
     entry_points={"console_scripts": cfg["console_scripts"].split()},
+    cmdclass={"build_py": BuildPyWithData},
     zip_safe=False,
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .config import STAGES, Result, StageConfig, ref_fields
-from .core import ClipwbError, ConfigError, get_logger, runs_dir, stages_dir
+from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
 
 log = get_logger(__name__)
@@ -100,7 +100,8 @@ def run_key(cfg: StageConfig) -> dict:
         v = getattr(cfg, name)
         for c in (v if isinstance(v, (list, tuple)) else [v]):
             if c is not None: cards[c] = card_hash(c)
-    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__, "git": git_state().get("sha")}
+    root = checkout_root()   # an installed wheel has no commit: None
+    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__, "git": git_state(root).get("sha") if root else None}
 
 def key_changes(old: dict, new: dict) -> list[str]:
     "What differs between two run keys, in words (empty when they match)."
@@ -135,7 +136,9 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
     cfg.to_json(run_dir / "config.json")
-    write_json(run_dir / "env.json", {**env_info(), "init": check_refs(cfg)})
+    env = env_info()
+    if checkout_root() is None: env["git"] = {"sha": None, "dirty": None, "note": "installed clipwb, not run from a git checkout"}
+    write_json(run_dir / "env.json", {**env, "init": check_refs(cfg)})
     write_json(run_dir / "run_key.json", run_key(cfg))
     return run_dir
 
