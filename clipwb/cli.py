@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from .core import ClipwbError, ConfigError, runs_dir
 from .pipeline import RunInfo, StageFailed, run_stage, stage_config, stage_notebook, write_index, _utc
 
 # %% auto #0
-__all__ = ['DEMO_EPOCHS', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
+__all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
 
 # %% ../nbs/71_cli.ipynb #4ce76337
 def parameter_docs(stage: str) -> dict[str, str]:
@@ -41,6 +42,7 @@ def describe_stages() -> str:
 
 # %% ../nbs/71_cli.ipynb #ba8d5b08
 DEMO_EPOCHS = 10
+DEMO_THREADS = 2   # the README's tables were measured with 2 threads
 
 def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
     "The (name, stage, params) chain of `clipwb demo`; `'{name}'` values become that step's run dir."
@@ -79,12 +81,17 @@ def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output:
     "Run the demo chain and write its index page; returns the index path."
     root = Path(root or runs_dir()).expanduser().resolve()   # once, so relative roots never nest
     done: dict[str, RunInfo] = {}
-    for name, stage, params in demo_plan(quick):
-        params = {k: _fill(v, done) for k, v in params.items()}
-        print(f"[clipwb demo] {name} ({stage}) …", flush=True)
-        info = run_stage(stage, params, root=root, log_output=log_output, on_stale="new")  # new code or cards: new runs
-        print(f"[clipwb demo] {name}: {info.status} {info.run_dir}", flush=True)
-        done[name] = info
+    pinned = "OMP_NUM_THREADS" not in os.environ
+    if pinned: os.environ["OMP_NUM_THREADS"] = str(DEMO_THREADS)   # the stage kernels inherit it
+    try:
+        for name, stage, params in demo_plan(quick):
+            params = {k: _fill(v, done) for k, v in params.items()}
+            print(f"[clipwb demo] {name} ({stage}) …", flush=True)
+            info = run_stage(stage, params, root=root, log_output=log_output, on_stale="new")  # new code or cards: new runs
+            print(f"[clipwb demo] {name}: {info.status} {info.run_dir}", flush=True)
+            done[name] = info
+    finally:
+        if pinned: del os.environ["OMP_NUM_THREADS"]
     return write_index(list(done.values()), root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else ""),
                        names=list(done))
 

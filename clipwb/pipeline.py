@@ -137,6 +137,9 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
     cfg.to_json(run_dir / "config.json")
     env = env_info()
+    import torch
+    omp = os.environ.get("OMP_NUM_THREADS")   # what the stage kernel will use: results depend on the thread count
+    env["threads"] = {"torch": int(omp) if (omp or "").isdigit() else torch.get_num_threads(), "OMP_NUM_THREADS": omp}
     if checkout_root() is None: env["git"] = {"sha": None, "dirty": None, "note": "installed clipwb, not run from a git checkout"}
     write_json(run_dir / "env.json", {**env, "init": check_refs(cfg)})
     write_json(run_dir / "run_key.json", run_key(cfg))
