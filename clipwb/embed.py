@@ -13,12 +13,14 @@ import numpy as np
 
 from .config import STAGES, Result, StageConfig
 from .core import ConfigError, DataError, get_device, get_logger
+from .data.readers import log_skipped, skip_counts
 from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'l2_normalize', 'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+__all__ = ['log', 'EMBED_MODALITIES', 'l2_normalize', 'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg',
+           'embed_to_shards', 'run_embed']
 
 # %% ../nbs/16_embed.ipynb #5db62da9
 def l2_normalize(x):
@@ -26,33 +28,44 @@ def l2_normalize(x):
     import torch
     return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
 
+EMBED_MODALITIES = ("both", "image")
+
 def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
-                 indices=None, num_workers: int = 0, progress: bool = True):
+                 indices=None, num_workers: int = 0, progress: bool = True,
+                 modality: str = "both",            # 'both', or 'image': no text tower, `text` is `[n, 0]`
+                 pin_memory: bool | None = None):   # page-locked batches (None: when the device is a GPU)
     "Encode `ds[indices]` batch by batch: yields dict(image, text, index, skipped), arrays as NumPy float32."
     import torch
     from tqdm.auto import tqdm
     from clipwb.data.datasets import make_loader
+    if modality not in EMBED_MODALITIES: raise ConfigError(f"modality must be one of {EMBED_MODALITIES}, got {modality!r}")
     device = get_device(device)
     model = model.to(device).eval()
-    dl = make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
-                     num_workers=num_workers, indices=list(range(len(ds))) if indices is None else list(indices))
+    text = modality == "both"
+    dl = make_loader(ds, preprocess=preprocess, tokenizer=tokenizer if text else None, batch_size=batch_size,
+                     num_workers=num_workers, indices=list(range(len(ds))) if indices is None else list(indices),
+                     pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
     d = _embed_dim(model)
+    dt = d if text else 0
     with torch.inference_mode():
         for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
-            if len(b["index"]) == 0:
-                yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, d), np.float32),
+            n = len(b["index"])
+            if n == 0:
+                yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, dt), np.float32),
                        "index": np.zeros(0, np.int64), "skipped": b["skipped"]}
                 continue
-            yield {"image": l2_normalize(model.encode_image(b["image"].to(device))).cpu().numpy(),
-                   "text": l2_normalize(model.encode_text(b["text"].to(device))).cpu().numpy(),
+            yield {"image": l2_normalize(model.encode_image(b["image"].to(device, non_blocking=True))).cpu().numpy(),
+                   "text": l2_normalize(model.encode_text(b["text"].to(device, non_blocking=True))).cpu().numpy()
+                           if text else np.zeros((n, 0), np.float32),
                    "index": b["index"].numpy(), "skipped": b["skipped"]}
 
 def encode_dataset(model, ds, **kw) -> dict:
     "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of `iter_encoded`)."
     bs = list(iter_encoded(model, ds, **kw))
     d = _embed_dim(model)
+    dt = d if kw.get("modality", "both") == "both" else 0
     cat = lambda k, empty: np.concatenate([b[k] for b in bs]) if bs else empty
-    return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, d), np.float32)),
+    return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, dt), np.float32)),
             "index": cat("index", np.zeros(0, np.int64)), "skipped": [s for b in bs for s in b["skipped"]]}
 
 def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, device="cpu") -> np.ndarray:
@@ -83,8 +96,11 @@ class EmbedCfg(StageConfig):
     limit: int | None = 128         # embed only the first `limit` samples (None: all)
     num_workers: int = 0            # DataLoader worker processes
     device: str = "auto"            # 'auto', 'cpu', 'cuda', 'cuda:1' …
+    modality: str = "both"          # 'both' (image and caption) or 'image' (no captions needed, no text tower)
 
     def check(self):
+        if self.modality not in EMBED_MODALITIES:
+            raise ConfigError(f"parameter 'modality' must be one of {EMBED_MODALITIES}, got {self.modality!r}")
         for k in ("shard_size", "batch_size"):
             if getattr(self, k) < 1: raise ConfigError(f"{k} must be ≥ 1, got {getattr(self, k)}")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit must be ≥ 1 or None, got {self.limit}")
@@ -100,7 +116,7 @@ def _meta_frame(ds, index: np.ndarray):
 
 def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_size: int = 1000,
                     batch_size: int = 64, limit: int | None = None, device="cpu", num_workers: int = 0,
-                    manifest: dict | None = None, progress: bool = True) -> dict:
+                    manifest: dict | None = None, progress: bool = True, modality: str = "both") -> dict:
     "Encode `ds` into shards under `out`, skipping complete shards; returns the manifest."
     from tqdm.auto import tqdm
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +130,8 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     seen = dict.fromkeys(todo, 0)
     # one loader over every pending shard (workers start once); rows are flushed shard by shard, in order
     for b in iter_encoded(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size, device=device,
-                          indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress):
+                          indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress,
+                          modality=modality):
         sh = b["index"] // shard_size
         for i in np.unique(sh):
             m = sh == i
@@ -126,30 +143,45 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
             sb = buf.pop(i)
             idx = np.concatenate(sb["index"]) if sb["index"] else np.zeros(0, np.int64)
             d = _embed_dim(model)
-            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d), np.float32)
+            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d if k == "image" or modality == "both" else 0), np.float32)
             write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
             write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
             n_new += len(idx)
     skipped = [s for i in range(n_shards) for s in read_json(out / f"skipped_{i:05d}.json")]
+    index_skipped = list(getattr(ds, "skipped", []))   # refused or unreadable while the reader indexed the data
     counts = {"n_requested": n, "n_embedded": n - len(skipped), "n_skipped": len(skipped),
-              "n_shards": n_shards, "shard_size": shard_size, "dim": _embed_dim(model)}
-    man = {**(manifest or {}), **counts, "skipped": skipped, "dtype": "float16", "normalized": True,
+              "n_index_skipped": len(index_skipped), "n_shards": n_shards, "shard_size": shard_size,
+              "dim": _embed_dim(model), "modality": modality}
+    log_skipped(index_skipped + skipped, what="embed: skipped")
+    man = {**(manifest or {}), **counts, "skipped": skipped, "index_skipped": index_skipped,
+           "skipped_by_reason": skip_counts(index_skipped + skipped), "dtype": "float16", "normalized": True,
            "files": {"img": "img_emb_{i:05d}.npy", "text": "text_emb_{i:05d}.npy", "meta": "metadata_{i:05d}.parquet"}}
     write_json(out / "manifest.json", man)
     dt = time.perf_counter() - t0
     log.info("embedded %d new samples in %.1f s", n_new, dt)
     return {**man, "new_samples": n_new, "time_s": dt}
 
+def _caption_option(cfg: EmbedCfg) -> dict:
+    "Image-only embedding keeps samples without caption where the card's reader can (files, webdataset)."
+    if cfg.modality != "image": return {}
+    import inspect
+    from clipwb.cards import load_card
+    from clipwb.data.readers import DATASETS
+    fmt = load_card(cfg.data).format
+    return {"require_caption": False} if fmt in DATASETS and "require_caption" in inspect.signature(DATASETS.get(fmt)).parameters else {}
+
 def run_embed(cfg: EmbedCfg, run_dir: str | Path) -> Result:
     "The embed stage: card + model → `run_dir/embeddings/` shards and manifest."
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
     model, _, pre = create_model_and_transforms(cfg.model)
-    ds = load_dataset(cfg.data, cfg.split)
+    ds = load_dataset(cfg.data, cfg.split, **_caption_option(cfg))
     man = embed_to_shards(model, ds, Path(run_dir) / "embeddings", preprocess=pre, tokenizer=get_tokenizer(cfg.model),
                           shard_size=cfg.shard_size, batch_size=cfg.batch_size, limit=cfg.limit,
-                          device=cfg.device, num_workers=cfg.num_workers,
+                          device=cfg.device, num_workers=cfg.num_workers, modality=cfg.modality,
                           manifest={"model": cfg.model, "data": cfg.data, "split": cfg.split})
-    m = {k: man[k] for k in ("n_requested", "n_embedded", "n_skipped", "n_shards", "dim", "new_samples", "time_s")}
+    m = {k: man[k] for k in ("n_requested", "n_embedded", "n_skipped", "n_index_skipped", "n_shards", "dim", "modality",
+                             "new_samples", "time_s")}
+    m.update({f"skipped/{kind}": c for kind, c in man["skipped_by_reason"].items()})
     m["samples_per_s"] = man["new_samples"] / man["time_s"] if man["new_samples"] else None
     return Result(metrics=m, artifacts={"embeddings": "embeddings", "manifest": "embeddings/manifest.json"})

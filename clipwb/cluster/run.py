@@ -157,6 +157,9 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     t0 = time.perf_counter()
     folder = embeddings_folder(cfg.embeddings) if cfg.embeddings else _embed_here(cfg, run_dir)
     man = read_json(folder / "manifest.json")
+    if man.get("modality", "both") == "image" and cfg.modality != "image":
+        raise DataError(f"{folder}: embedded with modality='image' (no text embeddings); cluster it with modality=image "
+                        "or re-embed with modality=both")
     stream = _streams(cfg.method)
     if stream:   # the clusterer reads the shards batch by batch; only metadata is loaded
         img, text = shard_source(folder, "image"), shard_source(folder, "text")
