@@ -19,8 +19,77 @@ from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EMBED_MODALITIES', 'l2_normalize', 'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg',
-           'embed_to_shards', 'run_embed']
+__all__ = ['log', 'DECODED_CACHE_MAX_BYTES', 'EMBED_MODALITIES', 'split_preprocess', 'decoded_images', 'l2_normalize',
+           'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+
+# %% ../nbs/16_embed.ipynb #1a848172
+DECODED_CACHE_MAX_BYTES = 2 << 30   # decoded arrays larger than this are not cached (decode on the fly)
+
+def split_preprocess(preprocess):
+    "`(pil_part, mean, std)` when `preprocess` is PIL transforms → ToTensor → [Normalize]; else None."
+    import torchvision.transforms as T
+    ts = list(getattr(preprocess, "transforms", []))
+    j = next((k for k, t in enumerate(ts) if type(t).__name__ in ("ToTensor", "MaybeToTensor")), None)
+    if not isinstance(preprocess, T.Compose) or j is None: return None
+    rest = ts[j + 1:]
+    if len(rest) > 1 or (rest and not isinstance(rest[0], T.Normalize)): return None
+    mean, std = (rest[0].mean, rest[0].std) if rest else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return T.Compose(ts[:j]), tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+class _ToArray:
+    "PIL part of a preprocess, then a uint8 `[H, W, 3]` tensor (picklable for loader workers)."
+    def __init__(self, pil_part): self.pil_part = pil_part
+    def __call__(self, im):
+        import torch
+        return torch.from_numpy(np.array(self.pil_part(im).convert("RGB"), dtype=np.uint8))
+
+def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bool = True):
+    "`(array [n, H, W, 3] uint8 memmap, {row: reason}, mean, std)` of `ds[:n]` after the PIL part of `preprocess`, cached; or None."
+    import hashlib
+    from clipwb.core import cache_dir
+    from clipwb.data.datasets import make_loader
+    from clipwb.io import atomic_path
+    sp = split_preprocess(preprocess)
+    card = getattr(ds, "card", None)
+    if sp is None or card is None or n < 1: return None
+    pil_part, mean, std = sp
+    try: probe = _ToArray(pil_part)(ds.load_image(0)) if len(ds) else None
+    except DataError: return None
+    if probe is None or n * probe.numel() > DECODED_CACHE_MAX_BYTES: return None
+    h = hashlib.sha1(repr((card.id, ds.split, type(ds).__name__, repr(pil_part), n, tuple(probe.shape))).encode())
+    h.update(Path(card.file).read_bytes() if getattr(card, "file", None) and Path(card.file).is_file() else b"")
+    for i in range(n): h.update(str(ds.ids[i]).encode() + b"\0")
+    path = cache_dir("decoded") / f"{card.id}-{ds.split}-{'x'.join(map(str, probe.shape))}-n{n}-{h.hexdigest()[:16]}.npy"
+    bad_path = path.with_suffix(".skipped.json")
+    if not (path.is_file() and bad_path.is_file()):
+        from tqdm.auto import tqdm
+        bad = {}
+        with atomic_path(path) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *probe.shape))
+            for b in tqdm(make_loader(ds, preprocess=_ToArray(pil_part), batch_size=64, num_workers=num_workers,
+                                      indices=range(n)), desc="decode once (cached)", disable=not progress, leave=False):
+                if len(b["index"]): arr[b["index"].numpy()] = b["image"].numpy()
+                bad.update({int(s["index"]): s for s in b["skipped"]})
+            arr.flush(); del arr
+        write_json(bad_path, {str(k): v for k, v in bad.items()})
+        log.info("embed: decoded %d images once into %s", n, path)
+    return (np.load(path, mmap_mode="r"), {int(k): v for k, v in read_json(bad_path).items()}, mean, std)
+
+class _Decoded:
+    "A dataset view whose images are rows of a decoded uint8 array (unreadable rows raise as the dataset did)."
+    def __init__(self, ds, arr, bad): self.ds, self.arr, self.bad = ds, arr, bad
+    ids = property(lambda self: self.ds.ids)
+    captions = property(lambda self: self.ds.captions)
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        from clipwb.core import Sample
+        if i in self.bad: raise DataError(self.bad[i]["reason"])
+        return Sample(self.ds.ids[i], self.arr[i], self.ds.captions[i], {})
+    def locate(self, i): return self.bad.get(i, {}) and {k: self.bad[i][k] for k in ("shard", "member") if k in self.bad[i]}
+
+def _row_tensor(a):
+    import torch
+    return torch.from_numpy(np.array(a))
 
 # %% ../nbs/16_embed.ipynb #5db62da9
 def l2_normalize(x):
@@ -33,7 +102,8 @@ EMBED_MODALITIES = ("both", "image")
 def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
                  indices=None, num_workers: int = 0, progress: bool = True,
                  modality: str = "both",            # 'both', or 'image': no text tower, `text` is `[n, 0]`
-                 pin_memory: bool | None = None):   # page-locked batches (None: when the device is a GPU)
+                 pin_memory: bool | None = None,    # page-locked batches (None: when the device is a GPU)
+                 cache_decoded: bool = True):       # decode a card's images once into a cached uint8 array
     "Encode `ds[indices]` batch by batch: yields dict(image, text, index, skipped), arrays as NumPy float32."
     import torch
     from tqdm.auto import tqdm
@@ -42,8 +112,16 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
     device = get_device(device)
     model = model.to(device).eval()
     text = modality == "both"
-    dl = make_loader(ds, preprocess=preprocess, tokenizer=tokenizer if text else None, batch_size=batch_size,
-                     num_workers=num_workers, indices=list(range(len(ds))) if indices is None else list(indices),
+    idx = list(range(len(ds))) if indices is None else [int(i) for i in indices]
+    dec = decoded_images(ds, preprocess, max(idx) + 1, num_workers=num_workers, progress=progress) \
+        if cache_decoded and idx else None
+    if dec is not None:   # rows are ready: no worker processes, convert + normalise on the device
+        arr, bad, mean, std = dec
+        src, pre, num_workers = _Decoded(ds, arr, bad), _row_tensor, 0
+        mean_t, std_t = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (mean, std))
+    else: src, pre = ds, preprocess
+    dl = make_loader(src, preprocess=pre, tokenizer=tokenizer if text else None, batch_size=batch_size,
+                     num_workers=num_workers, indices=idx,
                      pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
     d = _embed_dim(model)
     dt = d if text else 0
@@ -54,7 +132,9 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
                 yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, dt), np.float32),
                        "index": np.zeros(0, np.int64), "skipped": b["skipped"]}
                 continue
-            yield {"image": l2_normalize(model.encode_image(b["image"].to(device, non_blocking=True))).cpu().numpy(),
+            x = b["image"].to(device, non_blocking=True)
+            if dec is not None: x = x.permute(0, 3, 1, 2).float().div(255).sub_(mean_t).div_(std_t)
+            yield {"image": l2_normalize(model.encode_image(x)).cpu().numpy(),
                    "text": l2_normalize(model.encode_text(b["text"].to(device, non_blocking=True))).cpu().numpy()
                            if text else np.zeros((n, 0), np.float32),
                    "index": b["index"].numpy(), "skipped": b["skipped"]}
