@@ -45,17 +45,18 @@ def write_shards(folder: Path, shards: int, per: int):
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from clipwb.data.readers import WebDataset
+from clipwb.data.webdataset import WebDataset
 from clipwb.data.datasets import make_loader
 import torchvision.transforms as T
 t_import = time.perf_counter() - t0
+rss0 = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() / 2**20
 t0 = time.perf_counter()
 ds = WebDataset(sys.argv[1])
 t_open = time.perf_counter() - t0
 b = next(iter(make_loader(ds, preprocess=T.ToTensor(), batch_size=256)))
 t_first = time.perf_counter() - t0
 print(json.dumps({"n": len(ds), "open_s": t_open, "first_batch_s": t_first, "import_s": t_import,
-                  "batch": len(b["id"]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "batch": len(b["id"]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_import_mb": rss0}))
 """
 
 
@@ -89,6 +90,8 @@ def main():
     print(f"  peak RSS, cached open + first batch: {small['peak_rss_mb']:.0f} MB at n = {small['n']}, "
           f"{best['peak_rss_mb']:.0f} MB at n = {best['n']}  (ratio {best['peak_rss_mb'] / small['peak_rss_mb']:.2f}"
           f" for {best['n'] / small['n']:.0f}x the samples)")
+    print(f"  growth over the RSS after imports: {small['peak_rss_mb'] - small['rss_after_import_mb']:.0f} MB at n = {small['n']}, "
+          f"{best['peak_rss_mb'] - best['rss_after_import_mb']:.0f} MB at n = {best['n']}")
 
 
 if __name__ == "__main__":

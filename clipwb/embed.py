@@ -196,7 +196,8 @@ def _meta_frame(ds, index: np.ndarray):
 
 def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_size: int = 1000,
                     batch_size: int = 64, limit: int | None = None, device="cpu", num_workers: int = 0,
-                    manifest: dict | None = None, progress: bool = True, modality: str = "both") -> dict:
+                    manifest: dict | None = None, progress: bool = True, modality: str = "both",
+                    cache_decoded: bool = True) -> dict:
     "Encode `ds` into shards under `out`, skipping complete shards; returns the manifest."
     from tqdm.auto import tqdm
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,7 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     # one loader over every pending shard (workers start once); rows are flushed shard by shard, in order
     for b in iter_encoded(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size, device=device,
                           indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress,
-                          modality=modality):
+                          modality=modality, cache_decoded=cache_decoded):
         sh = b["index"] // shard_size
         for i in np.unique(sh):
             m = sh == i

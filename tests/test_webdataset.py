@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import clipwb.data.readers as rd
+import clipwb.data.webdataset as wd
 from clipwb.data.datasets import make_loader, shard_batches
-from clipwb.data.readers import WebDataset, shard_index
+from clipwb.data.webdataset import WebDataset, shard_index
 from clipwb.testing import synthetic_pairs, write_tar_shard
 
 
@@ -30,8 +31,8 @@ def _shards(folder, n_shards=4, per=5, seed=0):
 
 def _count_builds(monkeypatch):
     calls = []
-    real = rd.build_shard_index
-    monkeypatch.setattr(rd, "build_shard_index", lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
+    real = wd.build_shard_index
+    monkeypatch.setattr(wd, "build_shard_index", lambda *a, **k: calls.append(a[0].name) or real(*a, **k))
     return calls
 
 
@@ -42,8 +43,8 @@ def test_index_is_built_once_cached_and_opening_reads_no_sample(tmp_path, cache,
     assert sorted(builds) == [f"{k:05d}.tar" for k in range(4)] and len(list((cache / "webdataset_index").glob("*.jsonl"))) == 4
     builds.clear()
     rows_read = []
-    real = rd.shard_index
-    monkeypatch.setattr(rd, "shard_index", lambda s, **k: rows_read.append(k.get("rows", True)) or real(s, **k))
+    real = wd.shard_index
+    monkeypatch.setattr(wd, "shard_index", lambda s, **k: rows_read.append(k.get("rows", True)) or real(s, **k))
     ds = WebDataset(tmp_path / "wds", label_names=["shape"])
     assert builds == [] and rows_read == [False] * 4, "a cached open reads each index's header only"
     assert len(ds) == 20 and ds._cache == {}

@@ -16,7 +16,7 @@ import numpy as np
 from ..cards import CardError, DataCard, load_card
 from ..config import STAGES, Result, StageConfig
 from ..core import ConfigError, DataError, get_logger
-from . import openmoji, readers, shapes  # noqa: F401  (registers every dataset plug-in)
+from . import openmoji, readers, shapes, webdataset  # noqa: F401  (registers every dataset plug-in)
 from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
 from ..io import write_json
 from ..registry import check_kwargs

@@ -8,9 +8,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import tarfile
-from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -22,11 +21,9 @@ from ..registry import Registry
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'INDEX_VERSION', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset',
-           'skip_kind', 'skip_counts', 'log_skipped', 'split_path', 'FilesDataset', 'files_dataset', 'expand_braces',
-           'shard_list', 'scan_tar', 'index_path', 'build_shard_index', 'shard_index', 'WebDataset',
-           'webdataset_dataset', 'resolve_inside', 'TableDataset', 'table_dataset', 'ShareGPT4VDataset',
-           'sharegpt4v_dataset', 'image_grid']
+__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset', 'skip_kind', 'skip_counts',
+           'log_skipped', 'split_path', 'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset',
+           'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
 
 # %% ../../nbs/10_data.readers.ipynb #8321953f
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -223,231 +220,6 @@ class FilesDataset(PairDataset):
 def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
     "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
     return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **_card_kw(card, split))
-
-# %% ../../nbs/10_data.readers.ipynb #a6340d8c
-def expand_braces(pattern: str) -> list[str]:
-    "Expand `{a..b}` numeric ranges (zero padding kept) and `{x,y}` lists, webdataset style."
-    m = re.search(r"\{([^{}]*)\}", pattern)
-    if not m: return [pattern]
-    body, pre, post = m.group(1), pattern[:m.start()], pattern[m.end():]
-    r = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if r:
-        a, b, w = int(r.group(1)), int(r.group(2)), len(r.group(1))
-        items = [f"{k:0{w}d}" for k in range(a, b + 1)]
-    else: items = body.split(",")
-    return [x for it in items for x in expand_braces(pre + it + post)]
-
-def shard_list(path: str | Path) -> list[Path]:
-    "Shard files of a tar path, folder of tars or brace pattern (missing shards raise `DataError`)."
-    s = str(path)
-    if "{" in s: shards = [Path(p) for p in expand_braces(s)]
-    elif Path(s).is_dir(): shards = sorted(Path(s).glob("*.tar"))
-    else: shards = [Path(s)]
-    missing = [str(p) for p in shards if not p.is_file()]
-    if missing: raise DataError(f"webdataset: {len(missing)} shard(s) not found, e.g. {missing[:3]}")
-    if not shards: raise DataError(f"webdataset: no .tar shards in {s}")
-    bad = [str(p) for p in shards if p.suffix != ".tar"]
-    if bad: raise DataError(f"webdataset: only uncompressed .tar shards can be read in place; got {bad[:3]}")
-    return shards
-
-def _unsafe(name: str) -> bool:
-    p = PurePosixPath(name)
-    return name.startswith(("/", "\\")) or ".." in p.parts or re.match(r"^[A-Za-z]:", name) is not None
-
-_TEXT_EXTS, _MAX_TEXT = ("txt", "json"), 1 << 20   # members read while scanning (captions, metadata)
-
-def _skip(path: Path, id: str, reason: str, member: str | None = None) -> dict:
-    return {"id": id, "reason": reason, "shard": path.name, **({"member": member} if member else {})}
-
-def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
-    "One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members (`bytes` for the `read` extensions), and skip records."
-    groups, skipped, n, size = {}, [], 0, path.stat().st_size
-    with open(path, "rb") as f:
-        try:
-            with tarfile.open(fileobj=f, mode="r:") as tf:
-                while True:
-                    m = tf.next()
-                    if m is None: break
-                    if m.offset_data + m.size > size:
-                        skipped.append(_skip(path, path.name, f"truncated or corrupt tar after {n} members: member "
-                                             f"{m.name!r} ends at byte {m.offset_data + m.size} > file size {size}; "
-                                             "the samples after it are lost", m.name)); break
-                    n += 1
-                    if not m.isfile(): continue
-                    if _unsafe(m.name):
-                        skipped.append(_skip(path, f"{path.name}:{m.name}", "unsafe member name (absolute or '..'), not read",
-                                             m.name)); continue
-                    km = re.match(r"^((?:.*/|)[^./]+)\.([^/]*)$", m.name)
-                    if not km: continue
-                    ext = km.group(2).lower()
-                    if ext in read and m.size <= _MAX_TEXT:
-                        f.seek(m.offset_data); val = f.read(m.size)
-                    else: val = (m.offset_data, m.size)
-                    groups.setdefault(km.group(1), {})[ext] = val
-        except (tarfile.TarError, EOFError, OSError) as e:
-            skipped.append(_skip(path, path.name, f"truncated or corrupt tar after {n} members: {e}; the samples after it are lost"))
-    return groups, skipped
-
-def _read_at(path, off, size) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(off); b = f.read(size)
-    if len(b) != size: raise DataError(f"{path}: short read at byte {off} ({len(b)} of {size} bytes)")
-    return b
-
-def _text(v, path, key, ext) -> bytes:
-    return v if isinstance(v, bytes) else _read_at(path, *v)
-
-# %% ../../nbs/10_data.readers.ipynb #7125b9ab
-INDEX_VERSION = 1   # bump when the index layout changes: old cache entries are then ignored
-
-def index_path(shard: str | Path, require_caption: bool = True) -> Path:
-    "The cached offset index of `shard`, keyed by its absolute path, size and modification time."
-    import hashlib
-    from clipwb.core import cache_dir
-    shard = Path(shard); st = shard.stat()
-    key = f"{shard.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{INDEX_VERSION}\0{int(require_caption)}"
-    return cache_dir("webdataset_index") / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.jsonl"
-
-def build_shard_index(shard: Path, require_caption: bool = True) -> tuple[list, list]:
-    "Scan one shard → rows `[key, offset, size, ext, caption, captions, meta]` of its samples, and skip records."
-    groups, skipped = scan_tar(shard, read=_TEXT_EXTS)
-    rows = []
-    for key, mem in groups.items():
-        img = next((e for e in IMAGE_EXTS if e in mem), None)
-        if img is None: skipped.append(_skip(shard, key, f"no image member in {shard.name}")); continue
-        meta = {}
-        if "json" in mem:
-            try: meta = json.loads(_text(mem["json"], shard, key, "json"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                skipped.append(_skip(shard, key, f"bad json member: {e}", f"{key}.json")); continue
-        meta = meta if isinstance(meta, dict) else {}
-        if "txt" in mem: cap = _text(mem["txt"], shard, key, "txt").decode("utf-8", errors="replace")
-        elif "caption" in meta: cap = meta["caption"]
-        elif not require_caption: cap = ""
-        else: skipped.append(_skip(shard, key, f"no caption member in {shard.name}")); continue
-        caps = [c.strip() for c in (meta.get("captions") or []) if isinstance(c, str) and c.strip()]
-        cap = cap.strip() if isinstance(cap, str) else ""
-        if not cap and caps: cap = caps[0]
-        if not cap and require_caption: skipped.append(_skip(shard, key, "empty caption", f"{key}.txt")); continue
-        rows.append([key, *mem[img], img, cap, caps or None,
-                     {k: v for k, v in meta.items() if k not in ("caption", "captions")}])
-    return rows, skipped
-
-def shard_index(shard: str | Path, *, rows: bool = True, require_caption: bool = True) -> tuple[dict, list | None]:
-    "`(header, rows)` of a shard's offset index, from the cache or built once and cached; `rows=False` reads the header only."
-    shard = Path(shard)
-    p = index_path(shard, require_caption)
-    if p.is_file():
-        with open(p, encoding="utf-8") as f:
-            head = json.loads(f.readline())
-            return head, ([json.loads(line) for line in f] if rows else None)
-    found, skipped = build_shard_index(shard, require_caption)
-    head = {"version": INDEX_VERSION, "shard": str(shard.resolve()), "n": len(found), "skipped": skipped}
-    try:
-        from clipwb.io import atomic_path
-        with atomic_path(p) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(json.dumps(head) + "\n"); f.writelines(json.dumps(r) + "\n" for r in found)
-    except OSError as e: log.warning("webdataset: cannot cache the index of %s in %s (%s); it is rebuilt next time", shard, p, e)
-    return head, found
-
-class _Column(Sequence):
-    "One column of a `WebDataset` (ids or captions), read from the shard indexes on demand."
-    def __init__(self, ds, j): self.ds, self.j = ds, j
-    def __len__(self): return len(self.ds)
-    def __getitem__(self, i):
-        if isinstance(i, slice): return [self[k] for k in range(*i.indices(len(self)))]
-        return self.ds._row(i)[1][self.j]
-    def __iter__(self): return (r[self.j] for r in self.ds._iter_rows())
-    def __eq__(self, other): return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
-    def __repr__(self): return f"<{len(self)} lazy values>"
-
-class _Labels(Mapping):
-    "Label values per name, gathered from every shard index the first time a label is asked for."
-    def __init__(self, ds): self.ds, self._got = ds, {}
-    def __contains__(self, k): return k in self.ds._label_names
-    def __iter__(self): return iter(self.ds._label_names)
-    def __len__(self): return len(self.ds._label_names)
-    def __getitem__(self, k):
-        if k not in self: raise KeyError(k)
-        if k not in self._got: self._got[k] = [r[6].get(k) for r in self.ds._iter_rows()]
-        return self._got[k]
-
-class WebDataset(PairDataset):
-    "webdataset tar shards (`key.jpg|png|webp` + `key.txt|json`), indexed lazily per shard, read by seeking."
-    cache_shards = 64   # shard indexes kept in memory (least recently used are dropped)
-
-    def __init__(self, path: str | Path, *, label_names: Sequence[str] = (), limit: int | None = None,
-                 classnames: dict | None = None, card=None, split: str | None = None, templates=None,
-                 require_caption: bool = True):   # False: keep images without caption (caption "")
-        from collections import OrderedDict
-        from tqdm.auto import tqdm
-        self.shards, self.require_caption = shard_list(path), require_caption
-        heads = [shard_index(s, rows=False, require_caption=require_caption)[0] for s in tqdm(self.shards, desc="index shards", leave=False,
-                                                              disable=len(self.shards) < 16)]
-        self.skipped = [s for h in heads for s in h["skipped"]]
-        counts = np.array([h["n"] for h in heads], np.int64)
-        if limit is not None: counts = np.diff(np.minimum(np.concatenate([[0], np.cumsum(counts)]), limit))
-        self._offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.card, self.split = card, split
-        self.templates = templates if templates is not None else (card.templates if card is not None else "default")
-        self._label_names, self._fixed = list(label_names), dict(classnames or {})
-        self.ids, self.captions = _Column(self, 0), _Column(self, 4)
-        self._values, self._targets, self._cache = _Labels(self), {}, OrderedDict()
-
-    def __len__(self) -> int: return int(self._offsets[-1])
-    def __getstate__(self): return {**self.__dict__, "_cache": type(self._cache)()}   # workers read their own
-
-    def _rows(self, si: int) -> list:
-        if si in self._cache: self._cache.move_to_end(si)
-        else:
-            self._cache[si] = shard_index(self.shards[si], require_caption=self.require_caption)[1]
-            while len(self._cache) > self.cache_shards: self._cache.popitem(last=False)
-        return self._cache[si]
-
-    def shard_of(self, i: int) -> int:
-        "Index of the shard that holds sample `i`."
-        return int(np.searchsorted(self._offsets, self._check(i), "right") - 1)
-
-    def _row(self, i) -> tuple[int, list]:
-        i = self._check(i); si = self.shard_of(i)
-        return si, self._rows(si)[i - self._offsets[si]]
-
-    def _iter_rows(self):
-        for si in range(len(self.shards)):
-            n = int(self._offsets[si + 1] - self._offsets[si])
-            if n: yield from self._rows(si)[:n]
-
-    def _image(self, si, r):
-        key, off, size, ext = r[:4]
-        where = f"{self.shards[si].name}:{key}.{ext}"
-        try: data = _read_at(self.shards[si], off, size)
-        except OSError as e: raise DataError(f"sample '{key}': cannot read {where}: {e}") from e
-        return decode_image(data, id=key, where=where)
-
-    def load_image(self, i): return self._image(*self._row(i))
-
-    def __getitem__(self, i) -> Sample:
-        si, r = self._row(i)
-        return Sample(r[0], self._image(si, r), r[4], {k: r[6].get(k) for k in self._label_names})
-
-    def all_captions(self, i) -> list[str]:
-        r = self._row(i)[1]
-        return list(r[5]) if r[5] else [r[4]]
-
-    def locate(self, i) -> dict:
-        "Shard and image member of sample `i` (for skip records)."
-        si, r = self._row(i)
-        return {"shard": self.shards[si].name, "member": f"{r[0]}.{r[3]}"}
-
-@DATASETS.register("webdataset")
-def webdataset_dataset(card, split: str | None = None, *, limit: int | None = None,
-                       require_caption: bool = True) -> WebDataset:
-    "Builder for cards with `format: webdataset` (path: a .tar, a folder of .tar or a brace pattern)."
-    if split is not None and card.splits and split not in card.splits:
-        raise DataError(f"data card '{card.id}' has no split '{split}'; splits: {sorted(card.splits)}")
-    raw = card.resolve_path(split)
-    return WebDataset(raw, limit=limit, require_caption=require_caption, **_card_kw(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #2eae879e
 def _split_caps(v) -> list[str] | None:
