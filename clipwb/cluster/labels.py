@@ -141,7 +141,10 @@ def load_stage_labels(folder: str | Path,  # the embeddings folder
     import pandas as pd
     path = _stage_path(folder, stage)
     if not path.is_file(): raise DataError(f"no labels for stage {stage}: {path} not found; run the cluster stage first")
-    df = pd.read_parquet(path)
+    return _checked(pd.read_parquet(path), path, ids)
+
+def _checked(df, path: Path, ids):
+    "`df` after checking its label columns and (when `ids` is given) its id order."
     missing = {"id", "cluster", "pseudo"} - set(df.columns)
     if missing: raise DataError(f"{path}: missing columns {sorted(missing)}")
     if ids is not None:
@@ -167,9 +170,7 @@ def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds label
         hint = (" (this looks like an embed run or shard folder: labels live in the cluster run now)"
                 if (run / "manifest.json").is_file() or (run / "embeddings" / "manifest.json").is_file() else "")
         raise DataError(f"no cluster labels at {path}{hint}; pass a cluster run dir (runs/cluster/<run>)")
-    df = pd.read_parquet(path)
-    missing = {"id", "cluster", "pseudo"} - set(df.columns)
-    if missing: raise DataError(f"{path}: missing columns {sorted(missing)}")
+    df = _checked(pd.read_parquet(path), path, None)
     have = sorted(int(c[9:]) for c in df.columns if c.startswith("cluster_s"))
     own = have[-1] if have else None
     if stage is not None and stage != own:
@@ -182,11 +183,4 @@ def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds label
         cols = {f"cluster_s{s:02d}": df[f"cluster_s{s:02d}"].to_numpy() for s in range(int(stage) + 1)}
         P, _ = accumulate_stages(list(cols.values()), k=k)
         df = pd.DataFrame({"id": df["id"], "cluster": cols[f"cluster_s{int(stage):02d}"], "pseudo": P, **cols})
-    if ids is not None:
-        want, got = [str(x) for x in ids], df["id"].astype(str).tolist()
-        if len(want) != len(got): raise DataError(f"{path}: {len(got)} rows but the embeddings have {len(want)} ids")
-        bad = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), None)
-        if bad is not None:
-            raise DataError(f"{path}: row {bad} has id {got[bad]!r} but the embeddings have {want[bad]!r}; "
-                            "the labels were computed on other embeddings")
-    return df
+    return _checked(df, path, ids)
