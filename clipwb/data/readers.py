@@ -137,7 +137,8 @@ class MemoryDataset(PairDataset):
 _SKIP_KINDS = (("unsafe member", "unsafe_member"), ("escapes", "unsafe_path"), ("truncated or corrupt tar", "truncated_tar"),
                ("no image member", "no_image"), ("no caption", "no_caption"), ("bad json", "bad_json"),
                ("empty caption", "empty_caption"), ("duplicate id", "duplicate_id"),
-               ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"), ("lacks image", "incomplete_record"))
+               ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"), ("lacks image", "incomplete_record"),
+               ("no Unicode name", "unnamed"))
 
 def skip_kind(record: dict) -> str:
     "A short name for why a sample was skipped (`unsafe_member`, `truncated_tar`, `undecodable_image`, …; `other`)."
