@@ -210,13 +210,15 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     if cfg.map_points:
         from clipwb.viz.umap import map_figure, save_map_html
         fig = map_figure(img, (pseudo if cfg.stage else labels)[rows], meta,
-                         images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)), color_name="cluster" if cfg.stage == 0 else "pseudo-label",
+                         images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)),
+                         color_name="cluster" if cfg.stage == 0 else "pseudo-label",
                          title=f"UMAP of image embeddings, coloured by {'stage' if cfg.stage == 0 else 'accumulated'} label",
                          seed=cfg.seed)
         save_map_html(fig, run_dir / "map.html")
         artifacts["map"] = "map.html"
     else: fig = None
-    metrics = dict(n=len(ids), streamed=stream, k=cfg.k, k_stage=k_stage, method=cfg.method, modality=cfg.modality, stage=cfg.stage,
+    metrics = dict(n=len(ids), streamed=stream, k=cfg.k, k_stage=k_stage, method=cfg.method, modality=cfg.modality,
+                   stage=cfg.stage,
                    cells=diag["stage"]["cells"], pseudo_cells=diag["stage"]["pseudo_cells"],
                    cells_per_stage=diag["stage"]["cells_per_stage"], time_s=time.perf_counter() - t0)
     for m, f in fits.items():
