@@ -115,9 +115,9 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
     idx = list(range(len(ds))) if indices is None else [int(i) for i in indices]
     dec = decoded_images(ds, preprocess, max(idx) + 1, num_workers=num_workers, progress=progress) \
         if cache_decoded and idx else None
-    if dec is not None:   # rows are ready: no worker processes, convert + normalise on the device
+    if dec is not None:   # rows are ready; workers still tokenize in parallel; convert + normalise on the device
         arr, bad, mean, std = dec
-        src, pre, num_workers = _Decoded(ds, arr, bad), _row_tensor, 0
+        src, pre = _Decoded(ds, arr, bad), _row_tensor
         mean_t, std_t = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (mean, std))
     else: src, pre = ds, preprocess
     dl = make_loader(src, preprocess=pre, tokenizer=tokenizer if text else None, batch_size=batch_size,
