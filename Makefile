@@ -39,7 +39,10 @@ lab: install       ## JupyterLab on nbs/
 
 bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU cores; each script takes --help)
 	$(PY) benchmarks/bench_embed.py
+	$(PY) benchmarks/bench_embed.py --model clipwb-tiny --data openmoji --n 1024 --batch-size 128
+	$(PY) benchmarks/bench_webdataset.py
 	$(PY) benchmarks/bench_cluster.py
+	$(PY) benchmarks/bench_cluster_stream.py
 	$(PY) benchmarks/bench_umap.py
 	$(PY) benchmarks/bench_merge.py
 	$(PY) benchmarks/bench_gram.py

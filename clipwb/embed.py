@@ -13,12 +13,83 @@ import numpy as np
 
 from .config import STAGES, Result, StageConfig
 from .core import ConfigError, DataError, get_device, get_logger
+from .data.readers import log_skipped, skip_counts
 from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'l2_normalize', 'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+__all__ = ['log', 'DECODED_CACHE_MAX_BYTES', 'EMBED_MODALITIES', 'split_preprocess', 'decoded_images', 'l2_normalize',
+           'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+
+# %% ../nbs/16_embed.ipynb #1a848172
+DECODED_CACHE_MAX_BYTES = 2 << 30   # decoded arrays larger than this are not cached (decode on the fly)
+
+def split_preprocess(preprocess):
+    "`(pil_part, mean, std)` when `preprocess` is PIL transforms → ToTensor → [Normalize]; else None."
+    import torchvision.transforms as T
+    ts = list(getattr(preprocess, "transforms", []))
+    j = next((k for k, t in enumerate(ts) if type(t).__name__ in ("ToTensor", "MaybeToTensor")), None)
+    if not isinstance(preprocess, T.Compose) or j is None: return None
+    rest = ts[j + 1:]
+    if len(rest) > 1 or (rest and not isinstance(rest[0], T.Normalize)): return None
+    mean, std = (rest[0].mean, rest[0].std) if rest else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return T.Compose(ts[:j]), tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+class _ToArray:
+    "PIL part of a preprocess, then a uint8 `[H, W, 3]` tensor (picklable for loader workers)."
+    def __init__(self, pil_part): self.pil_part = pil_part
+    def __call__(self, im):
+        import torch
+        return torch.from_numpy(np.array(self.pil_part(im).convert("RGB"), dtype=np.uint8))
+
+def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bool = True):
+    "`(array [n, H, W, 3] uint8 memmap, {row: reason}, mean, std)` of `ds[:n]` after the PIL part of `preprocess`, cached; or None."
+    import hashlib
+    from clipwb.core import cache_dir
+    from clipwb.data.datasets import make_loader
+    from clipwb.io import atomic_path
+    sp = split_preprocess(preprocess)
+    card = getattr(ds, "card", None)
+    if sp is None or card is None or n < 1: return None
+    pil_part, mean, std = sp
+    try: probe = _ToArray(pil_part)(ds.load_image(0)) if len(ds) else None
+    except DataError: return None
+    if probe is None or n * probe.numel() > DECODED_CACHE_MAX_BYTES: return None
+    h = hashlib.sha1(repr((card.id, ds.split, type(ds).__name__, repr(pil_part), n, tuple(probe.shape))).encode())
+    h.update(Path(card.file).read_bytes() if getattr(card, "file", None) and Path(card.file).is_file() else b"")
+    for i in range(n): h.update(str(ds.ids[i]).encode() + b"\0")
+    path = cache_dir("decoded") / f"{card.id}-{ds.split}-{'x'.join(map(str, probe.shape))}-n{n}-{h.hexdigest()[:16]}.npy"
+    bad_path = path.with_suffix(".skipped.json")
+    if not (path.is_file() and bad_path.is_file()):
+        from tqdm.auto import tqdm
+        bad = {}
+        with atomic_path(path) as tmp:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *probe.shape))
+            for b in tqdm(make_loader(ds, preprocess=_ToArray(pil_part), batch_size=64, num_workers=num_workers,
+                                      indices=range(n)), desc="decode once (cached)", disable=not progress, leave=False):
+                if len(b["index"]): arr[b["index"].numpy()] = b["image"].numpy()
+                bad.update({int(s["index"]): s for s in b["skipped"]})
+            arr.flush(); del arr
+        write_json(bad_path, {str(k): v for k, v in bad.items()})
+        log.info("embed: decoded %d images once into %s", n, path)
+    return (np.load(path, mmap_mode="r"), {int(k): v for k, v in read_json(bad_path).items()}, mean, std)
+
+class _Decoded:
+    "A dataset view whose images are rows of a decoded uint8 array (unreadable rows raise as the dataset did)."
+    def __init__(self, ds, arr, bad): self.ds, self.arr, self.bad = ds, arr, bad
+    ids = property(lambda self: self.ds.ids)
+    captions = property(lambda self: self.ds.captions)
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, i):
+        from clipwb.core import Sample
+        if i in self.bad: raise DataError(self.bad[i]["reason"])
+        return Sample(self.ds.ids[i], self.arr[i], self.ds.captions[i], {})
+    def locate(self, i): return self.bad.get(i, {}) and {k: self.bad[i][k] for k in ("shard", "member") if k in self.bad[i]}
+
+def _row_tensor(a):
+    import torch
+    return torch.from_numpy(np.array(a))
 
 # %% ../nbs/16_embed.ipynb #5db62da9
 def l2_normalize(x):
@@ -26,33 +97,55 @@ def l2_normalize(x):
     import torch
     return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
 
+EMBED_MODALITIES = ("both", "image")
+
 def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
-                 indices=None, num_workers: int = 0, progress: bool = True):
+                 indices=None, num_workers: int = 0, progress: bool = True,
+                 modality: str = "both",            # 'both', or 'image': no text tower, `text` is `[n, 0]`
+                 pin_memory: bool | None = None,    # page-locked batches (None: when the device is a GPU)
+                 cache_decoded: bool = True):       # decode a card's images once into a cached uint8 array
     "Encode `ds[indices]` batch by batch: yields dict(image, text, index, skipped), arrays as NumPy float32."
     import torch
     from tqdm.auto import tqdm
     from clipwb.data.datasets import make_loader
+    if modality not in EMBED_MODALITIES: raise ConfigError(f"modality must be one of {EMBED_MODALITIES}, got {modality!r}")
     device = get_device(device)
     model = model.to(device).eval()
-    dl = make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
-                     num_workers=num_workers, indices=list(range(len(ds))) if indices is None else list(indices))
+    text = modality == "both"
+    idx = list(range(len(ds))) if indices is None else [int(i) for i in indices]
+    dec = decoded_images(ds, preprocess, max(idx) + 1, num_workers=num_workers, progress=progress) \
+        if cache_decoded and idx else None
+    if dec is not None:   # rows are ready; workers still tokenize in parallel; convert + normalise on the device
+        arr, bad, mean, std = dec
+        src, pre = _Decoded(ds, arr, bad), _row_tensor
+        mean_t, std_t = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (mean, std))
+    else: src, pre = ds, preprocess
+    dl = make_loader(src, preprocess=pre, tokenizer=tokenizer if text else None, batch_size=batch_size,
+                     num_workers=num_workers, indices=idx,
+                     pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
     d = _embed_dim(model)
+    dt = d if text else 0
     with torch.inference_mode():
         for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
-            if len(b["index"]) == 0:
-                yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, d), np.float32),
+            n = len(b["index"])
+            if n == 0:
+                yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, dt), np.float32),
                        "index": np.zeros(0, np.int64), "skipped": b["skipped"]}
                 continue
-            yield {"image": l2_normalize(model.encode_image(b["image"].to(device))).cpu().numpy(),
-                   "text": l2_normalize(model.encode_text(b["text"].to(device))).cpu().numpy(),
+            x = b["image"].to(device, non_blocking=True)
+            if dec is not None: x = x.permute(0, 3, 1, 2).float().div(255).sub_(mean_t).div_(std_t)
+            yield {"image": l2_normalize(model.encode_image(x)).cpu().numpy(),
+                   "text": l2_normalize(model.encode_text(b["text"].to(device, non_blocking=True))).cpu().numpy()
+                           if text else np.zeros((n, 0), np.float32),
                    "index": b["index"].numpy(), "skipped": b["skipped"]}
 
 def encode_dataset(model, ds, **kw) -> dict:
     "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of `iter_encoded`)."
     bs = list(iter_encoded(model, ds, **kw))
     d = _embed_dim(model)
+    dt = d if kw.get("modality", "both") == "both" else 0
     cat = lambda k, empty: np.concatenate([b[k] for b in bs]) if bs else empty
-    return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, d), np.float32)),
+    return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, dt), np.float32)),
             "index": cat("index", np.zeros(0, np.int64)), "skipped": [s for b in bs for s in b["skipped"]]}
 
 def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, device="cpu") -> np.ndarray:
@@ -83,8 +176,11 @@ class EmbedCfg(StageConfig):
     limit: int | None = 128         # embed only the first `limit` samples (None: all)
     num_workers: int = 0            # DataLoader worker processes
     device: str = "auto"            # 'auto', 'cpu', 'cuda', 'cuda:1' …
+    modality: str = "both"          # 'both' (image and caption) or 'image' (no captions needed, no text tower)
 
     def check(self):
+        if self.modality not in EMBED_MODALITIES:
+            raise ConfigError(f"parameter 'modality' must be one of {EMBED_MODALITIES}, got {self.modality!r}")
         for k in ("shard_size", "batch_size"):
             if getattr(self, k) < 1: raise ConfigError(f"{k} must be ≥ 1, got {getattr(self, k)}")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit must be ≥ 1 or None, got {self.limit}")
@@ -100,7 +196,8 @@ def _meta_frame(ds, index: np.ndarray):
 
 def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_size: int = 1000,
                     batch_size: int = 64, limit: int | None = None, device="cpu", num_workers: int = 0,
-                    manifest: dict | None = None, progress: bool = True) -> dict:
+                    manifest: dict | None = None, progress: bool = True, modality: str = "both",
+                    cache_decoded: bool = True) -> dict:
     "Encode `ds` into shards under `out`, skipping complete shards; returns the manifest."
     from tqdm.auto import tqdm
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +211,8 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     seen = dict.fromkeys(todo, 0)
     # one loader over every pending shard (workers start once); rows are flushed shard by shard, in order
     for b in iter_encoded(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size, device=device,
-                          indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress):
+                          indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress,
+                          modality=modality, cache_decoded=cache_decoded):
         sh = b["index"] // shard_size
         for i in np.unique(sh):
             m = sh == i
@@ -126,30 +224,45 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
             sb = buf.pop(i)
             idx = np.concatenate(sb["index"]) if sb["index"] else np.zeros(0, np.int64)
             d = _embed_dim(model)
-            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d), np.float32)
+            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d if k == "image" or modality == "both" else 0), np.float32)
             write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
             write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
             n_new += len(idx)
     skipped = [s for i in range(n_shards) for s in read_json(out / f"skipped_{i:05d}.json")]
+    index_skipped = list(getattr(ds, "skipped", []))   # refused or unreadable while the reader indexed the data
     counts = {"n_requested": n, "n_embedded": n - len(skipped), "n_skipped": len(skipped),
-              "n_shards": n_shards, "shard_size": shard_size, "dim": _embed_dim(model)}
-    man = {**(manifest or {}), **counts, "skipped": skipped, "dtype": "float16", "normalized": True,
+              "n_index_skipped": len(index_skipped), "n_shards": n_shards, "shard_size": shard_size,
+              "dim": _embed_dim(model), "modality": modality}
+    log_skipped(index_skipped + skipped, what="embed: skipped")
+    man = {**(manifest or {}), **counts, "skipped": skipped, "index_skipped": index_skipped,
+           "skipped_by_reason": skip_counts(index_skipped + skipped), "dtype": "float16", "normalized": True,
            "files": {"img": "img_emb_{i:05d}.npy", "text": "text_emb_{i:05d}.npy", "meta": "metadata_{i:05d}.parquet"}}
     write_json(out / "manifest.json", man)
     dt = time.perf_counter() - t0
     log.info("embedded %d new samples in %.1f s", n_new, dt)
     return {**man, "new_samples": n_new, "time_s": dt}
 
+def _caption_option(cfg: EmbedCfg) -> dict:
+    "Image-only embedding keeps samples without caption where the card's reader can (files, webdataset)."
+    if cfg.modality != "image": return {}
+    import inspect
+    from clipwb.cards import load_card
+    from clipwb.data.readers import DATASETS
+    fmt = load_card(cfg.data).format
+    return {"require_caption": False} if fmt in DATASETS and "require_caption" in inspect.signature(DATASETS.get(fmt)).parameters else {}
+
 def run_embed(cfg: EmbedCfg, run_dir: str | Path) -> Result:
     "The embed stage: card + model → `run_dir/embeddings/` shards and manifest."
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
     model, _, pre = create_model_and_transforms(cfg.model)
-    ds = load_dataset(cfg.data, cfg.split)
+    ds = load_dataset(cfg.data, cfg.split, **_caption_option(cfg))
     man = embed_to_shards(model, ds, Path(run_dir) / "embeddings", preprocess=pre, tokenizer=get_tokenizer(cfg.model),
                           shard_size=cfg.shard_size, batch_size=cfg.batch_size, limit=cfg.limit,
-                          device=cfg.device, num_workers=cfg.num_workers,
+                          device=cfg.device, num_workers=cfg.num_workers, modality=cfg.modality,
                           manifest={"model": cfg.model, "data": cfg.data, "split": cfg.split})
-    m = {k: man[k] for k in ("n_requested", "n_embedded", "n_skipped", "n_shards", "dim", "new_samples", "time_s")}
+    m = {k: man[k] for k in ("n_requested", "n_embedded", "n_skipped", "n_index_skipped", "n_shards", "dim", "modality",
+                             "new_samples", "time_s")}
+    m.update({f"skipped/{kind}": c for kind, c in man["skipped_by_reason"].items()})
     m["samples_per_s"] = man["new_samples"] / man["time_s"] if man["new_samples"] else None
     return Result(metrics=m, artifacts={"embeddings": "embeddings", "manifest": "embeddings/manifest.json"})

@@ -21,7 +21,7 @@ def trained(root):
 
 def test_prepare(root):
     out = run("prepare", root, data="shapes", limit=24)
-    assert out["metrics"] == {"n_train": 24, "n_test": 24, "skipped_train": 0, "skipped_test": 0}
+    assert out["metrics"] == {"n_train": 24, "n_test": 24, "skipped_records_train": 0, "skipped_records_test": 0}
     run_dir = Path(out["run_dir"])
     summary = json.loads((run_dir / "prepare_summary.json").read_text())
     assert summary["splits"]["train"]["n"] == 24 and (run_dir / "figures" / "samples.png").stat().st_size > 0
@@ -57,7 +57,7 @@ def embedded(root, trained):
 
 
 def test_cluster_two_mcl_stages(root, embedded):
-    """Stage 0 clusters the embed run (joint image×text labels), stage 1 accumulates onto it; labels sit beside the embeddings."""
+    """Stage 0 clusters the embed run (joint image×text labels), stage 1 accumulates onto it; labels stay in the cluster runs."""
     import numpy as np
     import pandas as pd
     emb = embedded["run_dir"]
@@ -71,8 +71,11 @@ def test_cluster_two_mcl_stages(root, embedded):
     np.testing.assert_array_equal(l1["pseudo"], 4 * l0["cluster"] + l1["cluster"])
     assert s1["metrics"]["cells_per_stage"] == [l0["cluster"].nunique(), l1["cluster"].nunique()]
     assert s1["metrics"]["pseudo_cells"] == l1["pseudo"].nunique()
-    beside = pd.read_parquet(Path(emb) / "embeddings" / "labels_stage01.parquet")
-    np.testing.assert_array_equal(beside["pseudo"], l1["pseudo"])
+    from clipwb.cluster import load_labels
+    assert not list((Path(emb) / "embeddings").glob("labels*")), "nothing is written beside the embeddings"
+    np.testing.assert_array_equal(load_labels(s1["run_dir"])["pseudo"], l1["pseudo"])
+    back = load_labels(s1["run_dir"], 0)
+    np.testing.assert_array_equal(back["cluster"], l0["cluster"]); np.testing.assert_array_equal(back["pseudo"], l0["pseudo"])
     figs = json.loads((Path(s1["run_dir"]) / "artifacts.json").read_text())["figures"]
     assert "sankey" in figs and (Path(s1["run_dir"]) / figs["sankey"]).is_file()
     page = (Path(s0["run_dir"]) / "map.html").read_text()

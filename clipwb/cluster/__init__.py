@@ -8,7 +8,7 @@ __all__ = []
 # %% ../../nbs/39_cluster.__init__.ipynb #8b0f6b40
 from .kmeans import CLUSTERERS, Clustering, fit_clusters, imbalance, kmeans
 from .labels import (accumulate, accumulate_stages, compact, joint_labels,
-                                   load_stage_labels, save_stage_labels)
+                                   load_labels, load_stage_labels, save_stage_labels)
 from .balanced import BalancedClustering, balanced_assign, balanced_kmeans
 from .stream import (EmbeddingSource, TwoLevelClustering, assign_shards, minibatch_kmeans,
                                    shard_source, two_level)

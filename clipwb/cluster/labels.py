@@ -14,7 +14,8 @@ from ..core import ConfigError, DataError
 from ..io import atomic_path
 
 # %% auto #0
-__all__ = ['max_stages', 'joint_labels', 'accumulate', 'accumulate_stages', 'compact', 'save_stage_labels', 'load_stage_labels']
+__all__ = ['max_stages', 'joint_labels', 'accumulate', 'accumulate_stages', 'compact', 'save_stage_labels', 'load_stage_labels',
+           'load_labels']
 
 # %% ../../nbs/31_cluster.labels.ipynb #d969ac1f
 _I64_MAX = int(np.iinfo(np.int64).max)
@@ -140,7 +141,10 @@ def load_stage_labels(folder: str | Path,  # the embeddings folder
     import pandas as pd
     path = _stage_path(folder, stage)
     if not path.is_file(): raise DataError(f"no labels for stage {stage}: {path} not found; run the cluster stage first")
-    df = pd.read_parquet(path)
+    return _checked(pd.read_parquet(path), path, ids)
+
+def _checked(df, path: Path, ids):
+    "`df` after checking its label columns and (when `ids` is given) its id order."
     missing = {"id", "cluster", "pseudo"} - set(df.columns)
     if missing: raise DataError(f"{path}: missing columns {sorted(missing)}")
     if ids is not None:
@@ -151,3 +155,32 @@ def load_stage_labels(folder: str | Path,  # the embeddings folder
             raise DataError(f"{path}: row {bad} has id {got[bad]!r} but the embeddings have {want[bad]!r}; "
                             "labels were computed on other embeddings — recluster")
     return df
+
+# %% ../../nbs/31_cluster.labels.ipynb #3d0a606b
+def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds labels.parquet)
+                stage: int | None = None,  # MCL stage s (None: the run's own stage)
+                *, ids: Sequence[str] | None = None,  # expected ids in order (the embeddings' metadata)
+               ):
+    "A cluster run's labels → DataFrame with `id`, `cluster` (stage s) and `pseudo` (accumulated `P_s`), plus stage columns."
+    import json
+    import pandas as pd
+    run = Path(cluster_run)
+    path = run / "labels.parquet"
+    if not path.is_file():
+        hint = (" (this looks like an embed run or shard folder: labels live in the cluster run now)"
+                if (run / "manifest.json").is_file() or (run / "embeddings" / "manifest.json").is_file() else "")
+        raise DataError(f"no cluster labels at {path}{hint}; pass a cluster run dir (runs/cluster/<run>)")
+    df = _checked(pd.read_parquet(path), path, None)
+    have = sorted(int(c[9:]) for c in df.columns if c.startswith("cluster_s"))
+    own = have[-1] if have else None
+    if stage is not None and stage != own:
+        if isinstance(stage, bool) or not isinstance(stage, (int, np.integer)) or stage not in have:
+            raise DataError(f"{run}: holds the labels of stages {have}, not of stage {stage!r}; "
+                            "pass the cluster run of that stage")
+        diag = run / "diagnostics.json"
+        if not diag.is_file(): raise DataError(f"{diag} not found: K per stage is needed to rebuild stage {stage}'s pseudo-labels")
+        k = json.loads(diag.read_text())["stage"]["k_stage"]
+        cols = {f"cluster_s{s:02d}": df[f"cluster_s{s:02d}"].to_numpy() for s in range(int(stage) + 1)}
+        P, _ = accumulate_stages(list(cols.values()), k=k)
+        df = pd.DataFrame({"id": df["id"], "cluster": cols[f"cluster_s{int(stage):02d}"], "pseudo": P, **cols})
+    return _checked(df, path, ids)

@@ -14,15 +14,16 @@ import numpy as np
 
 from .diagnostics import diagnose
 from .kmeans import CLUSTERERS, Clustering, fit_clusters
-from .labels import accumulate, save_stage_labels
+from .labels import accumulate, load_labels
 from ..config import STAGES, Result, StageConfig
 from ..core import ConfigError, DataError, get_logger
-from ..io import atomic_path, load_embeddings, read_json, save_tensors, write_json
+from .stream import shard_source
+from ..io import atomic_path, load_embeddings, read_json, save_tensors, shard_paths, write_json
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MODALITIES', 'ClusterCfg', 'embeddings_folder', 'prev_labels', 'cluster_stage', 'run_cluster']
+__all__ = ['log', 'MODALITIES', 'STREAM_SAMPLE', 'ClusterCfg', 'embeddings_folder', 'prev_labels', 'cluster_stage', 'run_cluster']
 
 # %% ../../nbs/38_cluster.run.ipynb #d67c1aa3
 MODALITIES = ("image", "text", "joint")
@@ -74,16 +75,13 @@ def embeddings_folder(path: str | Path) -> Path:
                     "pass an embed run dir or a shard folder")
 
 def prev_labels(prev: str | Path, ids) -> "pd.DataFrame":
-    "Stage s−1's `labels.parquet` from its cluster run dir, checked row by row against `ids`."
-    import pandas as pd
-    path = Path(prev) / "labels.parquet"
-    if not path.is_file(): raise DataError(f"prev={prev}: {path} not found; pass the cluster run dir of the previous stage")
-    df = pd.read_parquet(path)
+    "Stage s−1's labels from its cluster run dir (`load_labels`), checked row by row against `ids`."
+    df = load_labels(prev)
     got, want = df["id"].astype(str).tolist(), [str(i) for i in ids]
     if got != want:
         bad = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        raise DataError(f"{path}: labels {len(got)} samples but the embeddings have {len(want)}; first mismatch at "
-                        f"row {bad}. The previous stage must cluster the same samples in the same order")
+        raise DataError(f"{Path(prev) / 'labels.parquet'}: labels {len(got)} samples but the embeddings have {len(want)}; "
+                        f"first mismatch at row {bad}. The previous stage must cluster the same samples in the same order")
     return df
 
 # %% ../../nbs/38_cluster.run.ipynb #3392e24f
@@ -117,6 +115,22 @@ def _dataset_images(man: dict, ids):
         return None
     return lambda r: ds.load_image(rows[r])
 
+STREAM_SAMPLE = 100_000  # rows a streaming run reads into memory: two_level's fine fit, diagnostics, map
+
+def _streams(method: str) -> bool: return bool(CLUSTERERS.meta(method).get("streaming"))
+
+def _shard_meta(folder: Path, shards) -> "pd.DataFrame":
+    "The metadata (ids, captions, known labels) of `shards`, without the embeddings."
+    import pandas as pd
+    return pd.concat([pd.read_parquet(shard_paths(folder, i)["meta"]) for i in shards], ignore_index=True)
+
+def _diag_fit(f: Clustering, rows: np.ndarray) -> Clustering:
+    "`f` restricted to `rows` (labels of the sample; a two_level refit on the sample uses all of it)."
+    import dataclasses
+    kw = dict(labels=f.labels[rows])
+    if f.method == "two_level": kw["params"] = {**f.params, "fraction": 1.0}
+    return dataclasses.replace(f, **kw)
+
 def _embed_here(cfg: ClusterCfg, run_dir: Path) -> Path:
     from clipwb.embed import EmbedCfg, run_embed
     ecfg = EmbedCfg(model=cfg.model, data=cfg.data, split=cfg.split, limit=cfg.limit, device=cfg.device)
@@ -143,10 +157,18 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     t0 = time.perf_counter()
     folder = embeddings_folder(cfg.embeddings) if cfg.embeddings else _embed_here(cfg, run_dir)
     man = read_json(folder / "manifest.json")
-    img, text, meta = load_embeddings(folder)
+    if man.get("modality", "both") == "image" and cfg.modality != "image":
+        raise DataError(f"{folder}: embedded with modality='image' (no text embeddings); cluster it with modality=image "
+                        "or re-embed with modality=both")
+    stream = _streams(cfg.method)
+    if stream:   # the clusterer reads the shards batch by batch; only metadata is loaded
+        img, text = shard_source(folder, "image"), shard_source(folder, "text")
+        meta = _shard_meta(folder, img.shards)
+    else: img, text, meta = load_embeddings(folder)
     ids = meta["id"].astype(str).tolist()
     if len(ids) < cfg.k: raise DataError(f"{folder}: {len(ids)} samples cannot make k={cfg.k} clusters")
     opts = dict(niter=cfg.niter, spherical=cfg.spherical, k_fine=cfg.k_fine)
+    if cfg.method == "two_level": opts["fraction"] = min(1.0, STREAM_SAMPLE / len(ids))
     labels, fits = cluster_stage(img, text, modality=cfg.modality, method=cfg.method, k=cfg.k, seed=cfg.seed, **opts)
     k_stage = cfg.k * cfg.k if cfg.modality == "joint" else cfg.k
     if cfg.stage == 0:
@@ -167,30 +189,36 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
                        "cluster": labels, "pseudo": pseudo,
                        **{f"cluster_s{s:02d}": c for s, c in enumerate(stage_cols)}})
     with atomic_path(run_dir / "labels.parquet") as tmp: df.to_parquet(tmp, index=False)
-    save_stage_labels(folder, cfg.stage, labels, ids=ids, pseudo=pseudo)
     save_tensors({f"{m}_centroids": torch.from_numpy(np.asarray(f.centroids, np.float32)) for m, f in fits.items()}, run_dir / "centroids.safetensors",
                  metadata={"method": cfg.method, "modality": cfg.modality, "k": str(cfg.k)})
     # diagnostics: on the image clustering (text in text-only mode); captions come from the metadata
     main = "text" if cfg.modality == "text" else "image"
+    n, rows = len(ids), np.arange(len(ids))
+    if stream:   # diagnostics and map on a seeded sample of at most STREAM_SAMPLE rows
+        if n > STREAM_SAMPLE: rows = np.sort(np.random.default_rng(cfg.seed).choice(n, STREAM_SAMPLE, replace=False))
+        img, text, meta = img.take(rows), text.take(rows), meta.iloc[rows].reset_index(drop=True)
+        if n > STREAM_SAMPLE: log.info("cluster: diagnostics and map on a sample of %d of %d rows", len(rows), n)
     x_main = text if main == "text" else img
     seeds = list(range(cfg.seed, cfg.seed + cfg.stability_seeds)) if cfg.stability_seeds >= 2 else None
-    diag = diagnose(x_main, fits[main], meta=meta, text_emb=text, stability_seeds=seeds)
-    diag["stage"] = dict(stage=cfg.stage, k_stage=k_stage, cells=int(len(np.unique(labels))),
+    diag = diagnose(x_main, _diag_fit(fits[main], rows), meta=meta, text_emb=text, stability_seeds=seeds)
+    diag["stage"] = dict(stage=cfg.stage, k_stage=k_stage, embeddings=str(folder.resolve()), streamed=stream,
+                         diagnostics_rows=int(len(rows)), cells=int(len(np.unique(labels))),
                          pseudo_cells=int(len(np.unique(pseudo))),
                          cells_per_stage=[int(len(np.unique(np.asarray(c)))) for c in stage_cols])
     write_json(run_dir / "diagnostics.json", diag)
-    artifacts = {"labels": "labels.parquet", "centroids": "centroids.safetensors", "diagnostics": "diagnostics.json",
-                 "stage_labels": str(folder / f"labels_stage{cfg.stage:02d}.parquet")}
+    artifacts = {"labels": "labels.parquet", "centroids": "centroids.safetensors", "diagnostics": "diagnostics.json"}
     if cfg.map_points:
         from clipwb.viz.umap import map_figure, save_map_html
-        fig = map_figure(img, pseudo if cfg.stage else labels, meta, images=_dataset_images(man, ids),
-                         max_points=min(cfg.map_points, len(ids)), color_name="cluster" if cfg.stage == 0 else "pseudo-label",
+        fig = map_figure(img, (pseudo if cfg.stage else labels)[rows], meta,
+                         images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)),
+                         color_name="cluster" if cfg.stage == 0 else "pseudo-label",
                          title=f"UMAP of image embeddings, coloured by {'stage' if cfg.stage == 0 else 'accumulated'} label",
                          seed=cfg.seed)
         save_map_html(fig, run_dir / "map.html")
         artifacts["map"] = "map.html"
     else: fig = None
-    metrics = dict(n=len(ids), k=cfg.k, k_stage=k_stage, method=cfg.method, modality=cfg.modality, stage=cfg.stage,
+    metrics = dict(n=len(ids), streamed=stream, k=cfg.k, k_stage=k_stage, method=cfg.method, modality=cfg.modality,
+                   stage=cfg.stage,
                    cells=diag["stage"]["cells"], pseudo_cells=diag["stage"]["pseudo_cells"],
                    cells_per_stage=diag["stage"]["cells_per_stage"], time_s=time.perf_counter() - t0)
     for m, f in fits.items():

@@ -16,15 +16,15 @@ import numpy as np
 from ..cards import CardError, DataCard, load_card
 from ..config import STAGES, Result, StageConfig
 from ..core import ConfigError, DataError, get_logger
-from . import openmoji, readers, shapes  # noqa: F401  (registers every dataset plug-in)
-from .readers import DATASETS, PairDataset, image_grid
+from . import openmoji, readers, shapes, webdataset  # noqa: F401  (registers every dataset plug-in)
+from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
 from ..io import write_json
 from ..registry import check_kwargs
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'load_dataset', 'make_loader', 'PrepareCfg', 'run_prepare']
+__all__ = ['log', 'load_dataset', 'shard_batches', 'make_loader', 'PrepareCfg', 'run_prepare']
 
 # %% ../../nbs/13_data.datasets.ipynb #81329a76
 def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
@@ -46,7 +46,8 @@ def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
 # %% ../../nbs/13_data.datasets.ipynb #2d33c53e
 def _item(ds, preprocess, i: int) -> dict:
     try: s = ds[i]
-    except DataError as e: return {"index": i, "id": ds.ids[i], "error": str(e)}
+    except DataError as e:
+        return {"index": i, "id": ds.ids[i], "error": str(e), **(ds.locate(i) if hasattr(ds, "locate") else {})}
     return {"index": i, "id": s.id, "caption": ds.captions[i],
             "image": preprocess(s.image) if preprocess is not None else None}
 
@@ -60,17 +61,30 @@ def _collate(items: list[dict], tokenizer=None, preprocess=None) -> dict:
     good = [it for it in items if "error" not in it]
     b = {"index": torch.tensor([it["index"] for it in good], dtype=torch.long),
          "id": [it["id"] for it in good], "caption": [it["caption"] for it in good],
-         "skipped": [{"index": it["index"], "id": it["id"], "reason": it["error"]} for it in items if "error" in it]}
+         "skipped": [{"index": it["index"], "id": it["id"], "reason": it["error"],
+                      **{k: it[k] for k in ("shard", "member") if k in it}} for it in items if "error" in it]}
     if preprocess is not None:
         b["image"] = torch.stack([it["image"] for it in good]) if good else torch.zeros(0, 3, 0, 0)
     if tokenizer is not None:
         b["text"] = torch.as_tensor(tokenizer(b["caption"])).long() if good else torch.zeros(0, 0, dtype=torch.long)
     return b
 
+def shard_batches(ds, order: Sequence[int], batch_size: int, num_workers: int) -> list[list[int]]:
+    "Batches of `order` for a sharded dataset, worker w of n reading only the shards w::n (in order of first use)."
+    groups: dict[int, list[int]] = {}
+    for i in order: groups.setdefault(ds.shard_of(i), []).append(int(i))
+    n = max(num_workers, 1)
+    per = [[i for g in list(groups.values())[w::n] for i in g] for w in range(n)]
+    per = [[p[a:a + batch_size] for a in range(0, len(p), batch_size)] for p in per]
+    # the loader hands batch j to worker j mod n: interleave the workers' batch lists
+    return [b for j in range(max(map(len, per), default=0)) for b in (p[j] for p in per if j < len(p))]
+
 def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL image -> FloatTensor [3,H,W]
                 tokenizer: Callable | None = None,                         # list[str] -> LongTensor [B,L]
                 batch_size: int = 64, shuffle: bool = False, seed: int = 0, num_workers: int = 0,
-                drop_last: bool = False, indices: Sequence[int] | None = None):
+                drop_last: bool = False, indices: Sequence[int] | None = None,
+                pin_memory: bool = False,                                  # page-locked batches (faster copies to a GPU)
+                split_shards: bool | None = None):                         # worker w reads shards w::n (None: for sharded data with ≥ 2 workers)
     "A torch `DataLoader` of dict batches: image, text, index, id, caption, skipped."
     import functools, torch
     from torch.utils.data import DataLoader, RandomSampler
@@ -81,9 +95,14 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
         sampler = [int(i) for i in indices]
     elif shuffle: sampler = RandomSampler(range(len(ds)), generator=torch.Generator().manual_seed(seed))
     else: sampler = None
+    collate = functools.partial(_collate, tokenizer=tokenizer, preprocess=preprocess)
+    if split_shards is None: split_shards = hasattr(ds, "shard_of") and num_workers >= 2 and not drop_last
+    if split_shards:
+        order = list(sampler) if sampler is not None else range(len(ds))
+        return DataLoader(_Items(ds, preprocess), batch_sampler=shard_batches(ds, order, batch_size, num_workers),
+                          num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
     return DataLoader(_Items(ds, preprocess), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      drop_last=drop_last, collate_fn=functools.partial(_collate, tokenizer=tokenizer, preprocess=preprocess),
-                      persistent_workers=False)
+                      drop_last=drop_last, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
 
 # %% ../../nbs/13_data.datasets.ipynb #594fb824
 @STAGES.register("prepare", notebook="01_prepare.ipynb")
@@ -119,21 +138,24 @@ def run_prepare(cfg: PrepareCfg, run_dir: str | Path) -> Result:
         ok, bad = 0, []
         for i in tqdm(range(len(ds)), desc=f"prepare {cfg.data}/{split}"):
             try: im = ds[i].image
-            except DataError as e: bad.append({"id": ds.ids[i], "reason": str(e)}); continue
+            except DataError as e:
+                bad.append({"index": i, "id": ds.ids[i], "reason": str(e), **(ds.locate(i) if hasattr(ds, "locate") else {})})
+                continue
             ok += 1
             if len(thumbs) < 32: thumbs.append(im)
         good = np.ones(len(ds), bool)
-        good[[ds.ids.index(b["id"]) for b in bad]] = False
+        good[[b["index"] for b in bad]] = False
         labels = {}
         for lab in ds.label_names():
             t, names = ds.targets(lab)[good], ds.classnames(lab)
             labels[lab] = {names[j]: int(n) for j, n in sorted(Counter(t[t >= 0].tolist()).items())}
         counts[split] = labels
         summary["splits"][split] = {"n": ok, "n_index_skipped": len(ds.skipped), "n_load_skipped": len(bad),
-                                    "skipped": ds.skipped + bad, "class_counts": labels,
-                                    "classes": {lab: ds.classnames(lab) for lab in ds.label_names()}}
-        metrics[f"n_{split}"], metrics[f"skipped_{split}"] = ok, len(ds.skipped) + len(bad)
-        log.info("%s/%s: %d ok, %d skipped", cfg.data, split, ok, len(ds.skipped) + len(bad))
+                                    "skipped": ds.skipped + bad, "skipped_by_reason": skip_counts(ds.skipped + bad),
+                                    "class_counts": labels, "classes": {lab: ds.classnames(lab) for lab in ds.label_names()}}
+        metrics[f"n_{split}"], metrics[f"skipped_records_{split}"] = ok, len(ds.skipped) + len(bad)
+        log.info("%s/%s: %d ok, %d skip records", cfg.data, split, ok, len(ds.skipped) + len(bad))
+        log_skipped(ds.skipped + bad, what=f"prepare {cfg.data}/{split}")
     write_json(run_dir / "prepare_summary.json", summary)
     image_grid(thumbs, ncol=8, size=64).save(run_dir / "figures" / "samples.png")
     fig = _class_counts_figure(counts, cfg.data)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import io
 import json
 import re
-import tarfile
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -21,10 +21,9 @@ from ..registry import Registry
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset', 'split_path',
-           'FilesDataset', 'files_dataset', 'expand_braces', 'shard_list', 'scan_tar', 'WebDataset',
-           'webdataset_dataset', 'resolve_inside', 'TableDataset', 'table_dataset', 'ShareGPT4VDataset',
-           'sharegpt4v_dataset', 'image_grid']
+__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset', 'skip_kind', 'skip_counts',
+           'log_skipped', 'split_path', 'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset',
+           'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
 
 # %% ../../nbs/10_data.readers.ipynb #8321953f
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -55,7 +54,8 @@ class PairDataset:
                  classnames: dict | None = None,         # label -> fixed class order (default: sorted values)
                  skipped: list | None = None,            # problems found while indexing, dict(id, reason)
                  card=None, split: str | None = None, templates: str | list | None = None,
-                 limit: int | None = None):              # keep only the first `limit` good samples
+                 limit: int | None = None,               # keep only the first `limit` good samples
+                 require_caption: bool = True):          # False: keep samples without caption (caption "")
         self.skipped = skipped if skipped is not None else []  # shared: lazy readers append while indexed
         self.card, self.split = card, split
         self.templates = templates if templates is not None else (card.templates if card is not None else "default")
@@ -69,7 +69,7 @@ class PairDataset:
             caps = [c.strip() for c in (r.get("captions") or []) if isinstance(c, str) and c.strip()]
             cap = cap.strip() if isinstance(cap, str) else ""
             if not cap and caps: cap = caps[0]
-            if not cap: self.skipped.append({"id": rid, "reason": "empty caption"}); continue
+            if not cap and require_caption: self.skipped.append({"id": rid, "reason": "empty caption"}); continue
             if rid in seen: self.skipped.append({"id": rid, "reason": "duplicate id (first kept)"}); continue
             seen.add(rid)
             self.ids.append(rid); self.captions.append(cap); self._locs.append(r.get("loc"))
@@ -133,6 +133,32 @@ class MemoryDataset(PairDataset):
         super().__init__(recs, label_names=label_names, **kw)
     def load_image(self, i): return to_rgb(self._locs[self._check(i)])
 
+# %% ../../nbs/10_data.readers.ipynb #116c9f31
+_SKIP_KINDS = (("unsafe member", "unsafe_member"), ("escapes", "unsafe_path"), ("truncated or corrupt tar", "truncated_tar"),
+               ("no image member", "no_image"), ("no caption", "no_caption"), ("bad json", "bad_json"),
+               ("empty caption", "empty_caption"), ("duplicate id", "duplicate_id"),
+               ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"), ("lacks image", "incomplete_record"),
+               ("no Unicode name", "unnamed"))
+
+def skip_kind(record: dict) -> str:
+    "A short name for why a sample was skipped (`unsafe_member`, `truncated_tar`, `undecodable_image`, …; `other`)."
+    return next((kind for needle, kind in _SKIP_KINDS if needle in record.get("reason", "")), "other")
+
+def skip_counts(records: Sequence[dict]) -> dict[str, int]:
+    "Skip records per `skip_kind`, sorted by kind."
+    from collections import Counter
+    return dict(sorted(Counter(skip_kind(r) for r in records).items()))
+
+def _where(r: dict) -> str:
+    return f"{r['shard']}:{r['member']}" if r.get("shard") and r.get("member") else (r.get("shard") or r.get("id", "?"))
+
+def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int = 5, logger=None) -> None:
+    "One warning per kind of skip: how many, and the first `examples` shard:member names (or ids)."
+    logger = logger or log
+    for kind, n in skip_counts(records).items():
+        ex = [_where(r) for r in records if skip_kind(r) == kind][:examples]
+        logger.warning("%s: %d %s (%s%s)", what, n, kind, ", ".join(ex), ", …" if n > len(ex) else "")
+
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
 DATASETS = Registry("datasets")
 
@@ -160,16 +186,17 @@ def _walk_sorted(root: Path):
 
 class FilesDataset(PairDataset):
     "img2dataset `files` layout: image + same-stem `.txt` or `.json` caption, recursive, sorted."
-    def __init__(self, root: str | Path, *, label_names: Sequence[str] = (), limit: int | None = None, **kw):
+    def __init__(self, root: str | Path, *, label_names: Sequence[str] = (), limit: int | None = None,
+                 require_caption: bool = True, **kw):
         root = Path(root)
         if not root.is_dir(): raise DataError(f"files dataset: {root} is not a folder")
         skipped = []
-        super().__init__(self._records(root, label_names, skipped), label_names=label_names, skipped=skipped,
-                         limit=limit, **kw)
+        super().__init__(self._records(root, label_names, skipped, require_caption), label_names=label_names,
+                         skipped=skipped, limit=limit, require_caption=require_caption, **kw)
         self.root = root
 
     @staticmethod
-    def _records(root, label_names, skipped):
+    def _records(root, label_names, skipped, require_caption=True):
         for p in _walk_sorted(root):
             if p.suffix.lower().lstrip(".") not in IMAGE_EXTS: continue
             rid = p.relative_to(root).with_suffix("").as_posix()
@@ -181,6 +208,7 @@ class FilesDataset(PairDataset):
                     skipped.append({"id": rid, "reason": f"bad json {js.name}: {e}"}); continue
             if txt.is_file(): cap = txt.read_text(encoding="utf-8", errors="replace")
             elif js.is_file(): cap = meta.get("caption")
+            elif not require_caption: cap = ""
             else: skipped.append({"id": rid, "reason": "no caption file (.txt/.json)"}); continue
             yield {"id": rid, "caption": cap, "captions": meta.get("captions"), "loc": p,
                    "labels": _labels_of(meta, label_names)}
@@ -190,107 +218,9 @@ class FilesDataset(PairDataset):
         return decode_image(self._locs[i], id=self.ids[i])
 
 @DATASETS.register("files")
-def files_dataset(card, split: str | None = None, *, limit: int | None = None) -> FilesDataset:
-    "Builder for cards with `format: files`."
-    return FilesDataset(split_path(card, split), limit=limit, **_card_kw(card, split))
-
-# %% ../../nbs/10_data.readers.ipynb #a6340d8c
-def expand_braces(pattern: str) -> list[str]:
-    "Expand `{a..b}` numeric ranges (zero padding kept) and `{x,y}` lists, webdataset style."
-    m = re.search(r"\{([^{}]*)\}", pattern)
-    if not m: return [pattern]
-    body, pre, post = m.group(1), pattern[:m.start()], pattern[m.end():]
-    r = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if r:
-        a, b, w = int(r.group(1)), int(r.group(2)), len(r.group(1))
-        items = [f"{k:0{w}d}" for k in range(a, b + 1)]
-    else: items = body.split(",")
-    return [x for it in items for x in expand_braces(pre + it + post)]
-
-def shard_list(path: str | Path) -> list[Path]:
-    "Shard files of a tar path, folder of tars or brace pattern (missing shards raise `DataError`)."
-    s = str(path)
-    if "{" in s: shards = [Path(p) for p in expand_braces(s)]
-    elif Path(s).is_dir(): shards = sorted(Path(s).glob("*.tar"))
-    else: shards = [Path(s)]
-    missing = [str(p) for p in shards if not p.is_file()]
-    if missing: raise DataError(f"webdataset: {len(missing)} shard(s) not found, e.g. {missing[:3]}")
-    if not shards: raise DataError(f"webdataset: no .tar shards in {s}")
-    bad = [str(p) for p in shards if p.suffix != ".tar"]
-    if bad: raise DataError(f"webdataset: only uncompressed .tar shards can be read in place; got {bad[:3]}")
-    return shards
-
-def _unsafe(name: str) -> bool:
-    p = PurePosixPath(name)
-    return name.startswith(("/", "\\")) or ".." in p.parts or re.match(r"^[A-Za-z]:", name) is not None
-
-def scan_tar(path: Path) -> tuple[dict, list]:
-    "One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members, and skip records."
-    groups, skipped, n, size = {}, [], 0, path.stat().st_size
-    with open(path, "rb") as f:
-        try:
-            with tarfile.open(fileobj=f, mode="r:") as tf:
-                while True:
-                    m = tf.next()
-                    if m is None: break
-                    if m.offset_data + m.size > size:
-                        raise tarfile.ReadError(f"member {m.name!r} ends at byte {m.offset_data + m.size} > file size {size}")
-                    n += 1
-                    if not m.isfile(): continue
-                    if _unsafe(m.name):
-                        skipped.append({"id": f"{path.name}:{m.name}", "reason": "unsafe member name (absolute or '..'), not read"}); continue
-                    km = re.match(r"^((?:.*/|)[^./]+)\.([^/]*)$", m.name)
-                    if not km: continue
-                    groups.setdefault(km.group(1), {})[km.group(2).lower()] = (m.offset_data, m.size)
-        except (tarfile.TarError, EOFError, OSError) as e:
-            skipped.append({"id": path.name, "reason": f"truncated or corrupt tar after {n} members: {e}"})
-    return groups, skipped
-
-def _read_at(path, off, size) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(off); b = f.read(size)
-    if len(b) != size: raise DataError(f"{path}: short read at byte {off} ({len(b)} of {size} bytes)")
-    return b
-
-class WebDataset(PairDataset):
-    "webdataset tar shards (`key.jpg|png|webp` + `key.txt|json`), random access by recorded offsets."
-    def __init__(self, path: str | Path, *, label_names: Sequence[str] = (), limit: int | None = None, **kw):
-        self.shards, skipped = shard_list(path), []
-        super().__init__(self._records(label_names, skipped), label_names=label_names, skipped=skipped,
-                         limit=limit, **kw)
-
-    def _records(self, label_names, skipped):
-        for si, shard in enumerate(self.shards):
-            groups, sk = scan_tar(shard); skipped += sk
-            for key, mem in groups.items():
-                img = next((e for e in IMAGE_EXTS if e in mem), None)
-                if img is None: skipped.append({"id": key, "reason": f"no image member in {shard.name}"}); continue
-                meta = {}
-                if "json" in mem:
-                    try: meta = json.loads(_read_at(shard, *mem["json"]))
-                    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                        skipped.append({"id": key, "reason": f"bad json member: {e}"}); continue
-                if "txt" in mem: cap = _read_at(shard, *mem["txt"]).decode("utf-8", errors="replace")
-                elif isinstance(meta, dict) and "caption" in meta: cap = meta["caption"]
-                else: skipped.append({"id": key, "reason": f"no caption member in {shard.name}"}); continue
-                meta = meta if isinstance(meta, dict) else {}
-                yield {"id": key, "caption": cap, "captions": meta.get("captions"),
-                       "loc": (si, *mem[img], f"{shard.name}:{key}.{img}"), "labels": _labels_of(meta, label_names)}
-
-    def load_image(self, i):
-        i = self._check(i)
-        si, off, size, where = self._locs[i]
-        try: data = _read_at(self.shards[si], off, size)
-        except OSError as e: raise DataError(f"sample '{self.ids[i]}': cannot read {where}: {e}") from e
-        return decode_image(data, id=self.ids[i], where=where)
-
-@DATASETS.register("webdataset")
-def webdataset_dataset(card, split: str | None = None, *, limit: int | None = None) -> WebDataset:
-    "Builder for cards with `format: webdataset` (path: a .tar, a folder of .tar or a brace pattern)."
-    if split is not None and card.splits and split not in card.splits:
-        raise DataError(f"data card '{card.id}' has no split '{split}'; splits: {sorted(card.splits)}")
-    raw = card.resolve_path(split)
-    return WebDataset(raw, limit=limit, **_card_kw(card, split))
+def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
+    "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
+    return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **_card_kw(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #2eae879e
 def _split_caps(v) -> list[str] | None:

@@ -212,12 +212,14 @@ class ClusterBrowser:
         return self.widget._repr_mimebundle_(**kw)
 
 # %% ../../nbs/37_viz.browser.ipynb #78d0d908
-def _run_labels(folder: Path, labels, ids: list[str], column: str) -> np.ndarray:
-    "Labels by stage index, parquet/npy path, or array, aligned with the embeddings' `ids`."
+def _run_labels(run: Path | None, labels, ids: list[str], column: str) -> np.ndarray:
+    "Labels by stage index of a cluster `run`, parquet/npy path, or array, aligned with the embeddings' `ids`."
     import pandas as pd
-    from clipwb.cluster.labels import load_stage_labels
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        df = load_stage_labels(folder, int(labels), ids=ids)
+    from clipwb.cluster.labels import load_labels
+    if labels is None or (isinstance(labels, (int, np.integer)) and not isinstance(labels, bool)):
+        if run is None: raise DataError("a stage index needs a cluster run dir (stage labels live there, not beside "
+                                        "the embeddings): pass runs/cluster/<run>, or labels as a file or an array")
+        df = load_labels(run, None if labels is None else int(labels), ids=ids)
     elif isinstance(labels, (str, Path)):
         p = Path(labels)
         if not p.is_file(): raise DataError(f"labels file {p} not found")
@@ -231,19 +233,26 @@ def _run_labels(folder: Path, labels, ids: list[str], column: str) -> np.ndarray
     return df[column].to_numpy()
 
 @classmethod
-def _from_run(cls, embeddings_folder: str | Path,  # folder of img_emb_*.npy / metadata_*.parquet shards
-              labels=0,  # stage index (labels_stageNN.parquet there), a .parquet/.npy path, or an [N] array
+def _from_run(cls, run: str | Path,  # a cluster run dir, or a folder of img_emb_*.npy / metadata_*.parquet shards
+              labels=None,  # cluster run: None (its stage) or a stage index; else a .parquet/.npy path or an [N] array
               *, dataset=None,  # PairDataset or data card id for thumbnails, matched by sample id (None: no images)
               split: str | None = None,  # split when `dataset` is a card id
               column: str = "cluster",  # label column of a parquet: 'cluster' (this stage) or 'pseudo' (accumulated)
               **kw,  # ClusterBrowser options (n_exemplars, thumb_size, initial, ...)
              ) -> ClusterBrowser:
-    "A `ClusterBrowser` over an embeddings folder and its cluster labels."
+    "A `ClusterBrowser` over a cluster run (or an embeddings folder) and its cluster labels."
+    import json
     from clipwb.io import load_embeddings
-    folder = Path(embeddings_folder)
+    folder = cluster_run = Path(run)
+    if (folder / "labels.parquet").is_file():
+        diag = folder / "diagnostics.json"
+        emb = json.loads(diag.read_text()).get("stage", {}).get("embeddings") if diag.is_file() else None
+        if not emb: raise DataError(f"{diag}: no record of the embeddings this cluster run used; rerun the cluster stage")
+        folder = Path(emb)
+    else: cluster_run = None
     img, _, meta = load_embeddings(folder)
     ids = meta["id"].astype(str).tolist()
-    lab = _run_labels(folder, labels, ids, column)
+    lab = _run_labels(cluster_run, labels, ids, column)
     images = None
     if dataset is not None:
         if isinstance(dataset, str):
