@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import STAGES, Result, StageConfig
+from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, DataError, get_device, get_logger
 from .data.readers import log_skipped, skip_counts
 from .io import complete_shards, read_json, shard_paths, write_json, write_shard
@@ -168,8 +168,9 @@ def _embed_dim(model) -> int:
 @dataclass
 class EmbedCfg(StageConfig):
     "Parameters of the embed stage."
-    model: str = "clipwb-micro"     # open_clip name, clipwb tiny name, model dir or train run dir
-    data: str = "shapes"            # data card id
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    data: str = card_field("shapes")  # data card id
     split: str | None = "train"     # split to embed (None: the whole dataset)
     shard_size: int = 64            # samples per shard
     batch_size: int = 32            # samples per forward pass
@@ -255,7 +256,7 @@ def run_embed(cfg: EmbedCfg, run_dir: str | Path) -> Result:
     "The embed stage: card + model → `run_dir/embeddings/` shards and manifest."
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
-    model, _, pre = create_model_and_transforms(cfg.model)
+    model, _, pre = create_model_and_transforms(cfg.model, pretrained=cfg.pretrained)
     ds = load_dataset(cfg.data, cfg.split, **_caption_option(cfg))
     man = embed_to_shards(model, ds, Path(run_dir) / "embeddings", preprocess=pre, tokenizer=get_tokenizer(cfg.model),
                           shard_size=cfg.shard_size, batch_size=cfg.batch_size, limit=cfg.limit,

@@ -15,7 +15,7 @@ import numpy as np
 from .diagnostics import diagnose
 from .kmeans import CLUSTERERS, Clustering, fit_clusters
 from .labels import accumulate, load_labels
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from .stream import shard_source
 from ..io import atomic_path, load_embeddings, read_json, save_tensors, shard_paths, write_json
@@ -32,9 +32,10 @@ MODALITIES = ("image", "text", "joint")
 @dataclass
 class ClusterCfg(StageConfig):
     "Parameters of the cluster stage."
-    embeddings: str | None = None   # embed run dir or shard folder (None: embed `data` with `model` here first)
-    model: str = "clipwb-micro"     # model for embedding when `embeddings` is None
-    data: str = "shapes"            # data card id, when `embeddings` is None
+    embeddings: str | None = path_field(None)  # embed run dir or shard folder (None: embed `data` with `model` here first)
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # model for embedding when `embeddings` is None
+    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    data: str = card_field("shapes")  # data card id, when `embeddings` is None
     split: str | None = "train"     # split to embed, when `embeddings` is None
     limit: int | None = 128         # samples to embed, when `embeddings` is None (None: all)
     modality: str = "joint"         # 'image', 'text', or 'joint' (both separately, label t·k + i)
@@ -45,7 +46,7 @@ class ClusterCfg(StageConfig):
     spherical: bool = False         # cosine k-means (normalised centres)
     seed: int = 0                   # clustering seed
     stage: int = 0                  # MCL stage index s of these embeddings
-    prev: str | None = None         # cluster run dir of stage s−1 (pseudo-labels accumulate)
+    prev: str | None = path_field(None)  # cluster run dir of stage s−1 (pseudo-labels accumulate)
     stability_seeds: int = 3        # refits with seeds seed..seed+n−1 for the stability check (< 2: skip)
     map_points: int = 3000          # points on the UMAP map (0: no map)
     device: str = "auto"            # device for embedding, when `embeddings` is None
@@ -133,7 +134,7 @@ def _diag_fit(f: Clustering, rows: np.ndarray) -> Clustering:
 
 def _embed_here(cfg: ClusterCfg, run_dir: Path) -> Path:
     from clipwb.embed import EmbedCfg, run_embed
-    ecfg = EmbedCfg(model=cfg.model, data=cfg.data, split=cfg.split, limit=cfg.limit, device=cfg.device)
+    ecfg = EmbedCfg(model=cfg.model, pretrained=cfg.pretrained, data=cfg.data, split=cfg.split, limit=cfg.limit, device=cfg.device)
     run_embed(ecfg, run_dir)
     return run_dir / "embeddings"
 

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..cards import CardError, DataCard, load_card
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from . import openmoji, readers, shapes, webdataset  # noqa: F401  (registers every dataset plug-in)
 from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
@@ -109,7 +109,7 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
 @dataclass
 class PrepareCfg(StageConfig):
     "Parameters of the prepare stage."
-    data: str = "shapes"                                                   # data card id
+    data: str = card_field("shapes")                                       # data card id
     splits: list[str] = field(default_factory=lambda: ["train", "test"])   # splits to check
     limit: int | None = 64                                                 # samples per split (None: all)
 
