@@ -10,7 +10,7 @@ import numpy as np
 from .core import ConfigError, DataError
 
 # %% auto #0
-__all__ = ['MCLBatchSampler']
+__all__ = ['MCLBatchSampler', 'read_labels', 'pseudo_labels_for']
 
 # %% ../nbs/40_mcl.ipynb #7a992e56
 class MCLBatchSampler:
@@ -88,3 +88,35 @@ class MCLBatchSampler:
         return {"samples": self.n - sum(kept), "groups": small, "groups_total": self.n_groups,
                 "groups_used": sum(1 for k in kept if k), "kept": sum(kept), "global_batch": self.global_batch,
                 "rest_group": rest}
+
+# %% ../nbs/40_mcl.ipynb #72487206
+def read_labels(source) -> "pd.DataFrame":
+    "The `id`/`pseudo` table of a cluster run dir (`labels.parquet`) or of a parquet file."
+    import pandas as pd
+    from pathlib import Path
+    p = Path(source)
+    path = p / "labels.parquet" if p.is_dir() else p
+    if not path.is_file():
+        raise DataError(f"mcl_labels={source}: {path} not found; pass a cluster run dir or a parquet file with id, pseudo")
+    df = pd.read_parquet(path)
+    miss = [c for c in ("id", "pseudo") if c not in df.columns]
+    if miss: raise DataError(f"{path}: columns {miss} missing (has {list(df.columns)}); MCL labels need id and pseudo")
+    return df
+
+def pseudo_labels_for(source, ids) -> np.ndarray:
+    "Pseudo-label of every id in `ids` (in that order) from `read_labels(source)`; a missing or extra id is an error."
+    df = read_labels(source)
+    lab_ids, want = df["id"].astype(str).tolist(), [str(i) for i in ids]
+    dup = df["id"].astype(str)[df["id"].astype(str).duplicated()].tolist()
+    if dup: raise DataError(f"mcl_labels={source}: id {dup[0]!r} appears more than once ({len(dup)} duplicates)")
+    have, need = set(lab_ids), set(want)
+    missing = [i for i in want if i not in have]
+    extra = [i for i in lab_ids if i not in need]
+    if missing or extra:
+        msg = []
+        if missing: msg.append(f"{len(missing)} training id(s) have no label, e.g. {missing[:3]}")
+        if extra: msg.append(f"{len(extra)} labelled id(s) are not training samples, e.g. {extra[:3]}")
+        raise DataError(f"mcl_labels={source}: " + "; ".join(msg) + ". Cluster exactly the training samples "
+                        "(same data, split and data_limit)")
+    pos = dict(zip(lab_ids, df["pseudo"].to_numpy()))
+    return np.asarray([pos[i] for i in want], np.int64)
