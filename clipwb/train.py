@@ -232,7 +232,7 @@ def loss_figure(losses: list[float], *, batch_size: int, title: str = "training 
 def _mcl_sampler(cfg: TrainCfg, ids, world: int, rank: int):
     "The MCL batch sampler over the training samples `ids`, or None without `mcl_labels`."
     if not cfg.mcl_labels: return None
-    from clipwb.mcl import MCLBatchSampler, pseudo_labels_for
+    from clipwb.mcl.sampler import MCLBatchSampler, pseudo_labels_for
     return MCLBatchSampler(pseudo_labels_for(cfg.mcl_labels, ids), cfg.batch_size, world_size=world, rank=rank,
                            seed=cfg.seed, drop_small=cfg.mcl_drop_small)
 
