@@ -21,7 +21,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STEP_FUNCTIONS', 'CLUSTERINGS', 'ConcatCLIP', 'load_concat', 'run_step', 'MclCfg', 'run_mcl', 'accuracy_table',
-           'mcl_figures']
+           'mcl_figures', 'suppression_experiment', 'experiment_table']
 
 # %% ../../nbs/41_mcl.run.ipynb #32b7faf6
 def _torch():
@@ -228,3 +228,41 @@ def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *
         cols = sorted(c for c in lab.columns if c.startswith("cluster_s"))
         figs["sankey"] = sankey_figure([lab[c].to_numpy() for c in cols], k=k_stage)
     return figs
+
+# %% ../../nbs/41_mcl.run.ipynb #a241a666
+def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shapes-suppress",
+                           model: str = "clipwb-micro", base_steps: int = 300, stage_steps: int = 200,
+                           stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
+                           lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
+                           drop_small: bool = True, eval_limit: int | None = None) -> dict:
+    "Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, 'stages': rows}."
+    from clipwb.eval.run import EvalCfg, run_eval
+    from clipwb.train import TrainCfg, run_train
+    root = Path(root); root.mkdir(parents=True, exist_ok=True)
+    tr = dict(data=data, data_limit=None, epochs=10**4, lr=lr, warmup=20, seed=seed, checkpoint_every=10**6)
+    base, ctrl = root / f"base-s{seed}", root / f"control-s{seed}"
+    if not (base / "model").exists():
+        run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size, **tr), base)
+    if not (ctrl / "model").exists():
+        run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stages * stage_steps, batch_size=batch_size,
+                                trainable=trainable, **tr), ctrl)
+    control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit), ctrl / "eval")
+    run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=None, stages=stages, clustering=clustering,
+                        k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4, batch_size=batch_size, lr=lr,
+                        warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small), root / f"mcl-s{seed}")
+    st = read_json(root / f"mcl-s{seed}" / "stages.json")
+    models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},
+              "integration": st["integration"], "control": control.metrics}
+    return {"models": models, "stages": st["stages"]}
+
+def experiment_table(runs: list[dict], factors: list[str] | None = None) -> "pd.DataFrame":
+    "Mean ± sd over seeds of zero-shot top-1 per factor (columns) and model (rows), with a 'chance' row."
+    import pandas as pd
+    first = runs[0]["models"]["base"]
+    factors = factors or sorted({k.split("/")[1] for k in first if k.startswith("zeroshot/") and k.endswith("/acc1")})
+    rows = {}
+    for name in runs[0]["models"]:
+        vals = {f: np.array([r["models"][name][f"zeroshot/{f}/acc1"] for r in runs]) for f in factors}
+        rows[name] = {f: f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for f, v in vals.items()}
+    rows["chance"] = {f: f"{first[f'chance/zeroshot/{f}/acc1']:.3f}" for f in factors}
+    return pd.DataFrame(rows).T
