@@ -64,7 +64,7 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
                ("ft_shapes", dict(data="shapes", epochs=3, data_limit=1536, **ft))]
         sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0], lam=[0.5, 1.0, 1.5],
                   density=[0.2, 0.5], alpha=[0.5, 0.9, 1.0], stats_limit=256, heldout_limit=200, batch_size=128)
-        mc = dict(data_limit=512, max_steps=20, batch_size=32, eval_limit=200)   # MLPs of the tiny base, 2 short stages
+        mc = dict(data_limit=256, max_steps=10, batch_size=32, eval_limit=100)   # MLPs of the tiny base, 2 short stages
     return [("prepare", "prepare", dict(data=data, limit=ev["limit"])),
             ("train", "train", dict(data=data, split="train", **tr)),
             ("embed", "embed", dict(model="{train}", data=data, split="train", limit=ev["limit"], shard_size=1000)),
