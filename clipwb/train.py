@@ -157,7 +157,7 @@ class TrainCfg(StageConfig):
     patch_dropout: float = 0.0          # fraction of image patches dropped in training (FLIP: 0.5)
     unmasked_frac: float = 0.0          # final fraction of steps with patch dropout off (unmasked tuning)
     trainable: str | None = None        # train only these: presets 'all', 'mlp', 'mlp:N', 'visual:N', 'text', 'proj', … or comma-separated regexes
-    mcl_labels: str | None = None       # MCL: cluster run dir or parquet (id, pseudo); every global batch holds one pseudo-label
+    mcl_labels: str | None = path_field(None)  # MCL: cluster run dir or parquet (id, pseudo); every global batch holds one pseudo-label
     mcl_drop_small: bool = True         # MCL: False merges groups smaller than a global batch into one 'rest' group
     seed: int = 0                       # seeds initialisation, data order, augmentation, patch dropout
     data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from ..io import read_json, write_json
 
@@ -75,14 +75,11 @@ def _call(stage: str, cfg, run_dir: Path):
 
 def run_step(stage: str, params: dict, *, root: str | Path):
     "Run `stage` in-process as a resumable run under `root` (skipped when complete) → `RunInfo`."
-    import yaml
-    from clipwb.io import atomic_write_text
-    from clipwb.pipeline import RunInfo, finish, plan_run
-    cfg, rd, status = plan_run(stage, params, root=root)
+    from clipwb.pipeline import RunInfo, finish, plan_run, start_run
+    # the chain's own run key guards its cards and code; its steps are reused as they are
+    cfg, rd, status = plan_run(stage, params, root=root, on_stale="reuse")
     if status == "complete": return RunInfo(stage, rd, status, read_json(rd / "metrics.json"))
-    rd.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(rd / "params.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=True))
-    cfg.to_json(rd / "config.json")
+    start_run(cfg, rd)
     log.info("mcl: %s %s in %s", status, stage, rd)
     return RunInfo(stage, rd, "done", finish(_call(stage, cfg, rd), rd))
 
@@ -93,8 +90,8 @@ CLUSTERINGS = ("joint", "image")
 @dataclass
 class MclCfg(StageConfig):
     "Parameters of the mcl stage."
-    base: str = "clipwb-micro"          # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
-    data: str = "shapes"                # data card: embedded, clustered and trained on
+    base: str = path_field("clipwb-micro", kind="model")  # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
+    data: str = card_field("shapes")    # data card: embedded, clustered and trained on
     split: str = "train"                # split of `data`
     data_limit: int | None = 64         # the first `data_limit` samples (None: all)
     stages: int = 2                     # MCL stages S: stage models 1..S are trained (S + 1 models with the base)
@@ -113,7 +110,7 @@ class MclCfg(StageConfig):
     label_smoothing: float = 0.0        # CLIP-MoE: 0.1
     logit_scale: float | None = None    # None: learnable; a value fixes it (CLIP-MoE: 100)
     drop_small: bool = True             # False: merge cells smaller than a global batch into one 'rest' group
-    eval_data: str | None = None        # held-out evaluation card (None: `data`)
+    eval_data: str | None = card_field(None)  # held-out evaluation card (None: `data`)
     eval_split: str = "test"            # its split
     eval_limit: int | None = 64         # evenly spaced held-out samples (None: all)
     seed: int = 0                       # clustering, initialisation (name bases) and data order
