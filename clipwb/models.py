@@ -22,9 +22,9 @@ from .io import PICKLE_SUFFIXES, load_tensors, read_json, refuse_pickle, save_te
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TINY_MODELS', 'PRETRAINED_SUFFIXES', 'LOCKS', 'model_configs_dir', 'resolve_model', 'init_of', 'create_model',
-           'create_model_and_transforms', 'get_tokenizer', 'count_params', 'save_model', 'lock_patterns',
-           'freeze_except']
+__all__ = ['log', 'TINY_MODELS', 'PRETRAINED_SUFFIXES', 'TRAINABLE', 'model_configs_dir', 'resolve_model', 'init_of',
+           'create_model', 'create_model_and_transforms', 'get_tokenizer', 'count_params', 'save_model',
+           'trainable_patterns', 'freeze_except']
 
 # %% ../nbs/14_models.ipynb #ac846781
 def model_configs_dir() -> Path:
@@ -212,29 +212,51 @@ def save_model(model, dir: str | Path) -> Path:
     return d
 
 # %% ../nbs/14_models.ipynb #1d6cb55e
-LOCKS = {
+TRAINABLE = {
+    "all": [r"."],                                                        # every parameter
     "mlp": [r"\.mlp\."],                                                  # MLPs of all vision and text blocks
     "visual": [r"^visual\."],                                             # the whole image tower
     "text": [r"^(transformer|token_embedding|positional_embedding|ln_final|text_projection)\b"],  # the text tower
     "proj": [r"^visual\.proj$", r"^text_projection$"],                    # the two output projections
 }
+_PER_BLOCK = ("mlp", "visual")   # presets that take ':N' (last N blocks / groups)
 
-def lock_patterns(lock: str | list[str]) -> list[str]:
-    "Regexes for a `LOCKS` preset name, a list, or a comma-separated string of presets/regexes."
-    items = [s.strip() for s in lock.split(",")] if isinstance(lock, str) else list(lock)
-    return [p for s in items if s for p in LOCKS.get(s, [s])]
+def _blocks(names: list[str], prefix: str) -> list[int]:
+    return sorted({int(m.group(1)) for n in names if (m := re.match(prefix + r"(\d+)\.", n))})
 
-def freeze_except(model, patterns: str | list[str]) -> list[str]:
-    "Freeze every parameter except those whose name matches a pattern; returns the trainable names."
-    pats = lock_patterns(patterns)
+def _last_n(names: list[str], preset: str, n: int) -> list[str]:
+    vis, txt = _blocks(names, r"visual\.transformer\.resblocks\."), _blocks(names, r"transformer\.resblocks\.")
+    if preset == "mlp":
+        return ([rf"^visual\.transformer\.resblocks\.{i}\.mlp\." for i in vis[max(len(vis) - n, 0):]]
+                + [rf"^transformer\.resblocks\.{i}\.mlp\." for i in txt[max(len(txt) - n, 0):]])
+    if not vis: raise ConfigError("trainable 'visual:N' needs a ViT image tower (visual.transformer.resblocks.*)")
+    groups = [[r"^visual\.(conv1|class_embedding|positional_embedding|ln_pre)\b"],
+              *[[rf"^visual\.transformer\.resblocks\.{i}\."] for i in vis[:-1]],
+              [rf"^visual\.transformer\.resblocks\.{vis[-1]}\.", r"^visual\.ln_post\."], [r"^visual\.proj$"]]
+    return [p for g in groups[max(len(groups) - n, 0):] for p in g]
+
+def trainable_patterns(spec: str | list[str], names: list[str] | None = None) -> list[str]:
+    "Regexes for `TRAINABLE` presets, `mlp:N`/`visual:N` (need the model's parameter `names`) and regexes, comma-separated or a list."
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    out = []
+    for s in filter(None, items):
+        m = re.fullmatch(rf"({'|'.join(_PER_BLOCK)}):(\d+)", s)
+        if m and names is None: out.append(s)   # resolved once the model is known
+        elif m: out += _last_n(names, m.group(1), int(m.group(2)))
+        else: out += TRAINABLE.get(s, [s])
+    return out
+
+def freeze_except(model, trainable: str | list[str]) -> list[str]:
+    "Freeze every parameter except those whose name matches `trainable` (see `trainable_patterns`); returns the trainable names."
+    names = [n for n, _ in model.named_parameters()]
+    pats = trainable_patterns(trainable, names)
     for p in pats:
         try: re.compile(p)
-        except re.error as e: raise ConfigError(f"lock pattern {p!r} is not a valid regex: {e}") from None
-    names = [n for n, _ in model.named_parameters()]
+        except re.error as e: raise ConfigError(f"trainable pattern {p!r} is not a valid regex: {e}") from None
     unused = [p for p in pats if not any(re.search(p, n) for n in names)]
     if not pats or unused:
-        raise ConfigError(f"lock pattern(s) {unused or patterns!r} match no parameter of the model "
-                          f"(names look like {names[:3]} …; presets: {sorted(LOCKS)})")
+        raise ConfigError(f"trainable pattern(s) {unused or trainable!r} match no parameter of the model "
+                          f"(names look like {names[:3]} …; presets: {sorted(TRAINABLE)}, mlp:N, visual:N)")
     keep = []
     for n, p in model.named_parameters():
         p.requires_grad_(any(re.search(q, n) for q in pats))

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, DataError, get_device, get_logger, seed_everything
 from .io import atomic_write_text, load_tensors, read_json, save_tensors, write_json
-from .models import (LOCKS, count_params, create_model_and_transforms, freeze_except, get_tokenizer,
-                           lock_patterns, resolve_model, save_model)
+from .models import (count_params, create_model_and_transforms, freeze_except, get_tokenizer, resolve_model,
+                           save_model, trainable_patterns)
 
 log = get_logger(__name__)
 
@@ -156,7 +156,9 @@ class TrainCfg(StageConfig):
     logit_scale: float | None = None    # None: learnable temperature; a value fixes the multiplier (CLIP-MoE: 100)
     patch_dropout: float = 0.0          # fraction of image patches dropped in training (FLIP: 0.5)
     unmasked_frac: float = 0.0          # final fraction of steps with patch dropout off (unmasked tuning)
-    lock: str | None = None             # train only these: a LOCKS preset ('mlp', 'visual', 'text', 'proj') or comma-separated regexes
+    trainable: str | None = None        # train only these: presets 'all', 'mlp', 'mlp:N', 'visual:N', 'text', 'proj', … or comma-separated regexes
+    mcl_labels: str | None = path_field(None)  # MCL: cluster run dir or parquet (id, pseudo); every global batch holds one pseudo-label
+    mcl_drop_small: bool = True         # MCL: False merges groups smaller than a global batch into one 'rest' group
     seed: int = 0                       # seeds initialisation, data order, augmentation, patch dropout
     data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
@@ -178,7 +180,14 @@ class TrainCfg(StageConfig):
         need(self.data_limit is None or self.data_limit >= 2, f"data_limit must be ≥ 2 or None, got {self.data_limit}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
         need(self.precision in _PRECISIONS, f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
-        if self.lock is not None: need(bool(lock_patterns(self.lock)), f"lock {self.lock!r} names no pattern")
+        if self.trainable is not None:
+            need(bool(trainable_patterns(self.trainable)), f"trainable {self.trainable!r} names no pattern")
+
+    @classmethod
+    def validate_params(cls, params):
+        if "lock" in params: raise ConfigError("train: parameter 'lock' is now 'trainable' (it names what trains, e.g. "
+                                               f"trainable={params['lock']!r}); open_clip's lock_image names what is frozen")
+        return super().validate_params(params)
 
 # %% ../nbs/15_train.ipynb #6e37b2ca
 def _init_distributed() -> tuple[int, int, bool]:
@@ -198,7 +207,7 @@ def _setup_model(cfg: TrainCfg, device):
         try: model.load_state_dict(load_tensors(Path(ref) / "open_clip_model.safetensors"))
         except RuntimeError as e: raise ConfigError(f"train: weights in {ref} do not fit model {cfg.model!r}: {e}") from None
         model.clipwb_config["init"] = f"dir:{ref}"
-    if cfg.lock: freeze_except(model, cfg.lock)
+    if cfg.trainable: freeze_except(model, cfg.trainable)
     if cfg.logit_scale is not None:
         with torch.no_grad(): model.logit_scale.fill_(math.log(cfg.logit_scale))
         model.logit_scale.requires_grad_(False)
@@ -206,7 +215,7 @@ def _setup_model(cfg: TrainCfg, device):
 
 def _check_resume(st: dict, cfg: TrainCfg, run_dir: Path) -> None:
     free = {"device", "num_workers", "checkpoint_every"}
-    diff = {k: (v, getattr(cfg, k)) for k, v in st["cfg"].items() if k not in free and getattr(cfg, k) != v}
+    diff = {k: (v, getattr(cfg, k)) for k, v in st["cfg"].items() if k not in free and getattr(cfg, k, None) != v}
     if diff: raise ConfigError(f"{run_dir} holds a checkpoint trained with other parameters {diff} "
                                "(checkpoint value, new value); use a new run_dir")
 
@@ -219,6 +228,13 @@ def loss_figure(losses: list[float], *, batch_size: int, title: str = "training 
     if w > 1: fig.add_scatter(x=x[w - 1:], y=np.convolve(losses, np.ones(w) / w, "valid"), name=f"mean of {w} steps")
     fig.add_hline(y=math.log(batch_size), line_dash="dot", annotation_text="chance: ln(batch size)")
     return fig.update_layout(title=title, xaxis_title="optimizer step (batches)", yaxis_title="contrastive loss (nats)")
+
+def _mcl_sampler(cfg: TrainCfg, ids, world: int, rank: int):
+    "The MCL batch sampler over the training samples `ids`, or None without `mcl_labels`."
+    if not cfg.mcl_labels: return None
+    from clipwb.mcl.sampler import MCLBatchSampler, pseudo_labels_for
+    return MCLBatchSampler(pseudo_labels_for(cfg.mcl_labels, ids), cfg.batch_size, world_size=world, rank=rank,
+                           seed=cfg.seed, drop_small=cfg.mcl_drop_small)
 
 def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     "The train stage: contrastive training → `run_dir/model/` (open_clip local-dir), checkpoints, loss curve."
@@ -236,6 +252,11 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     ds = load_dataset(cfg.data, cfg.split)
     n = len(ds) if cfg.data_limit is None else min(cfg.data_limit, len(ds))
     B, per_epoch = cfg.batch_size, n // world // cfg.batch_size
+    sampler = _mcl_sampler(cfg, ds.ids[:n], world, rank)
+    if sampler is not None: per_epoch = len(sampler)
+    if per_epoch == 0 and sampler is not None:
+        raise DataError(f"train: no pseudo-label group of {cfg.mcl_labels} holds a global batch of {B} × {world} "
+                        f"({sampler.dropped}); use fewer clusters, a smaller batch_size or mcl_drop_small=False")
     if per_epoch == 0: raise DataError(f"train: {n} samples of {cfg.data}/{cfg.split} make no batch of {B} × {world} processes")
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
     st = load_checkpoint(run_dir, model, opt)
@@ -250,7 +271,9 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     pbar = tqdm(total=total, initial=st["step"], desc="train", disable=rank != 0)
     while st["step"] < total:
         epoch, done = divmod(st["step"], per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))[rank::world][:per_epoch * B]
+        if sampler is None:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))[rank::world][:per_epoch * B]
+        else: sampler.set_epoch(epoch); order = torch.as_tensor(sampler.order(), dtype=torch.long)
         t0 = time.perf_counter()
         if rng and done == 0: _set_rng(*rng); rng = None   # the loader draws its seed from the restored state …
         it = iter(make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=B, drop_last=True,
@@ -289,5 +312,6 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
                "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9), "n_trainable_params": count_params(model, True),
                "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
                "init": model.clipwb_config["init"]}
+    if sampler is not None: metrics.update({f"mcl/{k}": v for k, v in sampler.dropped.items()})
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},
                   figures={"loss": fig})
