@@ -112,12 +112,13 @@ def key_changes(old: dict, new: dict) -> list[str]:
     return out
 
 def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force: bool = False,
-             on_stale: str = "refuse"):  # a same-parameter run with another run key: 'refuse', 'reuse' it, or start a 'new' one
+             on_stale: str = "refuse",  # a same-parameter run with another run key: 'refuse', 'reuse' it, or start a 'new' one
+             check: bool = True):  # False: skip check_refs (a pipeline step whose inputs are planned, not yet run)
     "Validate `params` and what they refer to → `(cfg, run_dir, status)` with status 'new', 'resume' or 'complete'."
     if on_stale not in ("refuse", "reuse", "new"): raise ConfigError(f"on_stale must be refuse, reuse or new, got {on_stale!r}")
     cls = stage_config(stage)
     cfg = cls(**cls.validate_params(params))
-    check_refs(cfg)
+    if check: check_refs(cfg)
     root = Path(root or runs_dir()).expanduser().resolve()
     old = None if force else find_run(stage, cfg, root)
     if old is not None:
@@ -154,6 +155,7 @@ def stage_run_dir(run_dir: str | Path | None, stage: str) -> Path:
 
 def finish(res: Result, run_dir: str | Path) -> dict:
     "Save `res.figures` under `figures/`, `artifacts.json`, then `metrics.json` (last: marks the run complete)."
+    if int(os.environ.get("RANK", "0")): return res.metrics   # under torchrun only rank 0 writes
     run_dir = Path(run_dir)
     figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir)) for k, f in res.figures.items()}
     write_json(run_dir / "artifacts.json", {"artifacts": res.artifacts, "figures": figs})
@@ -196,12 +198,17 @@ class _KernelEnv:
             else: os.environ[k] = v
 
 def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None = None, force: bool = False,
-              log_output: bool = False, timeout: int | None = None, on_stale: str = "refuse") -> RunInfo:
+              log_output: bool = False, timeout: int | None = None, on_stale: str = "refuse",
+              run_dir: str | Path | None = None,  # a run dir planned earlier (e.g. before a job was submitted)
+             ) -> RunInfo:
     "Validate, then execute the stage notebook into its run directory (skip if complete)."
     import papermill as pm
     pm_log = logging.getLogger("papermill")
     if not any(isinstance(f, _TypedParamsKnown) for f in pm_log.filters): pm_log.addFilter(_TypedParamsKnown())
-    cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force, on_stale=on_stale)
+    if run_dir is None: cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force, on_stale=on_stale)
+    else:   # what it refers to is checked by start_run
+        cls, run_dir = stage_config(stage), Path(run_dir)
+        cfg, status = cls(**cls.validate_params(params or {})), "complete" if is_complete(run_dir) else "resume"
     if status == "complete":
         log.info("%s: complete run %s skipped", stage, run_dir)
         return RunInfo(stage, run_dir, status, read_json(run_dir / "metrics.json"))
