@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .core import ClipwbError, ConfigError, runs_dir
-from .pipeline import RunInfo, StageFailed, run_stage, stage_config, stage_notebook, write_index, _utc
+from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_notebook, write_index, _utc
 
 # %% auto #0
 __all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
@@ -98,6 +98,61 @@ def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output:
     return write_index(list(done.values()), root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else ""),
                        names=list(done))
 
+# %% ../nbs/71_cli.ipynb #c1a5e7b0
+def _cluster_parsers(sub) -> None:
+    "`submit`, `status`, `cancel` and `pipeline` (clipwb.submit, clipwb.pipelines)."
+    s = sub.add_parser("submit", help="submit a stage run as a job (SLURM or a local process); validated and planned first")
+    s.add_argument("stage")
+    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter")
+    s.add_argument("--array-from", metavar="PARAM=A,B,C", help="one job (own run dir) per value of one parameter")
+    s.add_argument("--wait", action="store_true", help="wait for the job(s) and print the metrics")
+    s.add_argument("--folder", help="submitit folder for scripts and logs (default <runs>/.submitit/<stage>-<time>)")
+    for q in (s, pr := argparse.ArgumentParser(add_help=False)):
+        q.add_argument("--executor", choices=["local", "slurm"], default="local")
+        q.add_argument("--runs", help="runs root (default $CLIPWB_RUNS or <repo>/runs)")
+        q.add_argument("--partition"); q.add_argument("--gpus-per-node", type=int, default=0)
+        q.add_argument("--cpus-per-task", type=int); q.add_argument("--mem", help="e.g. 8G")
+        q.add_argument("--time", type=int, default=60, help="time limit in minutes")
+    st = sub.add_parser("status", help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
+    st.add_argument("run", nargs="?"); st.add_argument("--runs"); st.add_argument("--tail", type=int, default=10)
+    c = sub.add_parser("cancel", help="cancel the job of a submitted run (it stays resumable)")
+    c.add_argument("run")
+    pl = sub.add_parser("pipeline", help="run a pipeline file (YAML) or write the demo chain as one")
+    plsub = pl.add_subparsers(dest="pcmd", required=True)
+    prun = plsub.add_parser("run", parents=[pr], help="validate the whole file, run it, write its report.html")
+    prun.add_argument("file")
+    ex = plsub.add_parser("export-demo", help="write pipelines/demo.yaml and demo-quick.yaml from demo_plan")
+    ex.add_argument("--folder")
+
+def _cluster_main(a) -> int:
+    from clipwb import submit as sm
+    if a.cmd == "status":
+        runs = [a.run] if a.run else sm.submitted_runs(a.runs)[:20]
+        for r in runs:
+            st = sm.run_status(r, tail=a.tail if a.run else 0)
+            print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, run {st['run']}  log {st['log']}")
+            if st["log_tail"]: print(st["log_tail"])
+        return 0
+    if a.cmd == "cancel": print(f"cancelled job {sm.cancel(a.run)} of {a.run}"); return 0
+    if a.cmd == "pipeline" and a.pcmd == "export-demo":
+        from clipwb.pipelines import export_demo
+        for p in export_demo(a.folder): print(p)
+        return 0
+    res = sm.Resources(partition=a.partition, gpus_per_node=a.gpus_per_node, cpus_per_task=a.cpus_per_task, mem=a.mem, time=a.time)
+    if a.cmd == "pipeline":
+        from clipwb.pipelines import run_pipeline, pipeline_failures
+        out = run_pipeline(a.file, executor=a.executor, root=a.runs, res=res)
+        bad = pipeline_failures(out)
+        for name, why in bad.items(): print(f"[clipwb pipeline] {name}: {why.splitlines()[0]}", file=sys.stderr)
+        print(f"[clipwb pipeline] report: {out / 'report.html'}"); return 1 if bad else 0
+    keys = [k for k, _ in a.param]
+    if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ConfigError(f"parameter(s) {dup} given more than once")
+    subs = sm.submit_stage(a.stage, dict(a.param), executor=a.executor, res=res, root=a.runs, folder=a.folder, array=a.array_from)
+    for s in subs: print(json.dumps({"stage": s.stage, "status": s.status, "run_dir": str(s.run_dir), "executor": s.executor, "job_id": s.job_id}))
+    if a.wait:
+        for r in sm.wait(subs): print(json.dumps(r, indent=2, default=str))
+    return 0
+
 # %% ../nbs/71_cli.ipynb #21e11ecd
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clipwb", description="clipwb: CLIP experts workbench (stages run headless via papermill)")
@@ -111,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
                    "clipwb version or git commit differ from now (default: refuse and say what changed)")
     r.add_argument("--log-output", action="store_true", help="stream the notebook's output")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    r.add_argument("--nproc", type=int, default=1, help="processes under torchrun (gloo on CPU, one per GPU)")
+    _cluster_parsers(sub)
     sub.add_parser("stages", help="list stages and their parameters")
     d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
@@ -124,14 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         if a.cmd == "stages": print(describe_stages()); return 0
+        if a.cmd in ("submit", "status", "cancel", "pipeline"): return _cluster_main(a)
         if a.cmd == "demo":
             idx = run_demo(quick=a.quick, root=a.runs)
             print(f"[clipwb demo] done: open {idx}"); return 0
         keys = [k for k, _ in a.param]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup: raise ConfigError(f"parameter(s) {dup} given more than once")
-        info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output, timeout=a.timeout,
-                         on_stale="reuse" if a.reuse else "refuse")
+        if a.nproc > 1:
+            from clipwb.submit import run_distributed
+            _, rd, _ = plan_run(a.stage, dict(a.param), root=a.runs, force=a.force,   # planned once, not per process
+                                on_stale="reuse" if a.reuse else "refuse")
+            info = run_distributed(a.stage, dict(a.param), rd, a.nproc, timeout=a.timeout)
+        else: info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output, timeout=a.timeout,
+                               on_stale="reuse" if a.reuse else "refuse")
         print(json.dumps({"stage": a.stage, "status": info.status, "run_dir": str(info.run_dir), "metrics": info.metrics}, indent=2, default=str))
         return 0
     except StageFailed as e:
