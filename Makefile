@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser test test-fast demo demo-quick lab bench export clean-nbs docs
+.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export clean-nbs docs
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,15 +21,27 @@ install: $(STAMP)  ## create/update the project venv
 browser:           ## Debian's chromium for the JupyterLab widget test (apt-get; no-op when present)
 	bash tools/install_browser.sh
 
-test: install browser ## notebook examples (nbdev_test), then the pytest suite
+slurm-up:          ## a private one-node SLURM on localhost (apt-get installs when missing; state in /tmp/clipwb-slurm)
+	bash tools/slurm_local.sh up
+
+slurm-down:        ## stop the daemons slurm-up started
+	bash tools/slurm_local.sh down
+
+# test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 15_train, then the
+# pytest suite with the local SLURM up (its tests skip, saying why, if it cannot start); SLURM is stopped after.
+test: install browser
 	$(VENV)/bin/nbdev_test --n_workers 2
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(VENV)/bin/nbdev_test --path nbs/15_train.ipynb --flags slow
+	bash tools/slurm_local.sh up || echo "make test: the local SLURM did not start; the slurm tests will be skipped"; \
+	export SLURM_CONF=$${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}/slurm.conf; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
+	bash tools/slurm_local.sh down; exit $$rc
 
 test-fast: install ## pytest without the papermill end-to-end tests
 	$(PY) -m pytest -m "not e2e"
 
-demo: install      ## prepare → train → embed → eval on the embedded default (OpenMoji)
-	$(VENV)/bin/clipwb demo
+demo: install      ## the demo chain (pipelines/demo.yaml, generated from demo_plan) with its report.html
+	$(VENV)/bin/clipwb pipeline run pipelines/demo.yaml --executor local
 
 demo-quick: install
 	$(VENV)/bin/clipwb demo --quick

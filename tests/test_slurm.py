@@ -92,7 +92,7 @@ def test_cancel_mid_run_then_resubmit_resumes(executor, tmp_path):
     """Cancel a training job after a few checkpoints, submit the same parameters again: the new job runs in the
     same run dir and continues from the checkpoint. Oracle: a marker written into the saved loss history while no
     job runs is still there at the end (a restart from step 0 would have rebuilt the history)."""
-    params = {**MICRO, "data_limit": 16, "epochs": 200, "max_steps": 300, "checkpoint_every": 1}
+    params = {**MICRO, "data_limit": 16, "epochs": 40, "max_steps": 60, "checkpoint_every": 1}
     (sub,) = submit_stage("train", params, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub1")
     deadline = time.monotonic() + 300
     while _checkpoint_step(sub.run_dir) < 3:
@@ -105,16 +105,16 @@ def test_cancel_mid_run_then_resubmit_resumes(executor, tmp_path):
         time.sleep(0.5)
     time.sleep(1)
     k = _checkpoint_step(sub.run_dir)
-    assert 3 <= k < 300 and not (sub.run_dir / "metrics.json").exists()
+    assert 3 <= k < 60 and not (sub.run_dir / "metrics.json").exists()
     ck = sorted((sub.run_dir / "checkpoint").glob("step_*"))[-1] / "state.json"
     st = read_json(ck); st["losses"][0] = 123.0; ck.write_text(json.dumps(st))
     (again,) = submit_stage("train", params, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub2")
     assert again.run_dir == sub.run_dir and again.status == "resume"
     (res,) = wait([again])
-    assert res["metrics"]["steps"] == 300
+    assert res["metrics"]["steps"] == 60
     final = read_json(sorted((sub.run_dir / "checkpoint").glob("step_*"))[-1] / "state.json")
-    assert final["step"] == 300 and len(final["losses"]) == 300 and final["losses"][0] == 123.0
-    print(f"\n{executor}: cancelled at checkpoint step {k}, resumed to 300")
+    assert final["step"] == 60 and len(final["losses"]) == 60 and final["losses"][0] == 123.0
+    print(f"\n{executor}: cancelled at checkpoint step {k}, resumed to 60")
 
 
 def test_pipeline_with_dependency(executor, tmp_path):
@@ -158,3 +158,12 @@ def test_parameters_rejected_before_queue(executor, tmp_path):
         run_pipeline(bad, executor=executor, root=tmp_path / "runs")
     assert not (tmp_path / "sub").exists() and not (tmp_path / "runs").exists()
     assert _jobs_in_queue() == n
+
+
+def test_shipped_demo_pipelines_match_demo_plan():
+    "pipelines/demo.yaml and demo-quick.yaml are generated from demo_plan (regenerate: clipwb pipeline export-demo)."
+    from clipwb.pipelines import demo_yaml, load_pipeline, order
+    for quick, name in ((False, "demo.yaml"), (True, "demo-quick.yaml")):
+        assert (ROOT / "pipelines" / name).read_text() == demo_yaml(quick), \
+            f"pipelines/{name} differs from demo_plan: run `clipwb pipeline export-demo` and commit the files"
+        order(load_pipeline(ROOT / "pipelines" / name))
