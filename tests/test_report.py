@@ -42,7 +42,7 @@ def test_report_renders_in_chromium(report, page, tmp_path):
     page.call("Page.navigate", url=report.as_uri())
     t0 = time.monotonic()
     while page.js("document.readyState") != "complete" or page.js(
-            "[...document.querySelectorAll('.plotly-graph-div')].some(d => !d.querySelector('.main-svg .plot'))"):
+            "[...document.querySelectorAll('.plotly-graph-div')].some(d => !d.querySelector('.main-svg .trace'))"):
         assert time.monotonic() - t0 < 60, "figures not drawn within 60 s"
         time.sleep(0.25)
     time.sleep(0.5)
@@ -52,7 +52,7 @@ def test_report_renders_in_chromium(report, page, tmp_path):
     page.call("Emulation.setDeviceMetricsOverride", width=1400, height=int(h), deviceScaleFactor=1, mobile=False)
     time.sleep(0.5)
     rects = page.js("[...document.querySelectorAll('.plotly-graph-div')].map(d => {const r = d.getBoundingClientRect();"
-                    " return [r.left + scrollX, r.top + scrollY, r.width, r.height, d.querySelectorAll('.main-svg path, .main-svg rect.point').length]})")
+                    " return [r.left + scrollX, r.top + scrollY, r.width, r.height, d.querySelectorAll('.main-svg .trace').length]})")
     png = base64.b64decode(page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
     (tmp_path / "report.png").write_bytes(png)
     if art := os.environ.get("CLIPWB_ARTIFACTS"): Path(art).mkdir(parents=True, exist_ok=True); (Path(art) / "report.png").write_bytes(png)
