@@ -1,5 +1,5 @@
-"""Stage runs as jobs (clipwb.submit, clipwb.pipelines) with both executors: submitit's LocalExecutor and a
-real SLURM. `make test` starts a private one-node cluster with tools/slurm_local.sh up before pytest (and stops
+"""Stage runs as jobs (clipwb.submit, clipwb.pipelines) on a real SLURM (and, through tests/test_slurm_local.py,
+with submitit's LocalExecutor). `make test` starts a private one-node cluster with tools/slurm_local.sh up before pytest (and stops
 it after); the SLURM cases skip, saying why, when no controller answers. Each test uses its own runs root and
 submitit folder (job ids restart when the cluster's state is purged, and a reused folder would return an old result).
 Round trips (submit → metrics) are printed (`pytest -s`), not asserted."""
@@ -22,15 +22,15 @@ SLURM_DIR = Path(os.environ.get("CLIPWB_SLURM_DIR", "/tmp/clipwb-slurm"))
 if not os.environ.get("SLURM_CONF") and (SLURM_DIR / "slurm.conf").is_file():
     os.environ["SLURM_CONF"] = str(SLURM_DIR / "slurm.conf")   # the cluster of tools/slurm_local.sh up
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 MICRO = {"model": "clipwb-micro", "data": "shapes", "batch_size": 8}
 
 
-@pytest.fixture(params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
+@pytest.fixture
 def executor(request):
-    if request.param == "slurm" and (why := slurm_available()):
-        pytest.skip(f"SLURM is not available: {why}")
-    return request.param
+    "SLURM here; tests/test_slurm_local.py runs the same tests with the local executor (another xdist worker)."
+    if why := slurm_available(): pytest.skip(f"SLURM is not available: {why}")
+    return "slurm"
 
 
 def _jobs_in_queue() -> int:
