@@ -18,7 +18,8 @@
 # - slurmdbd (with MariaDB) gives `sacct`, which submitit uses to see cancelled or crashed jobs.
 # - slurmdbd.conf must be mode 0600 and owned by SlurmUser.
 # - slurmd -N localhost names the node as slurm.conf does whatever the host name is.
-# - batch_sched_delay=0,sched_min_interval=0: a job starts about a second after sbatch.
+# - batch_sched_delay=0,sched_min_interval=0: a job starts about a second after sbatch; kill_invalid_depend
+#   cancels the afterok dependants of a failed job (instead of leaving them pending forever).
 set -euo pipefail
 umask 022
 
@@ -80,7 +81,7 @@ AccountingStoragePort=$((PORT + 2))
 AccountingStoragePass=$DIR/munge/munge.socket
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,kill_invalid_depend
 SlurmdParameters=config_overrides
 ReturnToService=2
 MpiDefault=none
