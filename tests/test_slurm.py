@@ -135,7 +135,7 @@ def test_pipeline_with_dependency(executor, tmp_path):
     assert rec["after_bad"]["status"] == "not run" and "'bad'" in rec["after_bad"]["error"]
     assert set(pipeline_failures(out)) == {"bad", "after_bad"}
     if executor == "slurm":
-        script = next(Path(rec["embed"]["run_dir"]).parents[2].glob(f".submitit/two-*/embed/{rec['embed']['job_id']}_submission.sh"))
+        script = next(Path(rec["embed"]["run_dir"]).parents[1].glob(f".submitit/two-*/embed/{rec['embed']['job_id']}_submission.sh"))
         assert f"--dependency=afterok:{rec['train']['job_id']}" in script.read_text()
     page = (out / "report.html").read_text()
     assert "after_bad" in page and "dependency &#x27;bad&#x27; failed" in page
