@@ -25,7 +25,7 @@ def report(tmp_path_factory):
     out = run_pipeline({"name": "rep", "steps": [
         {"name": "prepare", "stage": "prepare", "params": {"data": "shapes", "limit": 8}},
         {"name": "train", "stage": "train", "params": {**micro, "max_steps": 2}},
-        {"name": "bad", "stage": "train", "params": {**micro, "max_steps": 1, "init": str(root / "missing")}},
+        {"name": "bad", "stage": "train", "params": {**micro, "max_steps": 1, "data_limit": 4}},   # no batch of 8
         {"name": "after_bad", "stage": "embed", "params": {"model": "{bad}", "data": "shapes", "limit": 8}}]},
         executor="local", root=root)
     return out / "report.html"

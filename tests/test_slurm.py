@@ -72,14 +72,14 @@ def test_array_of_three(executor, tmp_path):
 
 def test_failing_job(executor, tmp_path):
     "A stage that raises on the node: a clear error naming the run; the executed notebook with the traceback is kept."
-    (sub,) = submit_stage("train", {**MICRO, "init": str(tmp_path / "no-such-model"), "max_steps": 1}, executor=executor,
+    (sub,) = submit_stage("train", {**MICRO, "data_limit": 4, "max_steps": 1}, executor=executor,   # 4 samples: no batch of 8
                           root=tmp_path / "runs", folder=tmp_path / "sub")
     with pytest.raises(StageFailed) as e:
         wait([sub])
     msg = str(e.value)
-    assert "no-such-model" in msg and str(sub.run_dir) in msg and sub.job_id in msg, msg
+    assert "make no batch of 8" in msg and str(sub.run_dir) in msg and sub.job_id in msg, msg
     nb = sub.run_dir / "train.ipynb"
-    assert nb.is_file() and "no-such-model" in nb.read_text()
+    assert nb.is_file() and "make no batch of 8" in nb.read_text()
     assert run_state(sub.run_dir) == "failed" and not (sub.run_dir / "metrics.json").exists()
 
 
@@ -125,13 +125,13 @@ def test_pipeline_with_dependency(executor, tmp_path):
     pipe = {"name": "two", "steps": [
         {"name": "train", "stage": "train", "params": {**MICRO, "data_limit": 16, "max_steps": 1}},
         {"name": "embed", "stage": "embed", "params": {"model": "{train}", "data": "shapes", "limit": 8}},
-        {"name": "bad", "stage": "train", "params": {**MICRO, "init": str(tmp_path / "missing"), "max_steps": 1}},
+        {"name": "bad", "stage": "train", "params": {**MICRO, "data_limit": 4, "max_steps": 1}},   # fails: no batch of 8
         {"name": "after_bad", "stage": "embed", "params": {"model": "{bad}", "data": "shapes", "limit": 8}}]}
     out = run_pipeline(pipe, executor=executor, root=tmp_path / "runs")
     rec = {s["name"]: s for s in read_json(out / "pipeline.json")["steps"]}
     assert rec["train"]["status"] == rec["embed"]["status"] == "done"
     assert read_json(Path(rec["embed"]["run_dir"]) / "config.json")["model"] == rec["train"]["run_dir"]
-    assert rec["bad"]["status"] == "failed" and "missing" in rec["bad"]["error"]
+    assert rec["bad"]["status"] == "failed" and "make no batch" in rec["bad"]["error"]
     assert rec["after_bad"]["status"] == "not run" and "'bad'" in rec["after_bad"]["error"]
     assert set(pipeline_failures(out)) == {"bad", "after_bad"}
     if executor == "slurm":
