@@ -1,4 +1,4 @@
-"""RegMean gram collection time vs a plain forward over the same data (target ≤ 1.3×, DESIGN.md).
+"""RegMean gram collection time vs a plain forward over the same data (target ≤ 1.3×, the project's performance target).
 
 Plain forward = `encode_image` + `encode_text` under `torch.no_grad`, eval mode, no hooks.
 Gram collection = `clipwb.merge.stats.collect_grams` on the same batches (every linear map of both towers).

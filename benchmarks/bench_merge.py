@@ -10,7 +10,7 @@ the kernel's peak-RSS counter (/proc/self/clear_refs ← 5) and records VmRSS (b
 reads VmHWM (peak) after the merge (falling back to ru_maxrss where the reset is refused); the
 table prints
 
-    extra_peak / model_size      (target, DESIGN.md: ≤ 1.5 for any N)
+    extra_peak / model_size      (target: ≤ 1.5 for any N)
 
 with model_size = size of one open_clip_model.safetensors, plus wall time. For reference the
 same subprocess measurement is taken for the in-memory path (load_file every model, merge(),

@@ -130,3 +130,14 @@ def test_no_generated_junk_tracked():
         pytest.skip("not a git checkout")
     bad = [f for f in out if f.startswith(("runs/", ".venv/")) or f.endswith((".pt", ".pth", ".bin", ".ckpt"))]
     assert not bad
+
+
+def test_no_references_to_documents_outside_the_repository():
+    """The repository explains its methods itself (nbs/explanations/methods.ipynb): no design-document citations."""
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    if not out:
+        pytest.skip("not a git checkout")
+    pat = re.compile(r"SPEC\s*§|\.\./shared/|SPEC\.md|DESIGN\.md|STYLE\.md")
+    bad = [f for f in out if f.endswith((".ipynb", ".py", ".md", ".yaml", ".yml", ".sh", ".ini", ".txt"))
+           and f != "tests/test_hygiene.py" and pat.search((ROOT / f).read_text(errors="replace"))]
+    assert not bad, f"files citing documents that are not in the repository: {bad}"
