@@ -95,10 +95,7 @@ def read_labels(source) -> "pd.DataFrame":
     import pandas as pd
     from pathlib import Path
     p = Path(source)
-    if p.is_dir():   # a cluster run: its own loader checks the table and names the run
-        from clipwb.cluster.labels import load_labels
-        return load_labels(p)
-    path = p
+    path = p / "labels.parquet" if p.is_dir() else p
     if not path.is_file():
         raise DataError(f"mcl_labels={source}: {path} not found; pass a cluster run dir or a parquet file with id, pseudo")
     df = pd.read_parquet(path)
