@@ -58,6 +58,7 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_umap.py
 	$(PY) benchmarks/bench_merge.py
 	$(PY) benchmarks/bench_gram.py
+	$(PY) benchmarks/bench_moe.py
 
 export: install    ## regenerate clipwb/ from nbs/ and clean notebooks
 	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean

@@ -54,6 +54,7 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         sw = dict(domains=["shapes"], limit=32, merge_ratio=[0.0, 0.5, 1.0], lam=[0.5, 1.0], density=[0.5], alpha=[1.0],
                   stats_limit=32, heldout_limit=32, batch_size=32)
         mc = dict(data_limit=64, max_steps=2, batch_size=8, eval_limit=32)
+        moe = dict(data="shapes", max_steps=4, data_limit=64, batch_size=16, eval_limit=32, routing_limit=32)
     else:
         data, tr, ev = "openmoji", dict(model="clipwb-tiny", data_limit=None, max_steps=None, epochs=DEMO_EPOCHS,
                                        batch_size=128, lr=1e-3, warmup=50), dict(limit=None)
@@ -65,6 +66,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0], lam=[0.5, 1.0, 1.5],
                   density=[0.2, 0.5], alpha=[0.5, 0.9, 1.0], stats_limit=256, heldout_limit=200, batch_size=128)
         mc = dict(data_limit=256, max_steps=10, batch_size=32, eval_limit=100)   # MLPs of the tiny base, 2 short stages
+        moe = dict(data="shapes", moe_layers=2, max_steps=12, data_limit=None, batch_size=32, warmup=2, eval_limit=100,
+                   routing_limit=100)   # the MCL stage models as experts of the last 2 blocks per tower
     return [("prepare", "prepare", dict(data=data, limit=ev["limit"])),
             ("train", "train", dict(data=data, split="train", **tr)),
             ("embed", "embed", dict(model="{train}", data=data, split="train", limit=ev["limit"], shard_size=1000)),
@@ -72,7 +75,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
             ("cluster", "cluster", dict(embeddings="{embed}", modality="joint", **cl)),
             *[(name, "train", p) for name, p in fts],
             ("merge", "merge_sweep", dict(models=[f"{{{name}}}" for name, _ in fts], base="{train}", **sw)),
-            ("mcl", "mcl", dict(base="{train}", data="shapes", stages=2, k_image=2, k_text=2, drop_small=False, **mc))]
+            ("mcl", "mcl", dict(base="{train}", data="shapes", stages=2, k_image=2, k_text=2, drop_small=False, **mc)),
+            ("moe", "moe", dict(experts="{mcl}", init="mcl", **moe))]
 
 def _fill(v, done: dict):
     "Replace '{name}' placeholders (also inside lists) by the run dir of the named earlier step."
@@ -169,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--nproc", type=int, default=1, help="processes under torchrun (gloo on CPU, one per GPU)")
     _cluster_parsers(sub)
     sub.add_parser("stages", help="list stages and their parameters")
-    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl on the embedded default")
+    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     d.add_argument("--runs", help="runs root")
     return p

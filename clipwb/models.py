@@ -166,6 +166,7 @@ def create_model(name_or_dir: str | Path, *,
     kind, ref = resolve_model(name_or_dir)
     init, oc_pretrained = init_of(name_or_dir, pretrained)
     cfg = copy.deepcopy(_model_cfg(kind, ref))
+    moe = _moe_cfg(kind, ref)
     asked_random = init == "random" and (pretrained == "none" or ref in TINY_MODELS)
     quiet = _QuietRandomInit()
     if asked_random: logging.getLogger().addFilter(quiet)   # open_clip's warning only when random was not asked for
@@ -173,12 +174,14 @@ def create_model(name_or_dir: str | Path, *,
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None: torch.manual_seed(seed)   # an untrained name means the same model in every process
             model = open_clip.create_model(_oc_name(kind, ref), pretrained=oc_pretrained, device=get_device(device),
-                                           precision=precision, force_patch_dropout=force_patch_dropout, weights_only=True)
+                                           precision=precision, force_patch_dropout=force_patch_dropout, weights_only=True,
+                                           load_weights=moe is None)
     except (RuntimeError, ValueError, pickle.UnpicklingError) as e:
         if oc_pretrained is None: raise
         raise ConfigError(f"{ref}: the weights {oc_pretrained!r} could not be loaded: {e}") from None
     finally: logging.getLogger().removeFilter(quiet)
     model.clipwb_config = {"model_cfg": cfg, "source": str(name_or_dir), "init": init}
+    if moe is not None: _load_moe(model, Path(ref), moe)
     log.info("created %s (%s, %.1fM parameters, init %s)", name_or_dir, kind, count_params(model) / 1e6, init)
     return model
 
@@ -197,6 +200,17 @@ def count_params(model, trainable_only: bool = False) -> int:
     "Number of parameters (only those with `requires_grad` when `trainable_only`)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
+# %% ../nbs/14_models.ipynb #b5b5683b
+def _moe_cfg(kind: str, ref) -> dict | None:
+    return read_json(Path(ref) / "open_clip_config.json").get("moe") if kind == "dir" else None
+
+def _load_moe(model, ref: Path, moe: dict) -> None:
+    from clipwb.moe.layer import apply_moe   # the MoE layer is defined later in the library
+    apply_moe(model, **moe)   # experts on the device and dtype of the dense MLPs, routers fp32
+    sd = load_tensors(ref / "open_clip_model.safetensors")
+    try: model.load_state_dict(sd)
+    except RuntimeError as e: raise DataError(f"MoE model folder {ref}: weights do not fit its moe block {moe}: {e}") from None
+
 # %% ../nbs/14_models.ipynb #001af3b9
 def save_model(model, dir: str | Path) -> Path:
     "Write `model` in open_clip's local-dir format into `dir`; returns `dir`."
@@ -208,7 +222,8 @@ def save_model(model, dir: str | Path) -> Path:
     d = Path(dir); d.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), d / "open_clip_model.safetensors", metadata={"format": "pt"})
     pp = {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
-    write_json(d / "open_clip_config.json", {"model_cfg": cfg["model_cfg"], "preprocess_cfg": pp})
+    write_json(d / "open_clip_config.json", {"model_cfg": cfg["model_cfg"], "preprocess_cfg": pp,
+                                             **({"moe": cfg["moe"]} if cfg.get("moe") else {})})
     return d
 
 # %% ../nbs/14_models.ipynb #1d6cb55e
@@ -218,6 +233,7 @@ TRAINABLE = {
     "visual": [r"^visual\."],                                             # the whole image tower
     "text": [r"^(transformer|token_embedding|positional_embedding|ln_final|text_projection)\b"],  # the text tower
     "proj": [r"^visual\.proj$", r"^text_projection$"],                    # the two output projections
+    "router": [r"\.mlp\.router\."],                                      # MoE routers (clipwb.moe)
 }
 _PER_BLOCK = ("mlp", "visual")   # presets that take ':N' (last N blocks / groups)
 

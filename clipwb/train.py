@@ -27,7 +27,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'gather_with_grad', 'clip_loss', 'cosine_lr', 'param_groups', 'patch_dropout_at', 'save_checkpoint',
-           'load_checkpoint', 'TrainCfg', 'loss_figure', 'run_train']
+           'load_checkpoint', 'TrainCfg', 'aux_loss', 'loss_figure', 'run_train']
 
 # %% ../nbs/15_train.ipynb #50c0107a
 def _distributed() -> bool:
@@ -165,6 +165,7 @@ class TrainCfg(StageConfig):
     checkpoint_every: int = 100         # steps between checkpoints (one is always written at the end)
     device: str = "auto"                # 'auto', 'cpu', 'cuda' (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"             # 'fp32', or mixed precision on CUDA: 'amp' (fp16), 'amp_bf16'
+    moe_beta: float = 0.01              # MoE models: weight β of the load-balancing loss added to the contrastive loss
 
     def check(self):
         def need(ok, msg):
@@ -179,6 +180,7 @@ class TrainCfg(StageConfig):
         need(0 <= self.unmasked_frac <= 1, f"unmasked_frac must be in [0, 1], got {self.unmasked_frac}")
         need(self.data_limit is None or self.data_limit >= 2, f"data_limit must be ≥ 2 or None, got {self.data_limit}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
+        need(self.moe_beta >= 0, f"moe_beta must be ≥ 0, got {self.moe_beta}")
         need(self.precision in _PRECISIONS, f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         if self.trainable is not None:
             need(bool(trainable_patterns(self.trainable)), f"trainable {self.trainable!r} names no pattern")
@@ -188,6 +190,13 @@ class TrainCfg(StageConfig):
         if "lock" in params: raise ConfigError("train: parameter 'lock' is now 'trainable' (it names what trains, e.g. "
                                                f"trainable={params['lock']!r}); open_clip's lock_image names what is frozen")
         return super().validate_params(params)
+
+# %% ../nbs/15_train.ipynb #4178bd73
+def aux_loss(model, cfg: TrainCfg) -> tuple[torch.Tensor | None, dict]:
+    "β × the MoE load-balancing loss of the latest forward pass (None for a dense model), and its parts."
+    if not hasattr(model, "moe_routing"): return None, {}
+    from clipwb.moe.layer import moe_aux_loss   # MoE is defined later in the library
+    return moe_aux_loss(model, beta=cfg.moe_beta)
 
 # %% ../nbs/15_train.ipynb #6e37b2ca
 def _init_distributed() -> tuple[int, int, bool]:
@@ -289,6 +298,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
             with torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "amp_bf16" else torch.float16, enabled=amp):
                 img, txt, scale = net(batch["image"].to(device, non_blocking=True), batch["text"].to(device))[:3]
                 loss = clip_loss(img, txt, scale, label_smoothing=cfg.label_smoothing)
+                aux, parts = aux_loss(model, cfg)
+                if aux is not None: loss = loss + aux; st.setdefault("aux", []).append(parts)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
             if model.logit_scale.requires_grad:
@@ -313,5 +324,6 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
                "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
                "init": model.clipwb_config["init"]}
     if sampler is not None: metrics.update({f"mcl/{k}": v for k, v in sampler.dropped.items()})
+    metrics.update({f"moe/{k}": v for k, v in (st.get("aux") or [{}])[-1].items()})
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},
                   figures={"loss": fig})
