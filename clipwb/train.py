@@ -99,8 +99,9 @@ def _set_rng(t: dict, j: dict) -> None:
     np.random.set_state((name, t["numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate((j["python"][0], tuple(j["python"][1]), j["python"][2]))
 
-def save_checkpoint(run_dir: str | Path, model, opt, state: dict) -> Path:
-    "Write model, optimizer, RNG and `state` (must hold 'step') atomically; keep only this checkpoint."
+def save_checkpoint(run_dir: str | Path, model, opt, state: dict,
+                    *, keep: bool = False) -> Path:  # keep the earlier checkpoints too
+    "Write model, optimizer, RNG and `state` (must hold 'step') atomically; keep only this checkpoint unless `keep`."
     root = Path(run_dir) / "checkpoint"
     final, tmp = root / f"step_{state['step']:08d}", root / f".step_{state['step']:08d}.tmp"
     if final.exists(): return final
@@ -114,13 +115,19 @@ def save_checkpoint(run_dir: str | Path, model, opt, state: dict) -> Path:
     scalars = {f"{i}.{k}": v for i, st in osd["state"].items() for k, v in st.items() if not torch.is_tensor(v)}
     write_json(tmp / "state.json", {**state, "param_groups": osd["param_groups"], "opt_scalars": scalars, "rng": rng_j})
     os.replace(tmp, final)
-    for old in _checkpoints(root.parent):
+    for old in [] if keep else _checkpoints(root.parent):
         if old != final: shutil.rmtree(old, ignore_errors=True)
     return final
 
-def load_checkpoint(run_dir: str | Path, model, opt) -> dict | None:
-    "Load the latest checkpoint of `run_dir` into `model` and `opt`; returns its state (with 'rng') or None."
+def load_checkpoint(run_dir: str | Path, model, opt,
+                    step: int | None = None) -> dict | None:  # this step's checkpoint (None: the latest)
+    "Load the latest (or the `step`) checkpoint of `run_dir` into `model` and `opt`; returns its state (with 'rng') or None."
     cks = _checkpoints(Path(run_dir))
+    if step is not None:
+        have = [int(c.name[5:]) for c in cks]
+        if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: {have or 'none'}); train the "
+                                             "seed run with keep_checkpoints=True and a checkpoint_every that divides the step")
+        cks = cks[:have.index(step) + 1]
     if not cks: return None
     d = cks[-1]
     st = read_json(d / "state.json")
@@ -163,6 +170,10 @@ class TrainCfg(StageConfig):
     data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
     checkpoint_every: int = 100         # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: bool = False      # keep every checkpoint (a MoDE seed run), not only the latest
+    resume_from: str | None = None      # start from this train run's checkpoint: weights, optimizer, step, RNG
+    resume_step: int | None = None      # … at this step (None: its latest checkpoint)
+    ids: str | None = None              # train only on these sample ids (.parquet with an 'id' column, or .txt)
     device: str = "auto"                # 'auto', 'cpu', 'cuda' (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"             # 'fp32', or mixed precision on CUDA: 'amp' (fp16), 'amp_bf16'
     moe_beta: float = 0.01              # MoE models: weight β of the load-balancing loss added to the contrastive loss
@@ -180,6 +191,9 @@ class TrainCfg(StageConfig):
         need(0 <= self.unmasked_frac <= 1, f"unmasked_frac must be in [0, 1], got {self.unmasked_frac}")
         need(self.data_limit is None or self.data_limit >= 2, f"data_limit must be ≥ 2 or None, got {self.data_limit}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
+        need(self.ids is None or self.mcl_labels is None, "ids and mcl_labels cannot be combined")
+        need(self.resume_step is None or (self.resume_from is not None and self.resume_step >= 1),
+             f"resume_step={self.resume_step} needs resume_from (a train run) and must be ≥ 1")
         need(self.moe_beta >= 0, f"moe_beta must be ≥ 0, got {self.moe_beta}")
         need(self.precision in _PRECISIONS, f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         if self.trainable is not None:
@@ -223,10 +237,33 @@ def _setup_model(cfg: TrainCfg, device):
     return model, preprocess
 
 def _check_resume(st: dict, cfg: TrainCfg, run_dir: Path) -> None:
-    free = {"device", "num_workers", "checkpoint_every"}
+    free = {"device", "num_workers", "checkpoint_every", "keep_checkpoints"}
     diff = {k: (v, getattr(cfg, k)) for k, v in st["cfg"].items() if k not in free and getattr(cfg, k, None) != v}
     if diff: raise ConfigError(f"{run_dir} holds a checkpoint trained with other parameters {diff} "
                                "(checkpoint value, new value); use a new run_dir")
+
+def _id_pool(ds, ids: str | None, n: int) -> np.ndarray:
+    "Dataset positions (among the first `n`) of the ids listed in the file `ids`, sorted; all `n` when None."
+    if ids is None: return np.arange(n)
+    p = Path(ids)
+    if not p.is_file(): raise DataError(f"train: ids file {p} not found")
+    if p.suffix == ".parquet":
+        import pandas as pd
+        want = pd.read_parquet(p, columns=["id"])["id"].astype(str).tolist()
+    else: want = [l.strip() for l in p.read_text().splitlines() if l.strip()]
+    pos = {str(i): j for j, i in enumerate(ds.ids[:n])}
+    bad = [i for i in want if i not in pos]
+    if bad: raise DataError(f"train: {len(bad)} ids of {p} are not among the first {n} samples of the data, e.g. {bad[:3]}")
+    return np.array(sorted({pos[i] for i in want}), np.int64)
+
+def _start_from(cfg: TrainCfg, model, opt, total: int) -> dict:
+    "State of `cfg.resume_from`'s checkpoint (model and optimizer loaded): its step, losses and RNG; counters reset."
+    st = load_checkpoint(cfg.resume_from, model, opt, step=cfg.resume_step)
+    if st is None: raise DataError(f"train: resume_from={cfg.resume_from} holds no checkpoint")
+    if st["step"] >= total: raise ConfigError(f"train: resume_from checkpoint is at step {st['step']}, not before the "
+                                              f"end of this run's schedule ({total} steps); raise max_steps/epochs")
+    return {**st, "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict(),
+            "resumed_from": {"run": str(cfg.resume_from), "step": st["step"]}}
 
 def loss_figure(losses: list[float], *, batch_size: int, title: str = "training loss"):
     "Plotly figure of the loss per step with a moving average and the chance level ln(batch size)."
@@ -260,6 +297,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     opt = torch.optim.AdamW(param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     ds = load_dataset(cfg.data, cfg.split)
     n = len(ds) if cfg.data_limit is None else min(cfg.data_limit, len(ds))
+    pool = _id_pool(ds, cfg.ids, n); n = len(pool)
     B, per_epoch = cfg.batch_size, n // world // cfg.batch_size
     sampler = _mcl_sampler(cfg, ds.ids[:n], world, rank)
     if sampler is not None: per_epoch = len(sampler)
@@ -270,6 +308,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
     st = load_checkpoint(run_dir, model, opt)
     if st: _check_resume(st, cfg, run_dir)
+    elif cfg.resume_from: st = _start_from(cfg, model, opt, total)
     rng = st.pop("rng") if st else None
     st = st or {"step": 0, "losses": [], "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict()}
     amp = cfg.precision != "fp32" and device.type == "cuda"
@@ -281,7 +320,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     while st["step"] < total:
         epoch, done = divmod(st["step"], per_epoch)
         if sampler is None:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))[rank::world][:per_epoch * B]
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+            order = torch.from_numpy(pool)[perm][rank::world][:per_epoch * B]
         else: sampler.set_epoch(epoch); order = torch.as_tensor(sampler.order(), dtype=torch.long)
         t0 = time.perf_counter()
         if rng and done == 0: _set_rng(*rng); rng = None   # the loader draws its seed from the restored state …
@@ -308,7 +348,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
             st["train_time_s"] += time.perf_counter() - t0   # data loading included, checkpointing not
             pbar.update(); pbar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
             if st["step"] % cfg.checkpoint_every == 0 or st["step"] == total:
-                if rank == 0: save_checkpoint(run_dir, model, opt, st)
+                if rank == 0: save_checkpoint(run_dir, model, opt, st, keep=cfg.keep_checkpoints)
                 if world > 1: torch.distributed.barrier()
             t0 = time.perf_counter()
             if st["step"] >= total: break
