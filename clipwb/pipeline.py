@@ -32,7 +32,7 @@ class StageFailed(ClipwbError):
 
 def load_stages() -> None:
     "Import every module that registers a stage."
-    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run, clipwb.merge.sweep, clipwb.mcl.run  # noqa: F401
+    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run, clipwb.merge.sweep, clipwb.mcl.run, clipwb.mode.experts, clipwb.mode.run  # noqa: F401
     import clipwb.moe.run  # noqa: F401
 
 def stage_config(stage: str) -> type[StageConfig]:
