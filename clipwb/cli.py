@@ -47,7 +47,9 @@ DEMO_THREADS = 2   # the README's tables were measured with 2 threads
 def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
     "The (name, stage, params) chain of `clipwb demo`; `'{name}'` values become that step's run dir."
     if quick:
-        data, tr, ev = "shapes", dict(model="clipwb-micro", data_limit=128, max_steps=4, batch_size=16), dict(limit=64)
+        data, tr, ev = "shapes", dict(model="clipwb-micro", data_limit=128, max_steps=4, batch_size=16,
+                                      keep_checkpoints=True, checkpoint_every=2), dict(limit=64)
+        mo = dict(k=2, k_fine=4, eval_data=["shapes"], limit=32)
         cl = dict(k=2, niter=5, map_points=64, stability_seeds=2)
         ft = dict(model="clipwb-micro", init="{train}", split="train", data_limit=64, max_steps=3, batch_size=16, lr=1e-3)
         fts = [("ft_a", dict(data="shapes", seed=1, **ft)), ("ft_b", dict(data="shapes", seed=2, **ft))]
@@ -57,7 +59,10 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         moe = dict(data="shapes", max_steps=4, data_limit=64, batch_size=16, eval_limit=32, routing_limit=32)
     else:
         data, tr, ev = "openmoji", dict(model="clipwb-tiny", data_limit=None, max_steps=None, epochs=DEMO_EPOCHS,
-                                       batch_size=128, lr=1e-3, warmup=50), dict(limit=None)
+                                       batch_size=128, lr=1e-3, warmup=50, keep_checkpoints=True, checkpoint_every=110), \
+            dict(limit=None)
+        # MoDE: 2 data experts continue the base from step 220 of 240 on their caption cluster
+        mo = dict(seed_step=220, k=2, k_fine=32, eval_data=["openmoji", "shapes"], limit=None, batch_size=128)
         cl = dict(k=3, niter=20, map_points=3193, stability_seeds=3)
         # the fine-tunes leave the last 200 training pairs of each card unseen: greedy_soup's held-out data
         ft = dict(model="clipwb-tiny", init="{train}", split="train", max_steps=None, batch_size=128, lr=5e-4, warmup=5)
@@ -76,7 +81,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
             *[(name, "train", p) for name, p in fts],
             ("merge", "merge_sweep", dict(models=[f"{{{name}}}" for name, _ in fts], base="{train}", **sw)),
             ("mcl", "mcl", dict(base="{train}", data="shapes", stages=2, k_image=2, k_text=2, drop_small=False, **mc)),
-            ("moe", "moe", dict(experts="{mcl}", init="mcl", **moe))]
+            ("moe", "moe", dict(experts="{mcl}", init="mcl", **moe)),
+            ("mode", "mode", dict(seed_model="{train}", embeddings="{embed}", **mo))]
 
 def _fill(v, done: dict):
     "Replace '{name}' placeholders (also inside lists) by the run dir of the named earlier step."
@@ -173,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--nproc", type=int, default=1, help="processes under torchrun (gloo on CPU, one per GPU)")
     _cluster_parsers(sub)
     sub.add_parser("stages", help="list stages and their parameters")
-    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe on the embedded default")
+    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe → mode on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     d.add_argument("--runs", help="runs root")
     return p
