@@ -23,7 +23,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ASSIGN_MODES', 'SMOKE_SEED', 'ModeClusters', 'mode_clusters', 'expert_ids', 'seed_schedule', 'pick_seed_step',
-           'expert_train_config', 'ModeExpertCfg', 'seed_and_embeddings', 'run_mode_expert']
+           'expert_train_config', 'ModeSetup', 'ModeExpertCfg', 'seed_and_embeddings', 'run_mode_expert']
 
 # %% ../../nbs/51_mode.experts.ipynb #6f36a827
 ASSIGN_MODES = ("greedy", "balanced")
@@ -158,10 +158,9 @@ def expert_train_config(seed_model: str | Path, seed_step: int, ids_file: str | 
                        "ids": str(ids_file), "epochs": total, "max_steps": total, "device": device})
 
 # %% ../../nbs/51_mode.experts.ipynb #ca01ea31
-@STAGES.register("mode_expert", notebook="09_mode_expert.ipynb")
 @dataclass
-class ModeExpertCfg(StageConfig):
-    "Parameters of the mode_expert stage (one MoDE data expert)."
+class ModeSetup(StageConfig):
+    "Parameters the mode_expert and mode stages share: the seed, its embeddings, the caption encoder and the clustering."
     seed_model: str | None = None    # finished train run with kept checkpoints (None: train a micro seed here)
     seed_step: int | None = None     # its checkpoint to continue from (None: the latest before its last step)
     embeddings: str | None = None    # embed run of the seed's training data (None: embed it here with the seed)
@@ -172,23 +171,36 @@ class ModeExpertCfg(StageConfig):
     assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'
     fraction: float = 1.0            # share of pairs the fine clusters are fitted on
     cluster_seed: int = 0            # seeds the clustering and the out-of-cluster sample
-    coarse: int = 0                  # which expert: coarse cluster in [0, k)
-    ooc_ratio: float = 0.02          # share of the other clusters' pairs added (paper: 0.02)
-    device: str = "auto"             # 'auto', 'cpu', 'cuda' …
+    ooc_ratio: float = 0.02          # share of the other clusters' pairs an expert adds (paper: 0.02)
 
     def check(self):
-        if self.assign not in ASSIGN_MODES: raise ConfigError(f"mode_expert: assign must be one of {ASSIGN_MODES}, got {self.assign!r}")
-        if self.encoder not in TEXT_ENCODERS: raise ConfigError(f"mode_expert: unknown encoder {self.encoder!r}; known: {TEXT_ENCODERS.names()}")
-        if not 1 <= self.k <= self.k_fine: raise ConfigError(f"mode_expert: need 1 <= k <= k_fine, got k={self.k}, k_fine={self.k_fine}")
-        if not 0 <= self.coarse < self.k: raise ConfigError(f"mode_expert: coarse must be in [0, {self.k}), got {self.coarse}")
-        if not 0 <= self.ooc_ratio < 1: raise ConfigError(f"mode_expert: ooc_ratio must be in [0, 1), got {self.ooc_ratio}")
-        if not 0 < self.fraction <= 1: raise ConfigError(f"mode_expert: fraction must be in (0, 1], got {self.fraction}")
+        name = type(self).__name__
+        if self.assign not in ASSIGN_MODES: raise ConfigError(f"{name}: assign must be one of {ASSIGN_MODES}, got {self.assign!r}")
+        if self.encoder not in TEXT_ENCODERS: raise ConfigError(f"{name}: unknown encoder {self.encoder!r}; known: {TEXT_ENCODERS.names()}")
+        if not 1 <= self.k <= self.k_fine: raise ConfigError(f"{name}: need 1 <= k <= k_fine, got k={self.k}, k_fine={self.k_fine}")
+        if not 0 <= self.ooc_ratio < 1: raise ConfigError(f"{name}: ooc_ratio must be in [0, 1), got {self.ooc_ratio}")
+        if not 0 < self.fraction <= 1: raise ConfigError(f"{name}: fraction must be in (0, 1], got {self.fraction}")
+
+    def setup(self) -> dict:
+        "The shared parameters as a dict."
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModeSetup)}
 
     def encoder_kw(self, seed_model: str | Path) -> dict:
         "Options of the caption encoder."
         if self.encoder == "clip": return {"model": self.encoder_model or str(seed_model)}
         if self.encoder == "simcse": return {"path": self.encoder_model}
         return {}
+
+@STAGES.register("mode_expert", notebook="09_mode_expert.ipynb")
+@dataclass
+class ModeExpertCfg(ModeSetup):
+    "Parameters of the mode_expert stage (one MoDE data expert)."
+    coarse: int = 0                  # which expert: coarse cluster in [0, k)
+    device: str = "auto"             # 'auto', 'cpu', 'cuda' …
+
+    def check(self):
+        super().check()
+        if not 0 <= self.coarse < self.k: raise ConfigError(f"mode_expert: coarse must be in [0, {self.k}), got {self.coarse}")
 
 # %% ../../nbs/51_mode.experts.ipynb #1defe395
 SMOKE_SEED = dict(data="shapes", model="clipwb-micro", data_limit=64, batch_size=16, epochs=2, max_steps=None,

@@ -15,7 +15,8 @@ from ..core import ConfigError, DataError, get_logger
 from ..io import atomic_path, read_json, write_json
 from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
                                   task_logits, weights_figure)
-from .experts import (ModeClusters, ModeExpertCfg, mode_clusters, pick_seed_step, seed_and_embeddings)
+from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
+                                 seed_and_embeddings)
 from ..text_encoders import text_encoder
 
 log = get_logger(__name__)
@@ -76,19 +77,8 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
 # %% ../../nbs/53_mode.run.ipynb #1ff1e1ca
 @STAGES.register("mode", notebook="10_mode.ipynb")
 @dataclass
-class ModeCfg(StageConfig):
+class ModeCfg(ModeSetup):
     "Parameters of the mode stage (all data experts of a seed, then the ensemble evaluation)."
-    seed_model: str | None = None    # finished train run with kept checkpoints (None: train a micro seed here)
-    seed_step: int | None = None     # its checkpoint the experts continue from (None: the latest before its last step)
-    embeddings: str | None = None    # embed run of the seed's training data (None: embed it here with the seed)
-    encoder: str = "minilm"          # caption encoder: minilm, clip, simcse
-    encoder_model: str | None = None # clip: the open_clip model (None: the seed's); simcse: the weights folder
-    k: int = 2                       # coarse clusters = experts
-    k_fine: int = 8                  # fine clusters
-    assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'
-    fraction: float = 1.0            # share of pairs the fine clusters are fitted on
-    cluster_seed: int = 0            # seeds the clustering and the out-of-cluster sample
-    ooc_ratio: float = 0.02          # share of the other clusters' pairs each expert adds (paper: 0.02)
     eval_data: list[str] = field(default_factory=lambda: ["shapes"])  # data cards evaluated (each label is a task)
     split: str = "test"              # split evaluated
     limit: int | None = 64           # evenly spaced evaluation samples per card (None: all)
@@ -101,7 +91,7 @@ class ModeCfg(StageConfig):
     device: str = "auto"             # 'auto', 'cpu', 'cuda' …
 
     def check(self):
-        self.expert_params("seed", 0, "emb")          # the experts' own checks
+        super().check()
         if self.metric not in ("acc1", "acc5", "mean_per_class_recall"):
             raise ConfigError(f"mode: metric must be acc1, acc5 or mean_per_class_recall, got {self.metric!r}")
         if not self.eval_data: raise ConfigError("mode: eval_data must name at least one data card")
@@ -110,9 +100,8 @@ class ModeCfg(StageConfig):
 
     def expert_params(self, seed_model, coarse: int, embeddings, seed_step=None) -> dict:
         "Parameters of the `mode_expert` run for cluster `coarse` (validated)."
-        p = dict(seed_model=str(seed_model), seed_step=seed_step, embeddings=str(embeddings), encoder=self.encoder,
-                 encoder_model=self.encoder_model, k=self.k, k_fine=self.k_fine, assign=self.assign, fraction=self.fraction,
-                 cluster_seed=self.cluster_seed, coarse=coarse, ooc_ratio=self.ooc_ratio, device=self.device)
+        p = {**self.setup(), "seed_model": str(seed_model), "seed_step": seed_step, "embeddings": str(embeddings),
+             "coarse": coarse, "device": self.device}
         ModeExpertCfg(**p)
         return p
 
