@@ -59,6 +59,7 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_merge.py
 	$(PY) benchmarks/bench_gram.py
 	$(PY) benchmarks/bench_moe.py
+	$(PY) benchmarks/bench_mode.py
 
 export: install    ## regenerate clipwb/ from nbs/ and clean notebooks
 	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean

@@ -49,22 +49,22 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
     logits, targets, weights, n_classes, n_samples = {}, {}, {}, {}, {}
     cards = [(c, load_dataset(c, split)) for c in data]
-    for card, ds in cards:
-        idx = None
-        for j, m in enumerate(models):
-            model, _, pre = create_model_and_transforms(m, device=device)
+    idx, names = {}, {}
+    for j, m in enumerate(models):
+        model, _, pre = create_model_and_transforms(m, device=device)
+        for card, ds in cards:
+            tpl = getattr(ds, "templates", None) or "default"
             feats, got = image_features(model, ds, _subset(len(ds), limit), preprocess=pre, batch_size=batch_size, device=device)
-            if idx is None:
-                idx = got
-                names, tg = card_tasks(ds, idx)
-                for lab, cn in names.items():
+            if card not in idx:
+                idx[card] = got
+                names[card], tg = card_tasks(ds, got)
+                for lab, cn in names[card].items():
                     task = f"{card}/{lab}"
-                    targets[task], n_classes[task], n_samples[task] = tg[lab], len(cn), len(idx)
-                    weights[task] = expert_weights(class_embeddings(enc.encode, cn, getattr(ds, "templates", None) or "default"),
-                                                   clusters.fine_centres, clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
-            elif not np.array_equal(idx, got): raise DataError(f"mode: models read different samples of {card}")
-            for lab, lg in task_logits(model, get_tokenizer(m), feats, names, device=device,
-                                       templates=getattr(ds, "templates", None) or "default").items():
+                    targets[task], n_classes[task], n_samples[task] = tg[lab], len(cn), len(got)
+                    weights[task] = expert_weights(class_embeddings(enc.encode, cn, tpl), clusters.fine_centres,
+                                                   clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
+            elif not np.array_equal(idx[card], got): raise DataError(f"mode: models read different samples of {card}")
+            for lab, lg in task_logits(model, get_tokenizer(m), feats, names[card], templates=tpl, device=device).items():
                 logits.setdefault(f"{card}/{lab}", {})[j] = lg
     if not targets: raise DataError(f"mode: none of the cards {data} has a labelled sample in split {split!r}")
     K = len(experts)
