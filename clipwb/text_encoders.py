@@ -70,7 +70,7 @@ def minilm(*, device: str = "cpu") -> TextEncoder:
         else: os.environ["HF_HUB_OFFLINE"] = old
     enc = lambda texts, bs: st.encode(texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=True,
                                       show_progress_bar=False)
-    return TextEncoder("minilm", encoder_key("minilm"), int(st.get_sentence_embedding_dimension()), enc)
+    return TextEncoder("minilm", encoder_key("minilm"), int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()), enc)
 
 # %% ../nbs/50_text_encoders.ipynb #f0d0817c
 def _weights_key(name_or_dir: str) -> str:
