@@ -63,18 +63,23 @@ def expert_weights(class_embeddings,             # [n, D] unit class embeddings 
     return (w, dict(d=d, a=a, b=b, m=m, S=S)) if return_terms else w
 
 # %% ../../nbs/52_mode.ensemble.ipynb #e5c947b0
-def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, device="cpu") -> tuple[np.ndarray, np.ndarray]:
-    "Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices that could be read)."
+def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, device="cpu") -> tuple:
+    "Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices read); a list of models → a list of features, images decoded once."
     import torch
     from clipwb.data.datasets import make_loader
     device = get_device(device)
-    model = model.to(device).eval()
-    feats, idx = [], []
+    many = isinstance(model, (list, tuple))
+    models = [m.to(device).eval() for m in (model if many else [model])]
+    feats, idx = [[] for _ in models], []
     with torch.inference_mode():
         for bt in make_loader(ds, preprocess=preprocess, batch_size=batch_size, indices=list(indices)):
-            if len(bt["index"]): feats.append(l2_normalize(model.encode_image(bt["image"].to(device))).cpu()); idx.append(bt["index"])
-    if not feats: raise DataError("image_features: no image could be read")
-    return torch.cat(feats).numpy(), torch.cat(idx).numpy()
+            if not len(bt["index"]): continue
+            x = bt["image"].to(device)
+            for f, m in zip(feats, models): f.append(l2_normalize(m.encode_image(x)).cpu())
+            idx.append(bt["index"])
+    if not idx: raise DataError("image_features: no image could be read")
+    out = [torch.cat(f).numpy() for f in feats]
+    return (out if many else out[0]), torch.cat(idx).numpy()
 
 def task_logits(model, tokenizer, image_feats, tasks: dict, *, templates="default", device="cpu") -> dict[str, np.ndarray]:
     "Raw cosine logits `[N, C]` per task (`tasks`: name → class names) from the model's own text tower."

@@ -40,7 +40,7 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
                   data: list[str],                   # data cards to evaluate on (every label is a task)
                   *, split: str = "test", limit: int | None = None, metric: str = "acc1",
                   s0: float = 5.0, tau: float = 8.0, T: int = 200, batch_size: int = 64, device="cpu") -> dict:
-    "Image tower once per model and card, zero-shot logits per task, MoDE weights from the class names → comparison table."
+    "Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → comparison table."
     import pandas as pd
     from clipwb.data.datasets import load_dataset
     from clipwb.eval.run import _subset
@@ -49,23 +49,26 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
     logits, targets, weights, n_classes, n_samples = {}, {}, {}, {}, {}
     cards = [(c, load_dataset(c, split)) for c in data]
-    idx, names = {}, {}
-    for j, m in enumerate(models):
-        model, _, pre = create_model_and_transforms(m, device=device)
-        for card, ds in cards:
-            tpl = getattr(ds, "templates", None) or "default"
-            feats, got = image_features(model, ds, _subset(len(ds), limit), preprocess=pre, batch_size=batch_size, device=device)
-            if card not in idx:
-                idx[card] = got
-                names[card], tg = card_tasks(ds, got)
-                for lab, cn in names[card].items():
+    loaded = [create_model_and_transforms(m, device=device) for m in models]
+    groups = {}                                     # models that share a preprocessing read each image once
+    for j, (_, _, pre) in enumerate(loaded): groups.setdefault(repr(pre), []).append(j)
+    for card, ds in cards:
+        tpl, idx = getattr(ds, "templates", None) or "default", None
+        for js in groups.values():
+            feats, got = image_features([loaded[j][0] for j in js], ds, _subset(len(ds), limit), preprocess=loaded[js[0]][2],
+                                        batch_size=batch_size, device=device)
+            if idx is None:
+                idx = got
+                names, tg = card_tasks(ds, got)
+                for lab, cn in names.items():
                     task = f"{card}/{lab}"
                     targets[task], n_classes[task], n_samples[task] = tg[lab], len(cn), len(got)
                     weights[task] = expert_weights(class_embeddings(enc.encode, cn, tpl), clusters.fine_centres,
                                                    clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
-            elif not np.array_equal(idx[card], got): raise DataError(f"mode: models read different samples of {card}")
-            for lab, lg in task_logits(model, get_tokenizer(m), feats, names[card], templates=tpl, device=device).items():
-                logits.setdefault(f"{card}/{lab}", {})[j] = lg
+            elif not np.array_equal(idx, got): raise DataError(f"mode: models read different samples of {card}")
+            for j, f in zip(js, feats):
+                for lab, lg in task_logits(loaded[j][0], get_tokenizer(models[j]), f, names, templates=tpl, device=device).items():
+                    logits.setdefault(f"{card}/{lab}", {})[j] = lg
     if not targets: raise DataError(f"mode: none of the cards {data} has a labelled sample in split {split!r}")
     K = len(experts)
     table = ensemble_table({t: [lg[j] for j in range(K)] for t, lg in logits.items()},
