@@ -163,6 +163,7 @@ class DatasetView:
         self.card, self.split, self.templates, self.skipped = ds.card, ds.split, ds.templates, []
     def __len__(self) -> int: return len(self.indices)
     def __getitem__(self, i: int): return self.ds[self.indices[i]]
+    def load_image(self, i: int): return self.ds.load_image(self.indices[i])
     def all_captions(self, i: int) -> list[str]: return self.ds.all_captions(self.indices[i])
     def label_names(self) -> list[str]: return self.ds.label_names()
     def classnames(self, label: str) -> list[str]: return self.ds.classnames(label)
