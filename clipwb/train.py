@@ -171,9 +171,9 @@ class TrainCfg(StageConfig):
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
     checkpoint_every: int = 100         # steps between checkpoints (one is always written at the end)
     keep_checkpoints: bool = False      # keep every checkpoint (a MoDE seed run), not only the latest
-    resume_from: str | None = None      # start from this train run's checkpoint: weights, optimizer, step, RNG
+    resume_from: str | None = path_field(None)  # start from this train run's checkpoint: weights, optimizer, step, RNG
     resume_step: int | None = None      # … at this step (None: its latest checkpoint)
-    ids: str | None = None              # train only on these sample ids (.parquet with an 'id' column, or .txt)
+    ids: str | None = path_field(None, run=False)  # train only on these sample ids (.parquet with an 'id' column, or .txt)
     device: str = "auto"                # 'auto', 'cpu', 'cuda' (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"             # 'fp32', or mixed precision on CUDA: 'amp' (fp16), 'amp_bf16'
     moe_beta: float = 0.01              # MoE models: weight β of the load-balancing loss added to the contrastive loss

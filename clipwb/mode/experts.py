@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cluster import TwoLevelClustering, assign_shards, balanced_assign, shard_source, two_level
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, check_int, get_logger
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..text_encoders import TEXT_ENCODERS, caption_folder, encode_captions, encoder_key, text_encoder
@@ -161,11 +161,11 @@ def expert_train_config(seed_model: str | Path, seed_step: int, ids_file: str | 
 @dataclass
 class ModeSetup(StageConfig):
     "Parameters the mode_expert and mode stages share: the seed, its embeddings, the caption encoder and the clustering."
-    seed_model: str | None = None    # finished train run with kept checkpoints (None: train a micro seed here)
+    seed_model: str | None = path_field(None)  # finished train run with kept checkpoints (None: train a micro seed here)
     seed_step: int | None = None     # its checkpoint to continue from (None: the latest before its last step)
-    embeddings: str | None = None    # embed run of the seed's training data (None: embed it here with the seed)
+    embeddings: str | None = path_field(None)  # embed run of the seed's training data (None: embed it here with the seed)
     encoder: str = "minilm"          # caption encoder: minilm, clip, simcse
-    encoder_model: str | None = None # clip: the open_clip model (None: the seed's); simcse: the weights folder
+    encoder_model: str | None = path_field(None, kind="name_or_path")  # clip: the open_clip model (None: the seed's); simcse: the weights folder
     k: int = 2                       # coarse clusters = experts
     k_fine: int = 8                  # fine clusters
     assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from ..io import atomic_path, read_json, write_json
 from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
@@ -82,7 +82,7 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
 @dataclass
 class ModeCfg(ModeSetup):
     "Parameters of the mode stage (all data experts of a seed, then the ensemble evaluation)."
-    eval_data: list[str] = field(default_factory=lambda: ["shapes"])  # data cards evaluated (each label is a task)
+    eval_data: list[str] = card_field(default_factory=lambda: ["shapes"])  # data cards evaluated (each label is a task)
     split: str = "test"              # split evaluated
     limit: int | None = 64           # evenly spaced evaluation samples per card (None: all)
     metric: str = "acc1"             # table metric: acc1, acc5, mean_per_class_recall
