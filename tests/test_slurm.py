@@ -160,10 +160,12 @@ def test_parameters_rejected_before_queue(executor, tmp_path):
     assert _jobs_in_queue() == n
 
 
-def test_shipped_demo_pipelines_match_demo_plan():
-    "pipelines/demo.yaml and demo-quick.yaml are generated from demo_plan (regenerate: clipwb pipeline export-demo)."
-    from clipwb.pipelines import demo_yaml, load_pipeline, order
+def test_shipped_demo_pipelines_match_demo_plan(tmp_path):
+    "pipelines/demo.yaml and demo-quick.yaml are generated from demo_plan and validate as `make demo` plans them."
+    from clipwb.pipelines import demo_yaml, load_pipeline, order, plan_pipeline
     for quick, name in ((False, "demo.yaml"), (True, "demo-quick.yaml")):
         assert (ROOT / "pipelines" / name).read_text() == demo_yaml(quick), \
             f"pipelines/{name} differs from demo_plan: run `clipwb pipeline export-demo` and commit the files"
-        order(load_pipeline(ROOT / "pipelines" / name))
+        pipe = load_pipeline(ROOT / "pipelines" / name)
+        order(pipe)
+        assert set(plan_pipeline(pipe, root=tmp_path / name)) == {s.name for s in pipe.steps}   # every step plans before any runs

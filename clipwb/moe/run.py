@@ -67,7 +67,9 @@ class MoeCfg(StageConfig):
         need(self.init in INITS, f"init must be one of {INITS}, got {self.init!r}")
         need(self.train in TRAIN_PARTS, f"train must be one of {list(TRAIN_PARTS)}, got {self.train!r}")
         need(bool(self.experts), "experts is empty: pass an MCL run dir or a list of models, base first")
-        n = sum(len(_expand(e)) for e in self.experts)
+        # a run a pipeline has planned but not yet run has no experts.json: its count is checked when the MoE is built
+        pending = any("/" in str(e) and not Path(str(e)).exists() for e in self.experts)
+        n = None if pending else sum(len(_expand(e)) for e in self.experts)
         E = self.num_experts if self.init == "upcycle" and self.num_experts else n
         need(self.top_k >= 1 and (E is None or self.top_k <= E), f"top_k must be in [1, {E}] (the number of experts), got {self.top_k}")
         need(self.num_experts is None or self.num_experts >= 1, f"num_experts must be ≥ 1, got {self.num_experts}")
