@@ -122,7 +122,7 @@ def test_embed_reports_every_refused_and_unreadable_sample(tmp_path, cache, capl
             ti = tarfile.TarInfo(name); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
     ds = WebDataset(tmp_path / "wds")
     model, _, pre = create_model_and_transforms("clipwb-micro")
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="clipwb"):   # another test module quiets the clipwb logger
         man = embed_to_shards(model, ds, tmp_path / "emb", preprocess=pre, tokenizer=get_tokenizer("clipwb-micro"),
                               shard_size=4, batch_size=2, progress=False)
     assert (man["n_embedded"], man["n_skipped"], man["n_index_skipped"]) == (4, 1, 3)
