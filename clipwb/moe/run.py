@@ -110,7 +110,8 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     data = cfg.eval_data or cfg.data
     ev = lambda model, sub: run_eval(EvalCfg(model=str(model), data=data, split=cfg.eval_split, limit=cfg.eval_limit,
                                              device=cfg.device), run_dir / sub).metrics
-    metrics = {**_prefixed("train", tres.metrics), **_prefixed("eval", ev(final, "eval"))}
+    em = ev(final, "eval")
+    metrics = {**_prefixed("train", tres.metrics), **_prefixed("eval", em), **{k: v for k, v in em.items() if k.startswith("chance/")}}
     if cfg.baseline: metrics.update(_prefixed("base", ev(models[0], "eval_base")))
     moe = create_model(final)
     ds = load_dataset(data, cfg.eval_split)
