@@ -358,6 +358,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     if rank == 0:
         save_model(model, run_dir / "model")
         write_json(run_dir / "skipped.json", [{"id": k, "reason": v} for k, v in st["skipped"].items()])
+    if world > 1: torch.distributed.barrier()   # rank 0 has written the model before any process leaves
     if created_pg: torch.distributed.destroy_process_group()
     metrics = {"steps": st["step"], "final_loss": st["losses"][-1], "train_time_s": st["train_time_s"],
                "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9), "n_trainable_params": count_params(model, True),
