@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +24,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'StageFailed', 'load_stages', 'stage_config', 'stage_notebook', 'is_complete', 'find_run', 'check_refs',
-           'run_key', 'key_changes', 'plan_run', 'start_run', 'stage_run_dir', 'finish', 'RunInfo', 'run_stage',
-           'write_index']
+           'run_key', 'key_changes', 'plan_run', 'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish',
+           'RunInfo', 'run_stage', 'write_index']
 
 # %% ../nbs/70_pipeline.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -148,10 +149,39 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     return run_dir
 
 # %% ../nbs/70_pipeline.ipynb #32bf8e8b
-def stage_run_dir(run_dir: str | Path | None, stage: str) -> Path:
-    "`run_dir` as a Path, or a new temporary folder when empty."
+class RunBusy(ClipwbError):
+    "Another live process is writing this run folder."
+
+_HELD: dict[Path, object] = {}   # lock files this process holds (kept open: closing one releases its lock)
+
+def hold_run_dir(run_dir: str | Path, *, wait: float = 120.0) -> Path:
+    "Hold the writer lock of `run_dir` for this process's rank, waiting up to `wait` s for a previous writer to exit."
+    lock = (Path(run_dir) / f".writer-{int(os.environ.get('RANK', '0'))}.lock").resolve()
+    if lock in _HELD: return lock
+    try: import fcntl
+    except ImportError: return lock     # no flock (Windows): one writer is the user's care
+    f = open(lock, "a+")
+    t0, said = time.monotonic(), False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break
+        except BlockingIOError:
+            f.seek(0); holder = f.read().strip() or "?"
+            if time.monotonic() - t0 > wait:
+                f.close()
+                raise RunBusy(f"{run_dir} is being written by process {holder} (a run of the same parameters still going?); "
+                              "stop it or wait for it, then rerun") from None
+            if not said: log.info("waiting for process %s (a killed run's kernel?) to leave %s", holder, run_dir); said = True
+            time.sleep(0.1)
+    f.seek(0); f.truncate(); f.write(f"{os.getpid()}\n"); f.flush()
+    _HELD[lock] = f
+    return lock
+
+def stage_run_dir(run_dir: str | Path | None, stage: str, *, wait: float = 120.0) -> Path:
+    "`run_dir` as a Path (its writer lock held, see `hold_run_dir`), or a new temporary folder when empty."
     p = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"clipwb-{stage}-"))
     p.mkdir(parents=True, exist_ok=True)
+    hold_run_dir(p, wait=wait)
     return p
 
 def finish(res: Result, run_dir: str | Path) -> dict:

@@ -31,7 +31,10 @@ def test_failing_cell_keeps_notebook(tmp_path):
 
 
 def test_killed_embed_resumes_without_loss_or_duplicates(tmp_path):
-    """SIGKILL the whole run (CLI + kernel) after its first shard, rerun: every id exactly once, same as an uninterrupted run."""
+    """SIGKILL the CLI's process group after the second shard, rerun: every id exactly once, as in an uninterrupted run.
+
+    The kernel runs in its own session and outlives the kill for up to a second, still writing shards: the rerun's
+    kernel must wait for it (the run folder's writer lock) rather than write beside it."""
     params = ["-p", "data", "shapes", "-p", "limit", "600", "-p", "shard_size", "20", "-p", "batch_size", "20"]
     env = {**os.environ, "CLIPWB_RUNS": str(tmp_path / "a")}
     p = subprocess.Popen([sys.executable, "-m", "clipwb", "run", "embed", *params], env=env, start_new_session=True,
