@@ -169,6 +169,7 @@ class TrainCfg(StageConfig):
     seed: int = 0                       # seeds initialisation, data order, augmentation, patch dropout
     data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
+    shard_shuffle: bool | None = None   # sharded data (webdataset): workers read whole shards, shuffled by shard and within (None: with ≥ 2 workers)
     checkpoint_every: int = 100         # steps between checkpoints (one is always written at the end)
     keep_checkpoints: bool = False      # keep every checkpoint (a MoDE seed run), not only the latest
     resume_from: str | None = path_field(None)  # start from this train run's checkpoint: weights, optimizer, step, RNG
@@ -192,6 +193,8 @@ class TrainCfg(StageConfig):
         need(self.data_limit is None or self.data_limit >= 2, f"data_limit must be ≥ 2 or None, got {self.data_limit}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be ≥ 1, got {self.checkpoint_every}")
         need(self.ids is None or self.mcl_labels is None, "ids and mcl_labels cannot be combined")
+        need(not (self.shard_shuffle and self.mcl_labels), "shard_shuffle and mcl_labels cannot be combined "
+             "(MCL batches hold one pseudo-label each)")
         need(self.resume_step is None or (self.resume_from is not None and self.resume_step >= 1),
              f"resume_step={self.resume_step} needs resume_from (a train run) and must be ≥ 1")
         need(self.moe_beta >= 0, f"moe_beta must be ≥ 0, got {self.moe_beta}")
@@ -282,10 +285,17 @@ def _mcl_sampler(cfg: TrainCfg, ids, world: int, rank: int):
     return MCLBatchSampler(pseudo_labels_for(cfg.mcl_labels, ids), cfg.batch_size, world_size=world, rank=rank,
                            seed=cfg.seed, drop_small=cfg.mcl_drop_small)
 
+def _shard_order(cfg: TrainCfg, ds, sampler) -> bool:
+    "Whether this run reads its sharded data shard by shard (`shard_epoch_batches`)."
+    sharded = hasattr(ds, "shard_of")
+    if cfg.shard_shuffle and not sharded:
+        raise DataError(f"train: shard_shuffle needs sharded data (a webdataset card); '{cfg.data}' is not sharded")
+    return sampler is None and (cfg.shard_shuffle if cfg.shard_shuffle is not None else sharded and cfg.num_workers >= 2)
+
 def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     "The train stage: contrastive training → `run_dir/model/` (open_clip local-dir), checkpoints, loss curve."
     from tqdm.auto import tqdm
-    from clipwb.data.datasets import load_dataset, make_loader
+    from clipwb.data.datasets import load_dataset, make_loader, shard_epoch_batches
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     rank, world, created_pg = _init_distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if world > 1 and torch.cuda.is_available() \
@@ -301,6 +311,10 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     B, per_epoch = cfg.batch_size, n // world // cfg.batch_size
     sampler = _mcl_sampler(cfg, ds.ids[:n], world, rank)
     if sampler is not None: per_epoch = len(sampler)
+    shards = _shard_order(cfg, ds, sampler)
+    epoch_batches = lambda e: shard_epoch_batches(ds, pool, B, num_workers=cfg.num_workers, seed=cfg.seed + e,
+                                                  world=world, rank=rank)
+    if shards: per_epoch = len(epoch_batches(0))   # the same count every epoch
     if per_epoch == 0 and sampler is not None:
         raise DataError(f"train: no pseudo-label group of {cfg.mcl_labels} holds a global batch of {B} × {world} "
                         f"({sampler.dropped}); use fewer clusters, a smaller batch_size or mcl_drop_small=False")
@@ -319,13 +333,15 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     pbar = tqdm(total=total, initial=st["step"], desc="train", disable=rank != 0)
     while st["step"] < total:
         epoch, done = divmod(st["step"], per_epoch)
-        if sampler is None:
+        if sampler is not None: sampler.set_epoch(epoch); order = torch.as_tensor(sampler.order(), dtype=torch.long)
+        elif not shards:
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
             order = torch.from_numpy(pool)[perm][rank::world][:per_epoch * B]
-        else: sampler.set_epoch(epoch); order = torch.as_tensor(sampler.order(), dtype=torch.long)
         t0 = time.perf_counter()
         if rng and done == 0: _set_rng(*rng); rng = None   # the loader draws its seed from the restored state …
-        it = iter(make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=B, drop_last=True,
+        it = iter(make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=B, num_workers=cfg.num_workers,
+                              batches=epoch_batches(epoch)[done:]) if shards else
+                  make_loader(ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=B, drop_last=True,
                               num_workers=cfg.num_workers, indices=order[done * B:].tolist()))
         if rng: _set_rng(*rng); rng = None   # … or, mid-epoch, had drawn it before the checkpoint
         model.train()
@@ -363,6 +379,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     metrics = {"steps": st["step"], "final_loss": st["losses"][-1], "train_time_s": st["train_time_s"],
                "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9), "n_trainable_params": count_params(model, True),
                "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
+               "data_order": "mcl" if sampler is not None else "shards" if shards else "samples",
                "init": model.clipwb_config["init"]}
     if sampler is not None: metrics.update({f"mcl/{k}": v for k, v in sampler.dropped.items()})
     metrics.update({f"moe/{k}": v for k, v in (st.get("aux") or [{}])[-1].items()})

@@ -190,3 +190,35 @@ A webdataset with a truncated shard and unsafe member names.
         ("00001.tar", f"{ps[7].id}.png"), ("00002.tar", "../x.png"), ("00002.tar", "../x.txt")}
     log = (rd_ / "embed.ipynb").read_text()
     assert "1 truncated_tar (00001.tar:" in log and "2 unsafe_member (00002.tar:../x.png, 00002.tar:../x.txt)" in log
+
+
+def test_training_on_shards_reads_each_workers_own_shards(tmp_path, cache, monkeypatch):
+    """The train stage on a webdataset with 2 workers: shard-by-shard epochs; each real loader worker reads whole shards."""
+    import torch
+    from clipwb.core import DataError
+    from clipwb.data.datasets import load_dataset, shard_epoch_batches
+    from clipwb.train import TrainCfg, run_train
+    _shards(tmp_path / "wds", n_shards=4, per=8)
+    (tmp_path / "cards").mkdir()
+    (tmp_path / "cards" / "toywds.md").write_text(
+        "---\nid: toywds\nname: toy shards\nformat: webdataset\nlicense: CC0-1.0\nsource: clipwb.testing\n"
+        f"path: {tmp_path / 'wds'}/{{00000..00003}}.tar\ntasks: [retrieval]\n---\nToy.\n")
+    monkeypatch.setenv("CLIPWB_CARDS", str(tmp_path / "cards"))
+    ds = load_dataset("toywds")
+    batches = shard_epoch_batches(ds, range(len(ds)), 4, num_workers=2, seed=3)
+    assert len(batches) == 8 and sorted(i for b in batches for i in b) == list(range(32))
+
+    def worker_id(im):
+        return torch.full((1,), torch.utils.data.get_worker_info().id)
+    reader = {}
+    for b in make_loader(ds, preprocess=worker_id, batch_size=4, num_workers=2, batches=batches):
+        for i, w in zip(b["index"].tolist(), b["image"][:, 0].tolist()): reader.setdefault(ds.shard_of(i), set()).add(int(w))
+    assert all(len(ws) == 1 for ws in reader.values()), f"a shard read by two workers: {reader}"
+    assert sorted(w for ws in reader.values() for w in ws) == [0, 0, 1, 1], "two whole shards per worker"
+    assert batches != shard_epoch_batches(ds, range(len(ds)), 4, num_workers=2, seed=4)   # the next epoch's order
+    cfg = dict(data="toywds", model="clipwb-micro", batch_size=4, max_steps=3, data_limit=None, warmup=1)
+    m = run_train(TrainCfg(**cfg, num_workers=2), tmp_path / "run").metrics
+    assert (m["data_order"], m["steps"], m["n_samples"]) == ("shards", 3, 32)
+    assert run_train(TrainCfg(**cfg), tmp_path / "run0").metrics["data_order"] == "samples"
+    with pytest.raises(DataError, match="shard_shuffle needs sharded data"):
+        run_train(TrainCfg(**{**cfg, "data": "shapes"}, shard_shuffle=True), tmp_path / "run1")

@@ -24,7 +24,7 @@ from ..registry import check_kwargs
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'load_dataset', 'shard_batches', 'make_loader', 'PrepareCfg', 'run_prepare']
+__all__ = ['log', 'load_dataset', 'shard_batches', 'shard_epoch_batches', 'make_loader', 'PrepareCfg', 'run_prepare']
 
 # %% ../../nbs/13_data.datasets.ipynb #81329a76
 def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
@@ -69,22 +69,41 @@ def _collate(items: list[dict], tokenizer=None, preprocess=None) -> dict:
         b["text"] = torch.as_tensor(tokenizer(b["caption"])).long() if good else torch.zeros(0, 0, dtype=torch.long)
     return b
 
+def _interleave(per: list[list]) -> list:
+    "The loader hands batch j to worker j mod n: interleave the workers' batch lists."
+    return [b for j in range(max(map(len, per), default=0)) for b in (p[j] for p in per if j < len(p))]
+
 def shard_batches(ds, order: Sequence[int], batch_size: int, num_workers: int) -> list[list[int]]:
     "Batches of `order` for a sharded dataset, worker w of n reading only the shards w::n (in order of first use)."
     groups: dict[int, list[int]] = {}
     for i in order: groups.setdefault(ds.shard_of(i), []).append(int(i))
     n = max(num_workers, 1)
     per = [[i for g in list(groups.values())[w::n] for i in g] for w in range(n)]
-    per = [[p[a:a + batch_size] for a in range(0, len(p), batch_size)] for p in per]
-    # the loader hands batch j to worker j mod n: interleave the workers' batch lists
-    return [b for j in range(max(map(len, per), default=0)) for b in (p[j] for p in per if j < len(p))]
+    return _interleave([[p[a:a + batch_size] for a in range(0, len(p), batch_size)] for p in per])
+
+def shard_epoch_batches(ds, pool: Sequence[int], batch_size: int, *, num_workers: int, seed: int,
+                        world: int = 1, rank: int = 0) -> list[list[int]]:
+    "One training epoch of `pool` for sharded data, the webdataset way (see above); the same count on every rank."
+    groups: dict[int, list[int]] = {}
+    for i in pool: groups.setdefault(ds.shard_of(int(i)), []).append(int(i))
+    shards = sorted(groups)
+    ranks = [shards[r::world] for r in range(world)]            # fixed: a process keeps its shards every epoch
+    count = min(sum(len(groups[s]) for s in rs) for rs in ranks) // batch_size
+    g = np.random.default_rng([seed, rank])
+    mine = [ranks[rank][j] for j in g.permutation(len(ranks[rank]))]
+    n, B = max(num_workers, 1), batch_size
+    streams = [[int(i) for s in mine[w::n] for i in g.permutation(groups[s])] for w in range(n)]
+    full = [[st[a:a + B] for a in range(0, len(st) - B + 1, B)] for st in streams]
+    tail = [i for st in streams for i in st[len(st) - len(st) % B:]]   # the workers' short ends, pooled
+    return (_interleave(full) + [tail[a:a + B] for a in range(0, len(tail) - B + 1, B)])[:count]
 
 def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL image -> FloatTensor [3,H,W]
                 tokenizer: Callable | None = None,                         # list[str] -> LongTensor [B,L]
                 batch_size: int = 64, shuffle: bool = False, seed: int = 0, num_workers: int = 0,
                 drop_last: bool = False, indices: Sequence[int] | None = None,
                 pin_memory: bool = False,                                  # page-locked batches (faster copies to a GPU)
-                split_shards: bool | None = None):                         # worker w reads shards w::n (None: for sharded data with ≥ 2 workers)
+                split_shards: bool | None = None,                          # worker w reads shards w::n (None: for sharded data with ≥ 2 workers)
+                batches: Sequence[Sequence[int]] | None = None):           # explicit batches (override indices, shuffle, drop_last)
     "A torch `DataLoader` of dict batches: image, text, index, id, caption, skipped."
     import functools, torch
     from torch.utils.data import DataLoader, RandomSampler
@@ -96,6 +115,11 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
     elif shuffle: sampler = RandomSampler(range(len(ds)), generator=torch.Generator().manual_seed(seed))
     else: sampler = None
     collate = functools.partial(_collate, tokenizer=tokenizer, preprocess=preprocess)
+    if batches is not None:
+        bad = [i for b in batches for i in b if not 0 <= int(i) < len(ds)]
+        if bad: raise DataError(f"make_loader: indices out of range for {len(ds)} samples: {bad[:5]}")
+        return DataLoader(_Items(ds, preprocess), batch_sampler=[[int(i) for i in b] for b in batches],
+                          num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
     if split_shards is None: split_shards = hasattr(ds, "shard_of") and num_workers >= 2 and not drop_last
     if split_shards:
         order = list(sampler) if sampler is not None else range(len(ds))
