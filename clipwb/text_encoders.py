@@ -127,7 +127,8 @@ def caption_folder(embeddings: str | Path, encoder: TextEncoder | str) -> Path:
 
 def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
                     encoder: TextEncoder,    # a TEXT_ENCODERS encoder
-                    *, batch_size: int = 256, progress: bool = True) -> dict:
+                    *, batch_size: int = 256, progress: bool = True,
+                    chunk: int = 16384) -> dict:     # captions encoded per encoder call (pending shards pooled)
     "Caption embeddings of every shard of `embeddings` → shards in `caption_folder`; resumable; returns the manifest."
     import pandas as pd
     from tqdm.auto import tqdm
@@ -140,7 +141,16 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
     done, n_new, t0 = set(complete_shards(out)), 0, time.perf_counter()
     shards = complete_shards(src)
     if not shards: raise DataError(f"{src}: no complete embedding shards")
-    n = 0
+    n, pending = 0, []
+
+    def flush():   # one encoder call for the pooled shards (the encoder sorts by length and fills every batch)
+        nonlocal n_new
+        if not pending: return
+        emb = encoder.encode([c for _, m in pending for c in m["caption"].fillna("").astype(str)], batch_size=batch_size)
+        a = 0
+        for i, m in pending:
+            write_shard(out, i, np.zeros((len(m), 0), np.float32), emb[a:a + len(m)], m[["id"]]); a += len(m)
+        n_new += a; pending.clear()
     for i in tqdm(shards, desc=f"captions ({encoder.name})", disable=not progress):
         meta = pd.read_parquet(shard_paths(src, i)["meta"], columns=["id", "caption"])
         n += len(meta)
@@ -148,9 +158,9 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
             got = pd.read_parquet(shard_paths(out, i)["meta"], columns=["id"])["id"]
             if got.astype(str).tolist() == meta["id"].astype(str).tolist(): continue
             log.warning("caption shard %d: ids differ from %s; re-encoding it", i, src)
-        emb = encoder.encode(meta["caption"].fillna("").astype(str).tolist(), batch_size=batch_size)
-        write_shard(out, i, np.zeros((len(meta), 0), np.float32), emb, meta[["id"]])
-        n_new += len(meta)
+        pending.append((i, meta))
+        if sum(len(m) for _, m in pending) >= chunk: flush()
+    flush()
     dt = time.perf_counter() - t0
     man = {"encoder": encoder.key, "name": encoder.name, "dim": encoder.dim, "source": str(src), "complete": True,
            "n": n, "n_shards": len(shards)}
