@@ -83,3 +83,19 @@ def test_simcse_missing_weights_named(monkeypatch):
     monkeypatch.delenv("CLIPWB_SIMCSE", raising=False)
     with pytest.raises(ConfigError, match="princeton-nlp/sup-simcse-bert-base-uncased"):
         text_encoder("simcse")
+
+
+def test_mode_clusters_fit_at_most_stream_sample_rows(tmp_path, monkeypatch):
+    """fraction=None fits the fine clusters on all captions up to the cluster stage's STREAM_SAMPLE, a sample beyond."""
+    import shutil
+    import clipwb.cluster.run as cr
+    from clipwb.embed import EmbedCfg, run_embed
+    from clipwb.mode.experts import mode_clusters
+    run_embed(EmbedCfg(limit=40, shard_size=16), tmp_path / "emb")
+    every = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
+    assert (every.info["n_fine_points"], every.info["n_points"], every.info["fraction"]) == (40, 40, "auto")
+    monkeypatch.setattr(cr, "STREAM_SAMPLE", 20)
+    shutil.rmtree(every.folder)
+    capped = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
+    assert (capped.info["n_fine_points"], capped.info["n_points"]) == (20, 40), "every pair is still assigned"
+    assert mode_clusters(tmp_path / "emb", k=2, k_fine=4, fraction=1.0, progress=False).info["n_fine_points"] == 40

@@ -79,7 +79,7 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
                   k_fine: int = 32,                     # fine clusters (paper: 1024)
                   seed: int = 0,                        # clustering seed
                   assign: str = "greedy",               # 'greedy' (the paper) or 'balanced'
-                  fraction: float = 1.0,                # share of pairs the fine clusters are fitted on
+                  fraction: float | None = None,        # share of pairs the fine clusters are fitted on (None: all, at most STREAM_SAMPLE)
                   niter: int = 20,                      # balanced k-means iterations at each level
                   batch_size: int = 256,                # captions per encoder call
                   progress: bool = True) -> ModeClusters:
@@ -87,13 +87,17 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     if assign not in ASSIGN_MODES: raise ConfigError(f"mode: assign must be one of {ASSIGN_MODES}, got {assign!r}")
     k, k_fine = check_int("k", k, where="mode: "), check_int("k_fine", k_fine, where="mode: ")
     key = encoder_key(encoder, **(encoder_kw or {}))
-    params = dict(encoder=key, k=k, k_fine=k_fine, seed=int(seed), assign=assign, fraction=float(fraction), niter=int(niter))
+    params = dict(encoder=key, k=k, k_fine=k_fine, seed=int(seed), assign=assign,
+                  fraction="auto" if fraction is None else float(fraction), niter=int(niter))
     folder = caption_folder(embeddings, key) / f"two_level_{hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
     if (folder / "clusters.json").is_file(): return ModeClusters.load(folder)
     enc = text_encoder(encoder, **(encoder_kw or {}))
     cap = encode_captions(embeddings, enc, batch_size=batch_size, progress=progress)
     src = shard_source(cap["folder"], "text")
     if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine clusters; lower k_fine")
+    if fraction is None:   # never more than the cluster stage's STREAM_SAMPLE rows in memory for the fine fit
+        from clipwb.cluster.run import STREAM_SAMPLE
+        fraction = min(1.0, STREAM_SAMPLE / src.n)
     kw = {"niter": int(niter)}
     tl = two_level(src, k=k, k_fine=k_fine, seed=seed, fraction=fraction, fine_method="balanced_kmeans",
                    coarse_method="balanced_kmeans", fine_kw=kw, coarse_kw=kw)
@@ -102,7 +106,8 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     save_tensors({"fine_centres": _torch_t(tl.fine.centroids), "coarse_centres": _torch_t(tl.coarse.centroids),
                   "fine_to_coarse": _torch_t(tl.fine_to_coarse)}, folder / "clustering.safetensors")
     info = {**params, "encoder_name": encoder, "encoder_kw": encoder_kw or {}, "dim": enc.dim, "captions": cap["folder"],
-            **{k_: counts[k_] for k_ in ("sizes", "fine_sizes", "n_points", "n_shards")}}
+            **{k_: counts[k_] for k_ in ("sizes", "fine_sizes", "n_points", "n_shards")},
+            "n_fine_points": tl.params["n_fine_points"]}   # rows the fine fit held in memory
     write_json(folder / "clusters.json", info)       # last: marks the folder complete
     log.info("mode: %d pairs in %d experts, sizes %s", counts["n_points"], k, counts["sizes"])
     return ModeClusters.load(folder)
@@ -169,7 +174,7 @@ class ModeSetup(StageConfig):
     k: int = 2                       # coarse clusters = experts
     k_fine: int = 8                  # fine clusters
     assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'
-    fraction: float = 1.0            # share of pairs the fine clusters are fitted on
+    fraction: float | None = None    # share of pairs the fine clusters are fitted on (None: all, at most 100,000)
     cluster_seed: int = 0            # seeds the clustering and the out-of-cluster sample
     ooc_ratio: float = 0.02          # share of the other clusters' pairs an expert adds (paper: 0.02)
 
@@ -179,7 +184,7 @@ class ModeSetup(StageConfig):
         if self.encoder not in TEXT_ENCODERS: raise ConfigError(f"{name}: unknown encoder {self.encoder!r}; known: {TEXT_ENCODERS.names()}")
         if not 1 <= self.k <= self.k_fine: raise ConfigError(f"{name}: need 1 <= k <= k_fine, got k={self.k}, k_fine={self.k_fine}")
         if not 0 <= self.ooc_ratio < 1: raise ConfigError(f"{name}: ooc_ratio must be in [0, 1), got {self.ooc_ratio}")
-        if not 0 < self.fraction <= 1: raise ConfigError(f"{name}: fraction must be in (0, 1], got {self.fraction}")
+        if self.fraction is not None and not 0 < self.fraction <= 1: raise ConfigError(f"{name}: fraction must be in (0, 1], got {self.fraction}")
 
     def setup(self) -> dict:
         "The shared parameters as a dict."
