@@ -217,7 +217,7 @@ class FilesDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("files")
+@DATASETS.register("files", needs_path=True)
 def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
     "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
     return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **_card_kw(card, split))
@@ -268,7 +268,7 @@ class TableDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("table")
+@DATASETS.register("table", needs_path=True)
 def table_dataset(card, split: str | None = None, *, image_column: str = "filepath", caption_column: str = "caption",
                   id_column: str | None = None, captions_column: str | None = None, image_root: str | None = None,
                   limit: int | None = None) -> TableDataset:
@@ -302,7 +302,7 @@ class ShareGPT4VDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("sharegpt4v")
+@DATASETS.register("sharegpt4v", needs_path=True)
 def sharegpt4v_dataset(card, split: str | None = None, *, image_root: str | None = None,
                        limit: int | None = None) -> ShareGPT4VDataset:
     "Builder for cards with `format: sharegpt4v`."
