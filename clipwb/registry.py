@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 from .core import ClipwbError, ConfigError
 
 # %% auto #0
-__all__ = ['PLUGIN_GROUP', 'Registry', 'check_kwargs', 'PluginWarning', 'load_plugins']
+__all__ = ['PLUGIN_GROUP', 'Registry', 'meta_keys', 'check_kwargs', 'PluginWarning', 'load_plugins']
 
 # %% ../nbs/01_registry.ipynb #3e5d622f
 class Registry:
@@ -65,6 +65,14 @@ def _where(obj) -> str: return f"{obj.__module__}.{getattr(obj, '__qualname__', 
 def _same_definition(old, new) -> bool:
     "Re-registering the same definition (a module reload, or a notebook cell run again) replaces it."
     return _where(old) == _where(new) or "__main__" in (old.__module__, new.__module__)
+
+def meta_keys(*known: str, required: tuple = ()) -> Callable:
+    "A `check_meta` that refuses metadata keys other than `known` and requires those in `required`."
+    def check(name: str, obj, meta: dict) -> None:
+        bad, miss = sorted(set(meta) - set(known)), [k for k in required if k not in meta]
+        if bad: raise ConfigError(f"registering '{name}': unknown metadata {bad}; known: {list(known)}")
+        if miss: raise ConfigError(f"registering '{name}': metadata {miss} is required")
+    return check
 
 def check_kwargs(fn: Callable, kw: dict, where: str = "") -> None:
     "Raise `ConfigError` if `fn` does not accept every keyword in `kw`."

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..core import ConfigError, DataError, Sample, get_logger
-from ..registry import Registry
+from ..registry import Registry, meta_keys
 
 log = get_logger(__name__)
 
@@ -160,7 +160,7 @@ def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int
         logger.warning("%s: %d %s (%s%s)", what, n, kind, ", ".join(ex), ", …" if n > len(ex) else "")
 
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
-DATASETS = Registry("datasets")
+DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"))   # needs_path: a card of this format must give a path
 
 def split_path(card, split: str | None) -> Path:
     "The local path of `split` for a file-format card (the card's `path` when it lists no splits)."
