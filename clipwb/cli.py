@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from .core import ClipwbError, ConfigError, runs_dir
-from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_notebook, write_index, _utc
+from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_names, stage_notebook, write_index, _utc
 
 # %% auto #0
-__all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
+__all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'PARAM_HELP', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
 
 # %% ../nbs/71_cli.ipynb #4ce76337
 def parameter_docs(stage: str) -> dict[str, str]:
@@ -26,12 +26,11 @@ def parameter_docs(stage: str) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^(\w+)\s*:[^=\n]*=[^#\n]*#\s*(.*)$", src, re.M)}
 
 def describe_stages() -> str:
-    "Text listing every stage with its parameters."
+    "Text listing every stage, in pipeline order, with its parameters."
     from clipwb.config import STAGES
     import dataclasses
-    stage_config("embed")  # imports the modules that register stages
     lines = []
-    for st in STAGES.names():
+    for st in stage_names():
         cls, docs = STAGES.get(st), parameter_docs(st)
         lines.append(f"{st}  ({STAGES.meta(st)['notebook']}: {(cls.__doc__ or '').strip()})")
         for f in dataclasses.fields(cls):
@@ -109,11 +108,17 @@ def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output:
                        names=list(done))
 
 # %% ../nbs/71_cli.ipynb #c1a5e7b0
+PARAM_HELP = """stage parameters: -p KEY VALUE, once per parameter; `clipwb stages` lists them with types and defaults.
+  lists     comma-separated (-p domains shapes,openmoji  -p lam 0.5,1) or a JSON list (-p models '["a,b", "c"]')
+  none      none (or null) is None, for parameters that may be None (-p limit none: no limit)
+  booleans  true/false, yes/no, 1/0"""
+
 def _cluster_parsers(sub) -> None:
     "`submit`, `status`, `cancel` and `pipeline` (clipwb.submit, clipwb.pipelines)."
-    s = sub.add_parser("submit", help="submit a stage run as a job (SLURM or a local process); validated and planned first")
+    s = sub.add_parser("submit", help="submit a stage run as a job (SLURM or a local process); validated and planned first",
+                       epilog=PARAM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("stage")
-    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter")
+    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter (see below)")
     s.add_argument("--array-from", metavar="PARAM=A,B,C", help="one job (own run dir) per value of one parameter")
     s.add_argument("--wait", action="store_true", help="wait for the job(s) and print the metrics")
     s.add_argument("--folder", help="submitit folder for scripts and logs (default <runs>/.submitit/<stage>-<time>)")
@@ -167,9 +172,10 @@ def _cluster_main(a) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clipwb", description="clipwb: CLIP experts workbench (stages run headless via papermill)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run one stage notebook headless")
+    r = sub.add_parser("run", help="run one stage notebook headless", epilog=PARAM_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("stage")
-    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter")
+    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter (see below)")
     r.add_argument("--runs", help="runs root (default $CLIPWB_RUNS, else <checkout>/runs, else ./runs)")
     r.add_argument("--force", action="store_true", help="new run even if one with these parameters exists")
     r.add_argument("--reuse", action="store_true", help="reuse a run with these parameters even if its data cards, "
@@ -178,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.add_argument("--nproc", type=int, default=1, help="processes under torchrun (gloo on CPU, one per GPU)")
     _cluster_parsers(sub)
-    sub.add_parser("stages", help="list stages and their parameters")
+    sub.add_parser("stages", help="list the stages in pipeline order, with their parameters")
     d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe → mode on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     d.add_argument("--runs", help="runs root")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .core import ConfigError
-from .registry import Registry
+from .registry import Registry, meta_keys
 
 # %% auto #0
 __all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig', 'Result']
@@ -187,4 +187,4 @@ class Result:
     artifacts: dict = field(default_factory=dict)   # name -> path (relative to the run dir)
     figures: dict = field(default_factory=dict)     # name -> plotly figure (also saved as HTML)
 
-STAGES = Registry("stages")
+STAGES = Registry("stages", check_meta=meta_keys("notebook", "order", required=("notebook",)))   # stage notebook; place in the pipeline

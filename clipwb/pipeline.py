@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -19,22 +21,34 @@ import yaml
 from .config import STAGES, Result, StageConfig, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
+from .registry import load_plugins
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'StageFailed', 'load_stages', 'stage_config', 'stage_notebook', 'is_complete', 'find_run', 'check_refs',
-           'run_key', 'key_changes', 'plan_run', 'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish',
-           'RunInfo', 'run_stage', 'write_index']
+__all__ = ['log', 'StageFailed', 'load_stages', 'stage_names', 'stage_config', 'stage_notebook', 'is_complete', 'find_run',
+           'check_refs', 'run_key', 'key_changes', 'plan_run', 'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir',
+           'finish', 'RunInfo', 'run_stage', 'write_index']
 
 # %% ../nbs/70_pipeline.ipynb #0d43f520
 class StageFailed(ClipwbError):
     "A stage notebook raised; the executed notebook with the traceback is kept in the run dir."
 
 def load_stages() -> None:
-    "Import every module that registers a stage."
+    "Import every module that registers a stage, then the plug-in packages (`clipwb.registry.load_plugins`)."
     import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run, clipwb.merge.sweep, clipwb.mcl.run, clipwb.mode.experts, clipwb.mode.run  # noqa: F401
     import clipwb.moe.run  # noqa: F401
+    load_plugins()
+
+def _order(stage: str) -> tuple:
+    meta = STAGES.meta(stage)
+    m = re.match(r"(\d+)_", meta["notebook"])      # NN_<stage>.ipynb in nbs/stages (not an absolute path)
+    return (meta.get("order", int(m[1]) if m else math.inf), stage)
+
+def stage_names() -> list[str]:
+    "Every registered stage in pipeline order: its `order` metadata, else its stage notebook's number, then its name."
+    load_stages()
+    return sorted(STAGES.names(), key=_order)
 
 def stage_config(stage: str) -> type[StageConfig]:
     "The config class of `stage`."
@@ -42,9 +56,10 @@ def stage_config(stage: str) -> type[StageConfig]:
     return STAGES.get(stage)
 
 def stage_notebook(stage: str) -> Path:
-    "The stage notebook of `stage` in `nbs/stages/`."
+    "The stage notebook of `stage`: its `notebook` metadata, a name in `nbs/stages/` or an absolute path (plug-ins)."
     load_stages()
-    p = stages_dir() / STAGES.meta(stage)["notebook"]
+    nb = Path(STAGES.meta(stage)["notebook"])
+    p = nb if nb.is_absolute() else stages_dir() / nb
     if not p.is_file(): raise ClipwbError(f"stage '{stage}': notebook {p} is missing")
     return p
 

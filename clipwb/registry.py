@@ -6,18 +6,21 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, Callable, Iterator
 
 from .core import ClipwbError, ConfigError
 
 # %% auto #0
-__all__ = ['Registry', 'check_kwargs']
+__all__ = ['PLUGIN_GROUP', 'Registry', 'meta_keys', 'check_kwargs', 'PluginWarning', 'load_plugins']
 
 # %% ../nbs/01_registry.ipynb #3e5d622f
 class Registry:
     "A named collection of plug-ins (functions or classes)."
-    def __init__(self, kind: str):  # what is registered, e.g. 'mergers'
-        self.kind, self._items = kind, {}
+    def __init__(self, kind: str,  # what is registered, e.g. 'mergers'
+                 check_meta: Callable | None = None  # check_meta(name, obj, meta) raises on bad metadata
+                ):
+        self.kind, self._items, self.check_meta = kind, {}, check_meta
 
     def register(self, name: str | Callable | None = None, **meta) -> Callable:
         "Decorator: `@R.register`, `@R.register('name')`; extra keywords are kept as metadata."
@@ -26,13 +29,14 @@ class Registry:
             if key in self._items and not _same_definition(self._items[key][0], obj):
                 raise ClipwbError(f"{self.kind}: '{key}' is already registered "
                                   f"(by {_where(self._items[key][0])}); pick another name.")
+            if self.check_meta is not None: self.check_meta(key, obj, meta)
             self._items[key] = (obj, meta)
             return obj
         return deco(name) if callable(name) else deco
 
     def get(self, name: str) -> Any:
-        "The registered object called `name`."
-        if name not in self._items:
+        "The registered object called `name` (plug-in packages are loaded first when it is not registered yet)."
+        if name not in self:
             raise ConfigError(f"unknown {self.kind} '{name}'; known: {', '.join(self.names()) or '(none)'}")
         return self._items[name][0]
 
@@ -46,8 +50,12 @@ class Registry:
         check_kwargs(obj, kw, where=f"{self.kind} '{name}'")
         return obj(*args, **kw)
 
-    def names(self) -> list[str]: return sorted(self._items)
-    def __contains__(self, name) -> bool: return name in self._items
+    def names(self) -> list[str]:
+        "Every registered name, sorted (plug-in packages loaded first)."
+        load_plugins(); return sorted(self._items)
+    def __contains__(self, name) -> bool:
+        if name not in self._items: load_plugins(rescan=True)   # a plug-in installed since the last look
+        return name in self._items
     def __iter__(self) -> Iterator[str]: return iter(self.names())
     def __len__(self) -> int: return len(self._items)
     def __repr__(self) -> str: return f"Registry({self.kind!r}: {', '.join(self.names())})"
@@ -58,6 +66,14 @@ def _same_definition(old, new) -> bool:
     "Re-registering the same definition (a module reload, or a notebook cell run again) replaces it."
     return _where(old) == _where(new) or "__main__" in (old.__module__, new.__module__)
 
+def meta_keys(*known: str, required: tuple = ()) -> Callable:
+    "A `check_meta` that refuses metadata keys other than `known` and requires those in `required`."
+    def check(name: str, obj, meta: dict) -> None:
+        bad, miss = sorted(set(meta) - set(known)), [k for k in required if k not in meta]
+        if bad: raise ConfigError(f"registering '{name}': unknown metadata {bad}; known: {list(known)}")
+        if miss: raise ConfigError(f"registering '{name}': metadata {miss} is required")
+    return check
+
 def check_kwargs(fn: Callable, kw: dict, where: str = "") -> None:
     "Raise `ConfigError` if `fn` does not accept every keyword in `kw`."
     sig = inspect.signature(fn)
@@ -66,3 +82,31 @@ def check_kwargs(fn: Callable, kw: dict, where: str = "") -> None:
     bad = sorted(set(kw) - ok)
     if bad:
         raise ConfigError(f"{where or fn.__name__}: unknown keyword(s) {bad}; accepted: {sorted(ok)}")
+
+# %% ../nbs/01_registry.ipynb #c26d9f4b
+PLUGIN_GROUP = "clipwb.plugins"
+_PLUGINS: dict[str, str] = {}   # entry point name -> 'loaded' or why it failed
+_STATE = {"scanned": False, "loading": False}
+
+class PluginWarning(UserWarning):
+    "A `clipwb.plugins` entry point could not be loaded (it is skipped)."
+
+def load_plugins(*, rescan: bool = False  # look for entry points again (a plugin installed into a running process)
+                ) -> dict[str, str]:
+    "Import every `clipwb.plugins` entry point once; returns {entry point: 'loaded' or the error}."
+    if _STATE["loading"] or (_STATE["scanned"] and not rescan): return dict(_PLUGINS)   # a plug-in's own lookups do not recurse
+    from importlib.metadata import entry_points
+    _STATE.update(scanned=True, loading=True)
+    try:
+        for ep in entry_points(group=PLUGIN_GROUP):
+            if ep.name in _PLUGINS: continue    # loaded, or failed and reported, before
+            try:
+                obj = ep.load()
+                if callable(obj): obj()
+                _PLUGINS[ep.name] = "loaded"
+            except Exception as e:
+                _PLUGINS[ep.name] = f"{type(e).__name__}: {e}"
+                warnings.warn(f"clipwb plug-in '{ep.name}' ({ep.value}) failed to load and is skipped: {_PLUGINS[ep.name]}",
+                              PluginWarning, stacklevel=2)
+    finally: _STATE["loading"] = False
+    return dict(_PLUGINS)

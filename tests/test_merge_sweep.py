@@ -156,3 +156,31 @@ def test_different_architectures_fail_before_any_point(tmp_path):
     with pytest.raises(MergeError, match="'clipwb-tiny'"):
         run_merge_sweep(cfg, tmp_path)
     assert not (tmp_path / "points").exists()
+
+
+def test_new_method_is_one_registration(finetunes, tmp_path):
+    """A merger registered with a grid and needs is swept with no other edit. Oracle: picking input i equals input i."""
+    import pandas as pd
+    from clipwb.merge.methods import MERGERS
+    from clipwb.merge.sweep import MergeSweepCfg, point_context, run_merge_sweep
+
+    @MERGERS.register("pick_test", grid={"which": [0, 1]}, needs=["base"])
+    def pick(models, *, base=None, which: float = 0):
+        return {k: v.clone() for k, v in models[int(which)].items()}
+
+    try:
+        cfg = MergeSweepCfg.tiny(models=finetunes, base="clipwb-micro", methods=["pick_test"], **EVAL)
+        assert "pick_test" in MergeSweepCfg.tiny(models=finetunes, methods=["pick_test", "linear"], **EVAL).methods
+        with pytest.raises(ConfigError, match="\\['pick_test'\\] need the base"):
+            MergeSweepCfg.tiny(models=finetunes, base=None, methods=["pick_test"], **EVAL)
+        res = run_merge_sweep(cfg, tmp_path)
+        for i in (0, 1):
+            assert _point(tmp_path, "pick_test", which=float(i)) == _point(tmp_path, "input", model=i)
+        assert _point(tmp_path, "pick_test", which=1.0) == _direct(finetunes[1], cfg)
+        t = pd.read_csv(tmp_path / "sweep.csv")
+        assert sorted(t[t.method == "pick_test"]["which"]) == [0.0, 1.0]
+        assert res.metrics["best/pick_test/shapes/params"].startswith("which=")
+        assert "curve_pick_test" in res.figures and res.figures["curve_pick_test"].layout.xaxis.title.text == "which"
+        assert "stats_limit" not in point_context(cfg, "pick_test")
+    finally:
+        MERGERS._items.pop("pick_test")

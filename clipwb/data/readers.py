@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..core import ConfigError, DataError, Sample, get_logger
-from ..registry import Registry
+from ..registry import Registry, meta_keys
 
 log = get_logger(__name__)
 
@@ -160,7 +160,7 @@ def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int
         logger.warning("%s: %d %s (%s%s)", what, n, kind, ", ".join(ex), ", …" if n > len(ex) else "")
 
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
-DATASETS = Registry("datasets")
+DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"))   # needs_path: a card of this format must give a path
 
 def split_path(card, split: str | None) -> Path:
     "The local path of `split` for a file-format card (the card's `path` when it lists no splits)."
@@ -217,7 +217,7 @@ class FilesDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("files")
+@DATASETS.register("files", needs_path=True)
 def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
     "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
     return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **_card_kw(card, split))
@@ -268,7 +268,7 @@ class TableDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("table")
+@DATASETS.register("table", needs_path=True)
 def table_dataset(card, split: str | None = None, *, image_column: str = "filepath", caption_column: str = "caption",
                   id_column: str | None = None, captions_column: str | None = None, image_root: str | None = None,
                   limit: int | None = None) -> TableDataset:
@@ -302,7 +302,7 @@ class ShareGPT4VDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("sharegpt4v")
+@DATASETS.register("sharegpt4v", needs_path=True)
 def sharegpt4v_dataset(card, split: str | None = None, *, image_root: str | None = None,
                        limit: int | None = None) -> ShareGPT4VDataset:
     "Builder for cards with `format: sharegpt4v`."

@@ -238,7 +238,7 @@ class WebDataset(PairDataset):
         si, r = self._row(i)
         return {"shard": self.shards[si].name, "member": f"{r[0]}.{r[3]}"}
 
-@DATASETS.register("webdataset")
+@DATASETS.register("webdataset", needs_path=True)
 def webdataset_dataset(card, split: str | None = None, *, limit: int | None = None,
                        require_caption: bool = True) -> WebDataset:
     "Builder for cards with `format: webdataset` (path: a .tar, a folder of .tar or a brace pattern)."

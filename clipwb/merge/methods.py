@@ -14,15 +14,16 @@ import torch
 from torch import Tensor
 
 from ..core import ClipwbError, ConfigError, get_logger
-from ..registry import Registry
+from ..registry import Registry, check_kwargs
 
 log = get_logger("clipwb.merge.methods")
 
 # %% auto #0
-__all__ = ['log', 'MERGERS', 'MATMUL_PROJECTIONS', 'VLMO_KEYS', 'MergeError', 'check_shapes', 'check_compatible', 'merge',
-           'ratio_weights', 'linear', 'uniform_soup', 'task_arithmetic', 'kth_largest_abs', 'ties_k', 'ties_thresholds',
-           'ties', 'regmean_solve', 'gram_layout', 'regmean', 'fisher', 'greedy_soup_search', 'greedy_soup', 'map_keys',
-           'ModalityKeys', 'split_modalities', 'join_modalities']
+__all__ = ['log', 'MERGERS', 'SWEEP_NEEDS', 'MATMUL_PROJECTIONS', 'VLMO_KEYS', 'MergeError', 'check_shapes', 'check_compatible',
+           'merge', 'interval', 'check_merger_meta', 'ratio_weights', 'ratio_kwargs', 'linear', 'uniform_soup',
+           'task_arithmetic', 'kth_largest_abs', 'ties_k', 'ties_thresholds', 'ties', 'regmean_solve', 'gram_layout',
+           'regmean', 'fisher', 'greedy_soup_search', 'greedy_soup', 'map_keys', 'ModalityKeys', 'split_modalities',
+           'join_modalities']
 
 # %% ../../nbs/60_merge.methods.ipynb #e7dca06e
 MERGERS = Registry("mergers")
@@ -63,6 +64,42 @@ def merge(method: str, models: Sequence[dict], base: dict | None = None, **kw) -
     check_compatible(models, base)
     return MERGERS.create(method, models, base=base, **kw)
 
+# %% ../../nbs/60_merge.methods.ipynb #bf7dd5fc
+SWEEP_NEEDS = {                          # need -> the keywords through which a caller supplies it
+    "base": ("base",),                   # θ_0, the model the inputs were fine-tuned from
+    "grams": ("grams",),                 # one {weight key: Gram} per model, on the model's own domain
+    "fisher": ("fishers",),              # one {key: diagonal Fisher} per model, on the model's own domain
+    "heldout": ("evaluate", "history"),  # state dict → held-out score; a list for the method's step records
+}
+_MERGER_META = ("grid", "bounds", "needs", "point_kwargs")
+
+def interval(spec: str) -> Callable[[float], bool]:
+    "Membership test of an interval written like '[0, 1]', '(0, 1]', '[0, inf)'."
+    m = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*", str(spec))
+    if not m: raise ConfigError(f"interval {spec!r}: write it as '[lo, hi]', '(lo, hi]', '[lo, hi)' or '(lo, hi)'")
+    lo, hi = float(m[2]), float(m[3])
+    return lambda x: (lo <= x if m[1] == "[" else lo < x) and (x <= hi if m[4] == "]" else x < hi)
+
+def check_merger_meta(name: str, fn: Callable, meta: dict) -> None:
+    "Refuse merger metadata a sweep could not use (see the table above)."
+    where = f"mergers: '{name}'"
+    bad = sorted(set(meta) - set(_MERGER_META))
+    if bad: raise ConfigError(f"{where}: unknown metadata {bad}; known: {list(_MERGER_META)}")
+    grid, bounds, needs = meta.get("grid", {}), meta.get("bounds", {}), meta.get("needs", [])
+    if not isinstance(grid, dict) or not all(isinstance(v, (list, tuple)) and len(v) for v in grid.values()):
+        raise ConfigError(f"{where}: 'grid' must map each hyper-parameter to a non-empty list of values, got {grid!r}")
+    if isinstance(needs, str) or any(n not in SWEEP_NEEDS for n in needs):
+        raise ConfigError(f"{where}: 'needs' must be a list from {list(SWEEP_NEEDS)}, got {needs!r}")
+    if set(bounds) - set(grid): raise ConfigError(f"{where}: 'bounds' names {sorted(set(bounds) - set(grid))}, not in its grid")
+    for g, spec in bounds.items():
+        if not all(interval(spec)(float(v)) for v in grid[g]):
+            raise ConfigError(f"{where}: default grid of '{g}' {list(grid[g])} is outside {spec}")
+    if "point_kwargs" in meta and not callable(meta["point_kwargs"]): raise ConfigError(f"{where}: 'point_kwargs' must be callable")
+    kw = [k for n in needs for k in SWEEP_NEEDS[n]] + ([] if "point_kwargs" in meta else list(grid))
+    check_kwargs(fn, dict.fromkeys(kw), where=f"{where} (its grid and needs arrive as keywords)")
+
+MERGERS.check_meta = check_merger_meta
+
 # %% ../../nbs/60_merge.methods.ipynb #ac28115e
 def _cdtype(t: Tensor) -> torch.dtype: return torch.float64 if t.dtype == torch.float64 else torch.float32
 
@@ -89,14 +126,20 @@ def ratio_weights(r: float,  # weight of the first (vision) expert against the s
     "vl-merging's interpolation weights: `[r, 1-r]` or `[2/3 r, 2/3 (1-r), 1/3]`."
     if n == 2: return [r, 1 - r]
     if n == 3: return [2 / 3 * r, 2 / 3 * (1 - r), 1 / 3]
-    raise ConfigError(f"ratio_weights: n must be 2 or 3 (vl-merging's expert counts), got {n}")
+    raise ConfigError(f"'linear' interpolates 2 models (r, 1 − r) or 3 (vl-merging's ⅔r, ⅔(1 − r), ⅓) by a ratio r: "
+                      f"n must be 2 or 3, got {n}; use uniform_soup or task_arithmetic for more")
+
+def ratio_kwargs(params: dict, n_models: int) -> dict:
+    "A sweep point's ratio `merge_ratio` r as `linear`'s keywords: `weights=ratio_weights(r, n_models)`."
+    return {"weights": ratio_weights(params["merge_ratio"], n_models)}
 
 def _wsum(ts: Sequence[Tensor], w: Sequence[float]) -> Tensor:
     acc = torch.zeros(ts[0].shape, dtype=_cdtype(ts[0]))
     for t, wi in zip(ts, w): acc.add_(t.to(acc.dtype), alpha=float(wi))
     return acc
 
-@MERGERS.register("linear")
+@MERGERS.register("linear", grid={"merge_ratio": [0.0, 0.5, 1.0]}, bounds={"merge_ratio": "[0, 1]"},
+                  point_kwargs=ratio_kwargs)
 def linear(models: Sequence[dict], *,
            base: dict | None = None,              # unused (interpolation needs no base)
            weights: Sequence[float] | None = None  # one weight per model, used as given (default uniform 1/M)
@@ -112,7 +155,7 @@ def uniform_soup(models: Sequence[dict], *, base: dict | None = None) -> dict:
     return linear(models, weights=None)
 
 # %% ../../nbs/60_merge.methods.ipynb #c2f7cedd
-@MERGERS.register("task_arithmetic")
+@MERGERS.register("task_arithmetic", grid={"lam": [0.5, 1.0]}, needs=["base"])
 def task_arithmetic(models: Sequence[dict], *,
                     base: dict | None = None,  # θ_0, the common starting point (required)
                     lam: float = 1.0           # λ, scale of the summed task vectors
@@ -176,7 +219,7 @@ def ties_thresholds(models: Sequence[dict], *,
     raise ConfigError(f"ties: scope must be 'global' or 'per_tensor', got '{scope}'")
 
 # %% ../../nbs/60_merge.methods.ipynb #3f37a771
-@MERGERS.register("ties")
+@MERGERS.register("ties", grid={"lam": [0.5, 1.0], "density": [0.5]}, bounds={"density": "(0, 1]"}, needs=["base"])
 def ties(models: Sequence[dict], *,
          base: dict | None = None,           # θ_0 (required)
          density: float = 0.2,               # fraction of each task vector kept (paper: top 20%)
@@ -240,7 +283,7 @@ def gram_layout(grams: dict, key: str, in_out_keys: Sequence[str] = MATMUL_PROJE
     lay = getattr(grams, "layout", None) or {}
     return lay.get(key) or ("in_out" if key in in_out_keys else "out_in")
 
-@MERGERS.register("regmean")
+@MERGERS.register("regmean", grid={"alpha": [1.0]}, bounds={"alpha": "[0, 1]"}, needs=["grams"])
 def regmean(models: Sequence[dict], *,
             base: dict | None = None,        # unused
             grams: Sequence[dict] | None = None,  # one {weight key: Gram [in, in]} per model (required)
@@ -259,7 +302,7 @@ def regmean(models: Sequence[dict], *,
     return _fill(models, one)
 
 # %% ../../nbs/60_merge.methods.ipynb #de0eb6c6
-@MERGERS.register("fisher")
+@MERGERS.register("fisher", needs=["fisher"])
 def fisher(models: Sequence[dict], *,
            base: dict | None = None,             # unused
            fishers: Sequence[dict] | None = None,  # one {key: diagonal Fisher, same shape} per model (required)
@@ -301,7 +344,7 @@ def greedy_soup_search(models: Sequence[dict],
     log.info("greedy soup kept %d of %d ingredients %s (score %.4g)", len(kept), len(models), kept, best)
     return {k: v.clone() for k, v in cast(soup).items()}, kept, hist
 
-@MERGERS.register("greedy_soup")
+@MERGERS.register("greedy_soup", needs=["heldout"])
 def greedy_soup(models: Sequence[dict], *,
                 base: dict | None = None,                        # unused
                 evaluate: Callable[[dict], float] | None = None,  # state dict → held-out score (required)

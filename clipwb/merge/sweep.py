@@ -20,38 +20,44 @@ import torch
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_device, get_logger, seed_everything
 from ..io import load_tensors, read_json, save_tensors, write_json
+from .methods import MERGERS, interval
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SWEEP_GRIDS', 'NEEDS_BASE', 'NEEDS_STATS', 'SCORE_RECALL', 'GRID_COLUMNS', 'method_points', 'MergeSweepCfg',
-           'domain_score', 'point_context', 'point_key', 'load_point', 'check_mergeable', 'DatasetView', 'tail_view',
-           'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics', 'curve_figure', 'summary_figure',
-           'sweep_figures', 'layer_distance_figure']
+__all__ = ['log', 'DEFAULT_METHODS', 'GRID_COLUMNS', 'SCORE_RECALL', 'sweep_grid', 'sweep_needs', 'method_points',
+           'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point', 'check_mergeable',
+           'DatasetView', 'tail_view', 'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics',
+           'curve_figure', 'summary_figure', 'sweep_figures', 'layer_distance_figure']
 
 # %% ../../nbs/64_merge.sweep.ipynb #24f9872a
-SWEEP_GRIDS = {                       # method -> the config grids whose product gives its points
-    "linear": ("merge_ratio",),
-    "task_arithmetic": ("lam",),
-    "ties": ("lam", "density"),
-    "regmean": ("alpha",),
-    "fisher": (),
-    "uniform_soup": (),
-    "greedy_soup": (),
-}
-NEEDS_BASE = ("task_arithmetic", "ties")                     # task vectors θ_m − θ_0 need θ_0
-NEEDS_STATS = {"regmean": "grams", "fisher": "fisher"}       # per-model statistics on the model's own domain
+_STRUCTURAL = ("input", "base")   # reference points: the inputs as they are, and the base; not merge methods
 
-def method_points(method: str, grids: dict[str, Sequence[float]]) -> list[dict]:
-    "Parameter dicts of `method`'s sweep points: the product of its grids (`[{}]` for a single-point method)."
-    if method not in SWEEP_GRIDS:
-        raise ConfigError(f"merge sweep: unknown method {method!r}; known: {list(SWEEP_GRIDS)}")
-    names = SWEEP_GRIDS[method]
-    return [dict(zip(names, map(float, v))) for v in itertools.product(*(grids[n] for n in names))]
+def sweep_grid(method: str) -> dict[str, list]:
+    "The registered grid of `method`: hyper-parameter → default values (`{}` for a single-point method)."
+    if method in _STRUCTURAL: return {}
+    if method not in MERGERS: raise ConfigError(f"merge sweep: unknown method {method!r}; known: {MERGERS.names()}")
+    return dict(MERGERS.meta(method).get("grid", {}))
+
+def sweep_needs(method: str) -> list[str]:
+    "What `method` needs besides the models (`clipwb.merge.methods.SWEEP_NEEDS` keys)."
+    return [] if method in _STRUCTURAL else list(MERGERS.meta(method).get("needs", []))
+
+def method_points(method: str, grids: dict[str, Sequence[float]] | None = None) -> list[dict]:
+    "Parameter dicts of `method`'s sweep points: the product of its grids, `grids[name]` else the registered values."
+    g = {n: (grids or {}).get(n, v) for n, v in sweep_grid(method).items()}
+    return [dict(zip(g, map(float, v))) for v in itertools.product(*g.values())]
 
 # %% ../../nbs/64_merge.sweep.ipynb #1028b95c
 def _need(ok: bool, msg: str) -> None:
     if not ok: raise ConfigError(f"merge_sweep: {msg}")
+
+DEFAULT_METHODS = ("linear", "task_arithmetic", "ties", "regmean", "fisher", "uniform_soup", "greedy_soup")
+GRID_COLUMNS = ("merge_ratio", "lam", "density", "alpha")   # grids that are config fields (and always table columns)
+
+def _registered(grid: str) -> list[float]:
+    "Default values of a grid field: the registered grid of the first default method that sweeps it."
+    return list(next(sweep_grid(m)[grid] for m in DEFAULT_METHODS if grid in sweep_grid(m)))
 
 @STAGES.register("merge_sweep", notebook="06_merge_sweep.ipynb")
 @dataclass
@@ -59,11 +65,12 @@ class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
     models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs
     base: str | None = path_field("clipwb-micro", kind="model")  # θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
-    methods: list[str] = field(default_factory=lambda: list(SWEEP_GRIDS))  # merge methods to sweep (see SWEEP_GRIDS)
-    merge_ratio: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # linear: weight r of models[0], in [0, 1]
-    lam: list[float] = field(default_factory=lambda: [0.5, 1.0])    # task_arithmetic, ties: scale λ of the summed task vectors
-    density: list[float] = field(default_factory=lambda: [0.5])     # ties: fraction of each task vector kept, in (0, 1]
-    alpha: list[float] = field(default_factory=lambda: [1.0])       # regmean: weight of the Grams' off-diagonal, in [0, 1]
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # merge methods to sweep: any of clipwb.merge.MERGERS
+    merge_ratio: list[float] = field(default_factory=lambda: _registered("merge_ratio"))  # linear: weight r of models[0], in [0, 1]
+    lam: list[float] = field(default_factory=lambda: _registered("lam"))       # task_arithmetic, ties: scale λ of the summed task vectors
+    density: list[float] = field(default_factory=lambda: _registered("density"))  # ties: fraction of each task vector kept, in (0, 1]
+    alpha: list[float] = field(default_factory=lambda: _registered("alpha"))   # regmean: weight of the Grams' off-diagonal, in [0, 1]
+    grids: str | None = None            # other methods' grids as JSON, e.g. '{"q": [0.25, 0.75]}' (None: their registered values)
     domains: list[str] = card_field(default_factory=lambda: ["shapes"])  # data card ids: every point is evaluated on each
     split: str = "test"                 # split the reported metrics come from
     limit: int | None = 32              # evenly spaced evaluation samples per domain (None: all)
@@ -77,28 +84,52 @@ class MergeSweepCfg(StageConfig):
     seed: int = 0                       # seeds statistics batches and anything random
     diagnostics: bool = True            # weight-space diagnostics: task-vector cosines, layer distances, loss along the line
 
+    def extra_grids(self) -> dict[str, list[float]]:
+        "The `grids` parameter parsed: grid name → values."
+        if self.grids is None: return {}
+        try: g = json.loads(self.grids)
+        except json.JSONDecodeError as e: g = e
+        num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+        _need(isinstance(g, dict) and all(isinstance(v, list) and all(map(num, v)) for v in g.values()),
+              f"'grids' must be a JSON object of number lists, e.g. '{{\"q\": [0.25, 0.75]}}', got {self.grids!r}")
+        return {k: [float(x) for x in v] for k, v in g.items()}
+
+    def method_grid(self, method: str) -> dict[str, list[float]]:
+        "The values swept for each grid of `method`: the config field of that name, else `grids`, else the registered values."
+        extra = self.extra_grids()
+        return {g: list(getattr(self, g) if g in GRID_COLUMNS else extra.get(g, v)) for g, v in sweep_grid(method).items()}
+
     def check(self):
         _need(len(self.models) >= 2, f"'models' needs 2 or more models to merge, got {self.models}")
-        bad = [m for m in self.methods if m not in SWEEP_GRIDS]
-        _need(self.methods and not bad, f"'methods': unknown or empty {bad or self.methods}; known: {list(SWEEP_GRIDS)}")
+        bad = [m for m in self.methods if m in _STRUCTURAL or m not in MERGERS]
+        known = [*DEFAULT_METHODS, *sorted(set(MERGERS.names()) - set(DEFAULT_METHODS))]
+        _need(self.methods and not bad, f"'methods': unknown or empty {bad or self.methods}; known: {known}")
         _need(len(set(self.methods)) == len(self.methods), f"'methods' lists a method twice: {self.methods}")
-        used = {g for m in self.methods for g in SWEEP_GRIDS[m]}
-        for g in used: _need(len(getattr(self, g)) > 0, f"'{g}' is empty but {[m for m in self.methods if g in SWEEP_GRIDS[m]]} sweep it")
-        for g in ("merge_ratio", "lam", "density", "alpha"):
-            v = getattr(self, g)
+        users = {}
+        for m in self.methods:
+            for g in sweep_grid(m): users.setdefault(g, []).append(m)
+        extra = set(self.extra_grids())
+        _need(not extra & set(GRID_COLUMNS), f"'grids' sets {sorted(extra & set(GRID_COLUMNS))}: use their own parameters")
+        _need(extra <= set(users), f"'grids' sets {sorted(extra - set(users))}, which no method in {self.methods} sweeps")
+        for g, ms in users.items():
+            v = self.method_grid(ms[0])[g]
+            _need(len(v) > 0, f"'{g}' is empty but {ms} sweep it")
             _need(all(math.isfinite(x) for x in v) and len(set(v)) == len(v), f"'{g}' holds a non-finite or repeated value: {v}")
-        _need(all(0 <= r <= 1 for r in self.merge_ratio), f"'merge_ratio' values must lie in [0, 1], got {self.merge_ratio}")
-        _need(all(0 < d <= 1 for d in self.density), f"'density' values must lie in (0, 1], got {self.density}")
-        _need(all(0 <= a <= 1 for a in self.alpha), f"'alpha' values must lie in [0, 1], got {self.alpha}")
-        need_base = [m for m in self.methods if m in NEEDS_BASE]
-        _need(self.base is not None or not need_base, f"{need_base} merge task vectors θ_m − θ_0: set 'base' to the model "
-              "they were fine-tuned from, or drop these methods")
+            for m in ms:
+                spec = MERGERS.meta(m).get("bounds", {}).get(g)
+                _need(spec is None or all(map(interval(spec), v)), f"'{g}' values must lie in {spec}, got {v}")
+        needs = {n: [m for m in self.methods if n in sweep_needs(m)] for n in ("base", "grams", "fisher", "heldout")}
+        _need(self.base is not None or not needs["base"], f"{needs['base']} need the base θ_0 (task vectors θ_m − θ_0): set "
+              "'base' to the model they were fine-tuned from, or drop these methods")
         _need(len(self.domains) > 0, "'domains' is empty: name at least one data card to evaluate on")
-        _need(len(self.models) <= 3 or "linear" not in self.methods, "'linear' interpolates 2 models (r, 1 − r) or 3 "
-              f"(vl-merging's ⅔r, ⅔(1 − r), ⅓), got {len(self.models)}; use uniform_soup or task_arithmetic for more")
-        if any(m in NEEDS_STATS for m in self.methods): self.stats_domain_list()
-        if "greedy_soup" in self.methods:
-            _need(self.heldout_split != self.split, f"greedy_soup selects on 'heldout_split' = {self.heldout_split!r}, which "
+        for m in self.methods:     # a method whose points map to keywords may refuse the number of models
+            to_kw = MERGERS.meta(m).get("point_kwargs")
+            if to_kw:
+                try: to_kw(method_points(m, self.method_grid(m))[0], len(self.models))
+                except ConfigError as e: _need(False, str(e))
+        if needs["grams"] or needs["fisher"]: self.stats_domain_list()
+        if needs["heldout"]:
+            _need(self.heldout_split != self.split, f"{needs['heldout']} select on 'heldout_split' = {self.heldout_split!r}, which "
                   "must differ from the reported 'split' (selecting on test data inflates the result)")
         for k in ("stats_limit", "heldout_limit", "batch_size"): _need(getattr(self, k) >= 1, f"'{k}' must be ≥ 1, got {getattr(self, k)}")
         _need(self.limit is None or self.limit >= 1, f"'limit' must be ≥ 1 or None, got {self.limit}")
@@ -110,7 +141,7 @@ class MergeSweepCfg(StageConfig):
                   f"model ({len(self.models)} models)")
             return list(self.stats_domains)
         if len(self.domains) == len(self.models): return list(self.domains)
-        _need(len(self.domains) == 1, f"regmean/fisher need each model's own domain: set 'stats_domains' (one card per model); "
+        _need(len(self.domains) == 1, f"Grams and Fishers are computed on each model's own domain: set 'stats_domains' (one card per model); "
               f"'domains' {self.domains} is not aligned with the {len(self.models)} models")
         return list(self.domains) * len(self.models)
 
@@ -130,9 +161,10 @@ def domain_score(metrics: dict) -> float:
 def point_context(cfg: MergeSweepCfg, method: str) -> dict:
     "The configuration values a point of `method` depends on."
     ctx = {k: getattr(cfg, k) for k in ("models", "base", "domains", "split", "limit", "seed")}
-    if method in NEEDS_STATS:
+    needs = sweep_needs(method)
+    if "grams" in needs or "fisher" in needs:
         ctx.update(stats_domains=cfg.stats_domain_list(), stats_split=cfg.stats_split, stats_limit=cfg.stats_limit)
-    if method == "greedy_soup": ctx.update(heldout_split=cfg.heldout_split, heldout_limit=cfg.heldout_limit)
+    if "heldout" in needs: ctx.update(heldout_split=cfg.heldout_split, heldout_limit=cfg.heldout_limit)
     return ctx
 
 def point_key(method: str, params: dict, context: dict) -> str:
@@ -239,24 +271,27 @@ class _Sweep:
             self._stats[kind] = out
         return self._stats[kind]
 
+    def supply(self, need: str, extra: dict) -> dict:
+        "The keywords that carry `need` (`clipwb.merge.methods.SWEEP_NEEDS`) to a merge method."
+        if need == "base": return {}                 # every merge gets base=
+        if need in ("grams", "fisher"): return {"grams" if need == "grams" else "fishers": self.stats(need)}
+        return {"evaluate": self.heldout_score, "history": extra.setdefault("history", [])}   # heldout
+
     def merged(self, method: str, params: dict) -> tuple[dict, dict]:
         "The merged state dict of a point, and extra facts worth recording."
-        from clipwb.merge.methods import merge, ratio_weights
+        from clipwb.merge.methods import merge
         if method == "input": return self.models[params["model"]], {}
         if method == "base": return self.base, {}
-        kw, extra = {}, {}
-        if method == "linear": kw["weights"] = extra["weights"] = ratio_weights(params["merge_ratio"], len(self.models))
-        elif method in ("task_arithmetic", "ties"): kw.update(params)
-        elif method == "regmean": kw.update(grams=self.stats("grams"), alpha=params["alpha"])
-        elif method == "fisher": kw["fishers"] = self.stats("fisher")
-        elif method == "greedy_soup": kw.update(evaluate=self.heldout_score, history=extra.setdefault("history", []))
+        to_kw, extra = MERGERS.meta(method).get("point_kwargs"), {}
+        kw = dict(params) if to_kw is None else to_kw(params, len(self.models))
+        if to_kw is not None: extra.update(kw)       # keywords derived from the grid are recorded
+        for need in sweep_needs(method): kw.update(self.supply(need, extra))
         return merge(method, self.models, base=self.base, **kw), extra
 
 def sweep_points(cfg: MergeSweepCfg) -> list[tuple[str, dict]]:
     "Every (method, params) of a sweep: the inputs, the base, then each method's grid."
     pts = [("input", {"model": i}) for i in range(len(cfg.models))] + ([("base", {})] if cfg.base else [])
-    grids = {g: getattr(cfg, g) for g in ("merge_ratio", "lam", "density", "alpha")}
-    return pts + [(m, p) for m in cfg.methods for p in method_points(m, grids)]
+    return pts + [(m, p) for m in cfg.methods for p in method_points(m, cfg.method_grid(m))]
 
 def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
     "The merge_sweep stage: every point merged, evaluated on every domain, cached → tables, figures, best points."
@@ -266,7 +301,7 @@ def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
     t0, sw = time.perf_counter(), _Sweep(cfg, run_dir)
     records, n_new = [], 0
     for method, params in tqdm(sweep_points(cfg), desc="merge sweep"):
-        ctx = point_context(cfg, "input" if method in ("input", "base") else method)
+        ctx = point_context(cfg, "input" if method in _STRUCTURAL else method)
         rec = load_point(run_dir / "points", method, params, ctx)
         if rec is None:
             t1 = time.perf_counter()
@@ -292,28 +327,31 @@ def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
                   figures=figs)
 
 # %% ../../nbs/64_merge.sweep.ipynb #eae75f52
-GRID_COLUMNS = ("merge_ratio", "lam", "density", "alpha")
-
 def sweep_table(records: list[dict]):
     "One row per point × domain: method, grid values, model, domain, score, metrics (pandas DataFrame)."
     import pandas as pd
-    rows = []
+    rows, grids = [], [*GRID_COLUMNS, *dict.fromkeys(g for r in records for g in r["params"] if g not in GRID_COLUMNS + ("model",))]
     for r in records:
         p = r["params"]
         for d, v in r["domains"].items():
             rows.append({"method": r["method"], "point": point_key(r["method"], p, r["context"]),
-                         **{g: p.get(g, np.nan) for g in GRID_COLUMNS}, "model": p.get("model", np.nan),
+                         **{g: p.get(g, np.nan) for g in grids}, "model": p.get("model", np.nan),
                          "domain": d, "score": v["score"], "n_samples": v["n_samples"],
                          **{k: x for k, x in v["metrics"].items() if not k.startswith("chance/")}})
     return pd.DataFrame(rows)
 
-def _params_text(row) -> str:
-    s = ", ".join(f"{g}={row[g]:g}" for g in GRID_COLUMNS if row[g] == row[g])
+def _grid_columns(table) -> list[str]:
+    "The grid columns of a sweep table: those between `point` and `model`."
+    cols = list(table.columns)
+    return cols[cols.index("point") + 1:cols.index("model")]
+
+def _params_text(row, grids: Sequence[str]) -> str:
+    s = ", ".join(f"{g}={row[g]:g}" for g in grids if row[g] == row[g])
     return s or (f"model={int(row['model'])}" if row["model"] == row["model"] else "-")
 
 def sweep_metrics(table) -> dict:
     "Best score per method and domain (and its parameters), and each input's and the base's score."
-    out = {}
+    out, grids = {}, _grid_columns(table)
     for (method, dom), g in table.groupby(["method", "domain"], sort=False):
         if method in ("input", "base"):
             for _, row in g.iterrows():
@@ -322,26 +360,25 @@ def sweep_metrics(table) -> dict:
             continue
         best = g.loc[g["score"].idxmax()]
         out[f"best/{method}/{dom}/score"] = float(best["score"])
-        out[f"best/{method}/{dom}/params"] = _params_text(best)
+        out[f"best/{method}/{dom}/params"] = _params_text(best, grids)
     return out
 
 # %% ../../nbs/64_merge.sweep.ipynb #fb3c981f
-_X = {"linear": "merge_ratio", "task_arithmetic": "lam", "ties": "lam", "regmean": "alpha"}
 _XTITLE = {"merge_ratio": "merge ratio r (weight of models[0]; r = 1 is models[0], r = 0 is models[1])",
            "lam": "λ (scale of the summed task vectors)", "alpha": "α (weight of the Gram off-diagonal)"}
 
 def curve_figure(table, method: str, models: Sequence[str] = ()):
-    "Score vs the method's grid, one line per domain (and TIES density), the input models and the base marked."
+    "Score vs the method's first grid, one line per domain (and value of its other grids), the input models and the base marked."
     import plotly.graph_objects as go
     import plotly.colors as pc
-    x, fig = _X[method], go.Figure()
+    (x, *others), fig = list(sweep_grid(method)), go.Figure()
     col = dict(zip(table["domain"].unique(), itertools.cycle(pc.qualitative.Plotly)))
     pts = table[table["method"] == method]
-    dens = sorted(pts["density"].dropna().unique())
-    for (dom, dn), g in pts.groupby(["domain", pts["density"].fillna(-1.0)], sort=False):
+    combos = sorted(set(pts[others].itertuples(index=False, name=None))) if others else [()]
+    for (dom, *vals), g in pts.groupby(["domain", *others], sort=False):
         g = g.sort_values(x)
-        fig.add_scatter(x=g[x], y=g["score"], mode="lines+markers", name=dom + (f", density {dn:g}" if dn >= 0 else ""),
-                        line=dict(color=col[dom], dash=("solid", "dash", "dot", "dashdot")[dens.index(dn) % 4 if dn >= 0 else 0]))
+        fig.add_scatter(x=g[x], y=g["score"], mode="lines+markers", name=dom + "".join(f", {o} {v:g}" for o, v in zip(others, vals)),
+                        line=dict(color=col[dom], dash=("solid", "dash", "dot", "dashdot")[combos.index(tuple(vals)) % 4]))
     n_in = int(table.loc[table["method"] == "input", "model"].nunique())
     for _, row in table[table["method"].isin(["input", "base"])].iterrows():
         dom = row["domain"]
@@ -357,7 +394,7 @@ def curve_figure(table, method: str, models: Sequence[str] = ()):
                             marker=dict(symbol="star", size=14, color=col[dom], line=dict(width=1, color="black")))
         else:
             fig.add_hline(y=row["score"], line_dash="dot", line_color=col[dom], annotation_text=f"{label} on {dom}")
-    return fig.update_layout(title=f"{method}: score vs {x}", xaxis_title=_XTITLE[x],
+    return fig.update_layout(title=f"{method}: score vs {x}", xaxis_title=_XTITLE.get(x, x),
                              yaxis_title="domain score (mean of zero-shot balanced accuracy and retrieval R@5, 0–1)")
 
 def summary_figure(table):
@@ -373,7 +410,7 @@ def summary_figure(table):
 
 def sweep_figures(table, cfg: MergeSweepCfg) -> dict:
     "Curve figures of the swept methods and the summary bars."
-    figs = {f"curve_{m}": curve_figure(table, m, cfg.models) for m in cfg.methods if m in _X}
+    figs = {f"curve_{m}": curve_figure(table, m, cfg.models) for m in cfg.methods if sweep_grid(m)}
     figs["summary"] = summary_figure(table)
     return figs
 
