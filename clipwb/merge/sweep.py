@@ -24,10 +24,10 @@ from ..io import load_tensors, read_json, save_tensors, write_json
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SWEEP_GRIDS', 'NEEDS_BASE', 'NEEDS_STATS', 'SCORE_RECALL', 'GRID_COLUMNS', 'method_points', 'MergeSweepCfg',
-           'domain_score', 'point_context', 'point_key', 'load_point', 'check_mergeable', 'DatasetView', 'tail_view',
-           'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics', 'curve_figure', 'summary_figure',
-           'sweep_figures', 'layer_distance_figure']
+__all__ = ['log', 'SWEEP_GRIDS', 'NEEDS_BASE', 'NEEDS_STATS', 'SCORE_RECALL', 'GRID_COLUMNS', 'method_points', 'sweep_inputs',
+           'input_names', 'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point',
+           'check_mergeable', 'DatasetView', 'tail_view', 'sweep_points', 'run_merge_sweep', 'sweep_table',
+           'sweep_metrics', 'curve_figure', 'summary_figure', 'sweep_figures', 'layer_distance_figure']
 
 # %% ../../nbs/64_merge.sweep.ipynb #24f9872a
 SWEEP_GRIDS = {                       # method -> the config grids whose product gives its points
@@ -53,12 +53,30 @@ def method_points(method: str, grids: dict[str, Sequence[float]]) -> list[dict]:
 def _need(ok: bool, msg: str) -> None:
     if not ok: raise ConfigError(f"merge_sweep: {msg}")
 
+def _experts_in(model: str) -> int | None:
+    "Experts of an MoE model folder; None for a dense model, a name, or a folder not made yet (a pipeline's planned step)."
+    from clipwb.models import is_mcl_run, moe_config
+    p = Path(str(model).removeprefix("local-dir:"))
+    if not p.is_dir(): return None
+    _need(not is_mcl_run(p), f"{model} is the folder of an mcl run; list its stage models (its experts.json) instead")
+    moe = moe_config(p)
+    return None if moe is None else int(moe["num_experts"])
+
+def sweep_inputs(models: Sequence[str]) -> list[tuple[str, int | None]]:
+    "`(model, expert)` of every merge input: a dense model is one input (expert None), an MoE model folder one per expert."
+    counts = [_experts_in(m) for m in models]
+    return [(m, k) for m, n in zip(models, counts) for k in ([None] if n is None else range(n))]
+
+def input_names(inputs: Sequence[tuple[str, int | None]]) -> list[str]:
+    "Labels of the inputs: the model string, followed by ' (expert k)' for an expert of an MoE model."
+    return [m if k is None else f"{m} (expert {k})" for m, k in inputs]
+
 @STAGES.register("merge_sweep", notebook="06_merge_sweep.ipynb")
 @dataclass
 class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
-    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs
-    base: str | None = path_field("clipwb-micro", kind="model")  # θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
+    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs; an MoE model dir stands for its experts
+    base: str | None = path_field("clipwb-micro", kind="model")  # dense θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
     methods: list[str] = field(default_factory=lambda: list(SWEEP_GRIDS))  # merge methods to sweep (see SWEEP_GRIDS)
     merge_ratio: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0])  # linear: weight r of models[0], in [0, 1]
     lam: list[float] = field(default_factory=lambda: [0.5, 1.0])    # task_arithmetic, ties: scale λ of the summed task vectors
@@ -77,8 +95,13 @@ class MergeSweepCfg(StageConfig):
     seed: int = 0                       # seeds statistics batches and anything random
     diagnostics: bool = True            # weight-space diagnostics: task-vector cosines, layer distances, loss along the line
 
+    def inputs(self) -> list[tuple[str, int | None]]:
+        "The merge inputs, `sweep_inputs(models)`: an MoE model folder stands for its experts."
+        return sweep_inputs(self.models)
+
     def check(self):
-        _need(len(self.models) >= 2, f"'models' needs 2 or more models to merge, got {self.models}")
+        n = len(self.inputs())
+        _need(n >= 2, f"'models' needs 2 or more models to merge (an MoE model folder counts its experts), got {self.models}")
         bad = [m for m in self.methods if m not in SWEEP_GRIDS]
         _need(self.methods and not bad, f"'methods': unknown or empty {bad or self.methods}; known: {list(SWEEP_GRIDS)}")
         _need(len(set(self.methods)) == len(self.methods), f"'methods' lists a method twice: {self.methods}")
@@ -93,9 +116,12 @@ class MergeSweepCfg(StageConfig):
         need_base = [m for m in self.methods if m in NEEDS_BASE]
         _need(self.base is not None or not need_base, f"{need_base} merge task vectors θ_m − θ_0: set 'base' to the model "
               "they were fine-tuned from, or drop these methods")
+        _need(self.base is None or _experts_in(self.base) is None, f"'base' {self.base} is an MoE model; task vectors need one "
+              "dense θ_0: pass the dense model its experts were trained from (for an MoE built from an mcl run, the run's base), "
+              "or a dense model made of it with clipwb.moe.collapse and saved with clipwb.models.save_model")
         _need(len(self.domains) > 0, "'domains' is empty: name at least one data card to evaluate on")
-        _need(len(self.models) <= 3 or "linear" not in self.methods, "'linear' interpolates 2 models (r, 1 − r) or 3 "
-              f"(vl-merging's ⅔r, ⅔(1 − r), ⅓), got {len(self.models)}; use uniform_soup or task_arithmetic for more")
+        _need(n <= 3 or "linear" not in self.methods, "'linear' interpolates 2 models (r, 1 − r) or 3 "
+              f"(vl-merging's ⅔r, ⅔(1 − r), ⅓), got {n} inputs; use uniform_soup or task_arithmetic for more")
         if any(m in NEEDS_STATS for m in self.methods): self.stats_domain_list()
         if "greedy_soup" in self.methods:
             _need(self.heldout_split != self.split, f"greedy_soup selects on 'heldout_split' = {self.heldout_split!r}, which "
@@ -104,15 +130,16 @@ class MergeSweepCfg(StageConfig):
         _need(self.limit is None or self.limit >= 1, f"'limit' must be ≥ 1 or None, got {self.limit}")
 
     def stats_domain_list(self) -> list[str]:
-        "Data card of each model for its Grams / Fishers (aligned with `models`)."
+        "Data card of each input for its Grams / Fishers (aligned with `inputs()`)."
+        n = len(self.inputs())
         if self.stats_domains is not None:
-            _need(len(self.stats_domains) == len(self.models), f"'stats_domains' {self.stats_domains} must name one card per "
-                  f"model ({len(self.models)} models)")
+            _need(len(self.stats_domains) == n, f"'stats_domains' {self.stats_domains} must name one card per "
+                  f"model ({n} inputs)")
             return list(self.stats_domains)
-        if len(self.domains) == len(self.models): return list(self.domains)
+        if len(self.domains) == n: return list(self.domains)
         _need(len(self.domains) == 1, f"regmean/fisher need each model's own domain: set 'stats_domains' (one card per model); "
-              f"'domains' {self.domains} is not aligned with the {len(self.models)} models")
-        return list(self.domains) * len(self.models)
+              f"'domains' {self.domains} is not aligned with the {n} inputs")
+        return list(self.domains) * n
 
 # %% ../../nbs/64_merge.sweep.ipynb #7d028922
 SCORE_RECALL = ("retrieval/image_retrieval_recall@5", "retrieval/text_retrieval_recall@5")
@@ -188,15 +215,20 @@ class _Sweep:
     "Models, datasets and lazily computed statistics shared by the points of one sweep."
     def __init__(self, cfg: MergeSweepCfg, run_dir: Path):
         from clipwb.models import create_model_and_transforms, get_tokenizer
+        from clipwb.moe.init import expert_model, expert_state_dict
+        cfg.check()   # again: folders a pipeline had planned exist now, so their experts count
         self.cfg, self.run_dir, self.device = cfg, run_dir, get_device(cfg.device)
-        names = list(cfg.models) + ([cfg.base] if cfg.base else [])
-        sds = []
-        for i, name in enumerate(names):
-            model, _, pre = create_model_and_transforms(name)
-            if i == 0: self.work, self.preprocess = model.to(self.device).eval(), pre
-            sds.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-        check_mergeable(sds, names)
-        self.models, self.base = sds[:len(cfg.models)], (sds[-1] if cfg.base else None)
+        inputs = cfg.inputs()
+        self.names = input_names(inputs)
+        sds, last = [], (None, None)
+        for i, (name, k) in enumerate(inputs + ([(cfg.base, None)] if cfg.base else [])):
+            if last[0] != name: last = (name, create_model_and_transforms(name))   # an MoE model once for all its experts
+            model, _, pre = last[1]
+            if i == 0: self.work, self.preprocess = (model if k is None else expert_model(model, 0)).to(self.device).eval(), pre
+            sd = model.state_dict() if k is None else expert_state_dict(model, k)
+            sds.append({n: v.detach().to("cpu", copy=True) for n, v in sd.items()})
+        check_mergeable(sds, self.names + ([cfg.base] if cfg.base else []))
+        self.models, self.base = sds[:len(inputs)], (sds[-1] if cfg.base else None)
         self.tokenizer = _MemoTokenizer(get_tokenizer(cfg.models[0]))
         self._ds, self._stats = {}, {}
 
@@ -226,7 +258,7 @@ class _Sweep:
             from clipwb.merge import stats as S
             c, out = self.cfg, []
             for i, (sd, card) in enumerate(zip(self.models, c.stats_domain_list())):
-                ctx = {"model": c.models[i], "card": card, "split": c.stats_split, "limit": c.stats_limit, "seed": c.seed}
+                ctx = {"model": self.names[i], "card": card, "split": c.stats_split, "limit": c.stats_limit, "seed": c.seed}
                 path = self.run_dir / "stats" / f"{point_key(kind, {'model': i}, ctx)}.safetensors"
                 if not path.is_file():
                     self.work.load_state_dict(sd)
@@ -254,7 +286,7 @@ class _Sweep:
 
 def sweep_points(cfg: MergeSweepCfg) -> list[tuple[str, dict]]:
     "Every (method, params) of a sweep: the inputs, the base, then each method's grid."
-    pts = [("input", {"model": i}) for i in range(len(cfg.models))] + ([("base", {})] if cfg.base else [])
+    pts = [("input", {"model": i}) for i in range(len(cfg.inputs()))] + ([("base", {})] if cfg.base else [])
     grids = {g: getattr(cfg, g) for g in ("merge_ratio", "lam", "density", "alpha")}
     return pts + [(m, p) for m in cfg.methods for p in method_points(m, grids)]
 
@@ -373,7 +405,7 @@ def summary_figure(table):
 
 def sweep_figures(table, cfg: MergeSweepCfg) -> dict:
     "Curve figures of the swept methods and the summary bars."
-    figs = {f"curve_{m}": curve_figure(table, m, cfg.models) for m in cfg.methods if m in _X}
+    figs = {f"curve_{m}": curve_figure(table, m, input_names(cfg.inputs())) for m in cfg.methods if m in _X}
     figs["summary"] = summary_figure(table)
     return figs
 
