@@ -1,4 +1,5 @@
-"""MCL stage pieces: cross-stage integration against a hand-computed concatenation; trainable presets and the lock rename."""
+"""MCL stage pieces: cross-stage integration against a hand-computed concatenation; an mcl run folder as a model
+(eval, embed, `clipwb run eval`) against the hand-built integration, checked before work; trainable presets and the lock rename."""
 import numpy as np
 import pytest
 import torch
@@ -69,17 +70,32 @@ def _hand_integration(d):
     return ConcatCLIP([m.eval() for m, _, _ in members]), members[0][2], members[0][0]
 
 
-def test_eval_of_an_mcl_run_folder_is_the_hand_built_integration(mcl_dir, tmp_path):
+def _hand_metrics(d):
+    """Held-out metrics (shapes test, 24 samples) of the hand-built integration, and of its first member alone."""
     from clipwb.data.datasets import load_dataset
-    from clipwb.eval.run import EvalCfg, evaluate, run_eval
-    res = run_eval(EvalCfg.tiny(model=str(mcl_dir), limit=24, batch_size=16), tmp_path / "eval")
-    hand, pre, member0 = _hand_integration(mcl_dir)
+    from clipwb.eval.run import evaluate
+    hand, pre, member0 = _hand_integration(d)
     ds, tok = load_dataset("shapes", "test"), get_tokenizer("clipwb-micro")
-    want = evaluate(hand, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"]
-    alone = evaluate(member0, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"]
+    return [evaluate(m, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"] for m in (hand, member0)]
+
+
+def test_eval_of_an_mcl_run_folder_is_the_hand_built_integration(mcl_dir, tmp_path):
+    from clipwb.eval.run import EvalCfg, run_eval
+    res = run_eval(EvalCfg.tiny(model=str(mcl_dir), limit=24, batch_size=16), tmp_path / "eval")
+    want, alone = _hand_metrics(mcl_dir)
     assert want != alone                                   # the integration is not just its first member
     assert {k: res.metrics[k] for k in want} == pytest.approx(want, abs=1e-6)
     assert res.metrics["init"] == f"mcl:{mcl_dir.resolve()}"
+
+
+@pytest.mark.e2e
+def test_cli_eval_of_an_mcl_run_folder(mcl_dir, tmp_path):
+    """`clipwb run eval -p model <mcl run folder>`: papermill runs the stage notebook inside its run folder."""
+    from e2e_helpers import run
+    out = run("eval", tmp_path / "runs", model=str(mcl_dir), data="shapes", limit=24, batch_size=16)
+    want, _ = _hand_metrics(mcl_dir)
+    assert {k: out["metrics"][k] for k in want} == pytest.approx(want, abs=1e-6)
+    assert out["metrics"]["init"] == f"mcl:{mcl_dir.resolve()}"
 
 
 def test_embed_of_an_mcl_run_folder_is_the_integration(mcl_dir, tmp_path):

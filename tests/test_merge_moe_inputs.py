@@ -110,3 +110,24 @@ def test_planned_moe_folder_is_counted_when_the_sweep_starts(experts, tmp_path):
     with pytest.raises(ConfigError, match="got 4 inputs"):
         run_merge_sweep(cfg, tmp_path / "sweep")
     assert not (tmp_path / "sweep" / "points").exists()
+
+
+def test_merge_models_refuses_an_moe_beside_a_dense_model(experts, tmp_path):
+    """The streaming merger works tensor by tensor on models of one kind; a mix is refused with a pointer to the sweep."""
+    from clipwb.merge.methods import MergeError
+    from clipwb.merge.stream import merge_models
+    dirs, moe_dir = experts
+    with pytest.raises(MergeError, match="moe is an MoE model and .*m1 a dense one: .*merge_sweep stage"):
+        merge_models("uniform_soup", [dirs[0], moe_dir], out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_merge_models_of_moe_models_is_an_moe_model(experts, tmp_path):
+    """Two MoE folders of one shape merge expert by expert: the soup of an MoE with itself is that MoE (a loadable MoE folder)."""
+    from clipwb.merge.stream import merge_models
+    from clipwb.models import create_model, moe_config
+    _, moe_dir = experts
+    out = merge_models("uniform_soup", [moe_dir, moe_dir], out=tmp_path / "out")
+    assert moe_config(out) == moe_config(moe_dir)
+    a, b = create_model(out).state_dict(), create_model(moe_dir).state_dict()
+    assert sorted(a) == sorted(b) and all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
