@@ -80,11 +80,14 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
 REF_KINDS = ("path", "model", "name_or_path", "card")
 
 def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pretrained: str | None = None,
+               integration: bool = False,   # a 'model' field that takes an mcl run folder (the integration of its stage models)
                default_factory: Any = dataclasses.MISSING):
     "A field holding a path (`kind='path'`), a model name or path (`'model'`) or another name or path (`'name_or_path'`), resolved against the working directory."
     if kind not in ("path", "model", "name_or_path"):
         raise ConfigError(f"path_field: kind must be 'path', 'model' or 'name_or_path', got {kind!r}")
-    meta = {"clipwb_ref": kind, "run": run, "pretrained": pretrained}  # run: may be a run folder (must be complete)
+    if integration and kind != "model": raise ConfigError(f"path_field: integration=True needs kind='model', got {kind!r}")
+    meta = {"clipwb_ref": kind, "run": run, "pretrained": pretrained,  # run: may be a run folder (must be complete)
+            "integration": integration}
     if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 

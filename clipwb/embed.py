@@ -168,7 +168,7 @@ def _embed_dim(model) -> int:
 @dataclass
 class EmbedCfg(StageConfig):
     "Parameters of the embed stage."
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of its stage models)
     pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
     data: str = card_field("shapes")  # data card id
     split: str | None = "train"     # split to embed (None: the whole dataset)

@@ -22,8 +22,9 @@ from .io import PICKLE_SUFFIXES, load_tensors, read_json, refuse_pickle, save_te
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TINY_MODELS', 'PRETRAINED_SUFFIXES', 'TRAINABLE', 'model_configs_dir', 'resolve_model', 'init_of',
-           'create_model', 'create_model_and_transforms', 'get_tokenizer', 'count_params', 'save_model',
+__all__ = ['log', 'TINY_MODELS', 'PRETRAINED_SUFFIXES', 'TOKENIZER_KEYS', 'TRAINABLE', 'model_configs_dir', 'listed_models',
+           'is_mcl_run', 'resolve_model', 'init_of', 'create_model', 'image_transforms', 'create_model_and_transforms',
+           'get_tokenizer', 'count_params', 'moe_config', 'save_model', 'check_same_tokenizer', 'mcl_members',
            'trainable_patterns', 'freeze_except']
 
 # %% ../nbs/14_models.ipynb #ac846781
@@ -37,8 +38,23 @@ if str(model_configs_dir()) not in map(str, open_clip.factory._MODEL_CONFIG_PATH
     open_clip.add_model_config(model_configs_dir())
 
 # %% ../nbs/14_models.ipynb #1d18d58a
+def listed_models(folder: str | Path) -> list[str] | None:
+    "The models a run folder lists in its `experts.json` (mcl, moe runs), relative paths taken against the folder; None without one."
+    p = Path(str(folder).removeprefix("local-dir:"))
+    f = p / "experts.json"
+    if not f.is_file(): return None
+    ms = read_json(f).get("models")
+    if not isinstance(ms, list) or not ms or not all(isinstance(m, str) for m in ms):
+        raise DataError(f"{f}: 'models' must be a non-empty list of model folders or names, got {ms!r}")
+    return [m if Path(m).is_absolute() or Path(m).exists() else str(p / m) for m in ms]
+
+def is_mcl_run(folder: str | Path) -> bool:
+    "True for the folder of an mcl run: it holds `experts.json` (its stage models) and `stages.json`."
+    p = Path(str(folder).removeprefix("local-dir:"))
+    return (p / "experts.json").is_file() and (p / "stages.json").is_file()
+
 def resolve_model(name_or_dir: str | Path) -> tuple[str, str | Path]:
-    "`('name', arch)` or `('dir', local-dir folder)` for a model string; raises with a hint when neither."
+    "`('name', arch)`, `('dir', local-dir folder)` or `('mcl', mcl run folder)` for a model string; raises with a hint when none."
     s = str(name_or_dir)
     if s.startswith("local-dir:"): s = s[len("local-dir:"):]
     if s.startswith("hf-hub:"): return "name", s
@@ -46,10 +62,13 @@ def resolve_model(name_or_dir: str | Path) -> tuple[str, str | Path]:
     if p.is_dir():
         for d in (p, p / "model"):
             if (d / "open_clip_config.json").is_file(): return "dir", _check_weights(d.resolve())
+        if is_mcl_run(p): return "mcl", p.resolve()
         pickles = sorted(f for f in p.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES)
         if pickles: refuse_pickle(pickles[0])
+        listed = (p / "experts.json").is_file() and listed_models(p)
         raise DataError(f"model folder {p} has no open_clip_config.json (nor model/open_clip_config.json); "
-                        "a model folder is what clipwb.models.save_model writes")
+                        "a model folder is what clipwb.models.save_model writes"
+                        + (f"; its experts.json lists models ({', '.join(listed[:3])} …): pass one of them" if listed else ""))
     if p.suffix.lower() in PICKLE_SUFFIXES: refuse_pickle(p)
     known = open_clip.list_models()
     if s in known or s.replace("/", "-") in known: return "name", s.replace("/", "-")
@@ -113,14 +132,17 @@ def _tag_weights(name: str, tag: str, pcfg: dict) -> str | None:
                       f"cache, or pass a local weights file: -p pretrained /path/to/weights.safetensors")
 
 def init_of(name_or_dir: str | Path, pretrained: str | None = "auto") -> tuple[str, str | None]:
-    "`(init, pretrained argument for open_clip)`; init is 'random', 'pretrained:…' or 'dir:…'. Raises before any work."
+    "`(init, pretrained argument for open_clip)`; init is 'random', 'pretrained:…', 'dir:…' or 'mcl:…'. Raises before any work."
     kind, ref = resolve_model(name_or_dir)
     p = None if pretrained in (None, "", "auto") else str(pretrained)
-    if kind == "dir" or str(ref).startswith("hf-hub:"):
+    if kind in ("dir", "mcl") or str(ref).startswith("hf-hub:"):
         if p is not None:
             raise ConfigError(f"pretrained='{p}' cannot be combined with the model {ref}: it carries its weights "
                               "(leave pretrained at 'auto')")
         if kind == "dir": return f"dir:{ref}", None
+        if kind == "mcl":
+            for m in mcl_members(ref): init_of(m)   # every stage model resolves, before any work
+            return f"mcl:{ref}", None
         model_id = str(ref)[len("hf-hub:"):]
         if _hf_cached(model_id, ["open_clip_config.json"]) is None and _offline():
             raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this machine is offline; "
@@ -162,9 +184,15 @@ def create_model(name_or_dir: str | Path, *,
                  pretrained: str | None = None,            # tag, weights file, 'none' (random) or 'auto' (see init_of); names only
                  precision: str = "fp32",                  # open_clip precision: fp32, fp16, bf16, amp …
                  seed: int | None = 0):                    # seed of a random initialisation (None: torch's global RNG)
-    "An open_clip model from an architecture name, a local-dir folder or a train run dir; `model.clipwb_config['init']` says how it was initialised."
+    "An open_clip model from an architecture name, a local-dir folder, a train run dir or an mcl run dir; `model.clipwb_config['init']` says how it was initialised."
     kind, ref = resolve_model(name_or_dir)
     init, oc_pretrained = init_of(name_or_dir, pretrained)
+    if kind == "mcl":
+        from clipwb.mcl.run import concat_model   # cross-stage integration is defined later in the library
+        model = concat_model(mcl_members(ref), device=device, force_patch_dropout=force_patch_dropout, precision=precision, seed=seed)
+        model.clipwb_config.update(source=str(name_or_dir), init=init)
+        log.info("created %s (integration of %d stage models)", name_or_dir, len(model.members))
+        return model
     cfg = copy.deepcopy(_model_cfg(kind, ref))
     moe = _moe_cfg(kind, ref)
     asked_random = init == "random" and (pretrained == "none" or ref in TINY_MODELS)
@@ -185,16 +213,22 @@ def create_model(name_or_dir: str | Path, *,
     log.info("created %s (%s, %.1fM parameters, init %s)", name_or_dir, kind, count_params(model) / 1e6, init)
     return model
 
+def image_transforms(model) -> tuple:
+    "`(preprocess_train, preprocess_val)`: open_clip's image transforms for the model's preprocessing config."
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    pp = PreprocessCfg(**open_clip.get_model_preprocess_cfg(model))
+    return image_transform_v2(pp, is_train=True), image_transform_v2(pp, is_train=False)
+
 def create_model_and_transforms(name_or_dir: str | Path, **kw):
     "`(model, preprocess_train, preprocess_val)`: the model and open_clip's image transforms for it."
-    from open_clip.transform import PreprocessCfg, image_transform_v2
     model = create_model(name_or_dir, **kw)
-    pp = PreprocessCfg(**open_clip.get_model_preprocess_cfg(model))
-    return model, image_transform_v2(pp, is_train=True), image_transform_v2(pp, is_train=False)
+    return model, *image_transforms(model)
 
 def get_tokenizer(name_or_dir: str | Path):
-    "open_clip's tokenizer for the model, with the model's context length."
-    return open_clip.get_tokenizer(_oc_name(*resolve_model(name_or_dir)))
+    "open_clip's tokenizer for the model, with the model's context length (an mcl run: its stage models' shared one)."
+    kind, ref = resolve_model(name_or_dir)
+    if kind == "mcl": return get_tokenizer(mcl_members(ref)[0])
+    return open_clip.get_tokenizer(_oc_name(kind, ref))
 
 def count_params(model, trainable_only: bool = False) -> int:
     "Number of parameters (only those with `requires_grad` when `trainable_only`)."
@@ -203,6 +237,10 @@ def count_params(model, trainable_only: bool = False) -> int:
 # %% ../nbs/14_models.ipynb #b5b5683b
 def _moe_cfg(kind: str, ref) -> dict | None:
     return read_json(Path(ref) / "open_clip_config.json").get("moe") if kind == "dir" else None
+
+def moe_config(name_or_dir: str | Path) -> dict | None:
+    "The `moe` block of a model folder's config (experts, top-k, MoE layers …); None for a dense model."
+    return _moe_cfg(*resolve_model(name_or_dir))
 
 def _load_moe(model, ref: Path, moe: dict) -> None:
     from clipwb.moe.layer import apply_moe   # the MoE layer is defined later in the library
@@ -219,12 +257,40 @@ def save_model(model, dir: str | Path) -> Path:
     if cfg is None:
         raise ClipwbError("save_model: the model carries no `clipwb_config` (create it with clipwb.models.create_model, "
                           "or set model.clipwb_config = {'model_cfg': <open_clip model config dict>})")
+    if "members" in cfg:
+        raise ClipwbError(f"save_model: the model is the integration of {len(cfg['members'])} models and has no weights of its "
+                          "own; refer to it by its mcl run folder, or save its members")
     d = Path(dir); d.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), d / "open_clip_model.safetensors", metadata={"format": "pt"})
     pp = {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
     write_json(d / "open_clip_config.json", {"model_cfg": cfg["model_cfg"], "preprocess_cfg": pp,
                                              **({"moe": cfg["moe"]} if cfg.get("moe") else {})})
     return d
+
+# %% ../nbs/14_models.ipynb #c201fea2
+TOKENIZER_KEYS = ("context_length", "vocab_size", "hf_tokenizer_name", "tokenizer_kwargs")   # text_cfg entries the tokenizer reads
+
+def check_same_tokenizer(models: list[str | Path], *, where: str = "models") -> None:
+    "Raise `ConfigError` unless every model (name or folder) has the tokenizer configuration of the first."
+    keys = []
+    for m in models:
+        kind, ref = resolve_model(m)
+        if kind == "mcl": raise ConfigError(f"{where}: {m} is itself an mcl run; list its stage models instead")
+        text = _model_cfg(kind, ref).get("text_cfg", {})
+        keys.append({k: text.get(k) for k in TOKENIZER_KEYS})
+    for m, kk in zip(models[1:], keys[1:]):
+        if kk != keys[0]:
+            diff = {k: (keys[0][k], kk[k]) for k in TOKENIZER_KEYS if kk[k] != keys[0][k]}
+            raise ConfigError(f"{where}: {m} tokenizes differently from {models[0]} ({diff}: the first model's vs this one's); one token "
+                              "tensor feeds every model, so they must share the tokenizer (MCL stage models share their base's)")
+
+def mcl_members(run_dir: str | Path) -> list[str]:
+    "The stage models an mcl run folder integrates (its `experts.json`), checked to resolve and to share one tokenizer."
+    ms = listed_models(run_dir)
+    if not ms: raise DataError(f"{run_dir} has no experts.json: not the folder of an mcl run")
+    check_same_tokenizer(ms, where=f"mcl run {run_dir}")
+    return ms
+
 
 # %% ../nbs/14_models.ipynb #1d6cb55e
 TRAINABLE = {

@@ -83,6 +83,13 @@ def find_run(stage: str, cfg: StageConfig, root: str | Path | None = None) -> Pa
 def _is_run_dir(p: Path) -> bool:
     return (p / "params.yaml").is_file() and (p / "config.json").is_file()
 
+def _no_integration(x) -> str:
+    from clipwb.models import listed_models
+    load_stages()
+    takers = [s for s in STAGES.names() if any(m.get("integration") for m in ref_fields(STAGES.get(s)).values())]
+    return (f"{x} is an mcl run: as a model it is the integration of its stage models, which only {', '.join(takers)} "
+            f"take; this parameter needs one model with weights: pass one of its stage models ({', '.join(listed_models(x))})")
+
 def check_refs(cfg: StageConfig) -> dict[str, str]:
     "Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each model field's init."
     from clipwb.cards import load_card
@@ -102,7 +109,9 @@ def check_refs(cfg: StageConfig) -> dict[str, str]:
                 if kind == "model":
                     from clipwb.models import init_of
                     pre = getattr(cfg, meta["pretrained"]) if meta.get("pretrained") else None
-                    inits[name if not isinstance(v, (list, tuple)) else f"{name}[{i}]"] = init_of(x, pre)[0]
+                    init = init_of(x, pre)[0]
+                    if init.startswith("mcl:") and not meta.get("integration"): raise ConfigError(_no_integration(x))
+                    inits[name if not isinstance(v, (list, tuple)) else f"{name}[{i}]"] = init
             except ClipwbError as e:
                 raise ConfigError(f"{where}: {e}") from None
     return inits

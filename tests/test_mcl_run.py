@@ -1,4 +1,5 @@
-"""MCL stage pieces: cross-stage integration against a hand-computed concatenation; trainable presets and the lock rename."""
+"""MCL stage pieces: cross-stage integration against a hand-computed concatenation; an mcl run folder as a model
+(eval, embed, `clipwb run eval`) against the hand-built integration, checked before work; trainable presets and the lock rename."""
 import numpy as np
 import pytest
 import torch
@@ -47,3 +48,91 @@ def test_mcl_config_checks():
     with pytest.raises(ConfigError, match="one k for both"):
         MclCfg.tiny(k_image=3, k_text=2)
     assert MclCfg.tiny(clustering="image", k_image=10).k_stage == 10
+
+
+@pytest.fixture(scope="module")
+def mcl_dir(tmp_path_factory):
+    """A hand-made mcl run folder: two seeded micro stage models, experts.json with relative paths, stages.json."""
+    import json
+    from clipwb.models import save_model
+    d = tmp_path_factory.mktemp("mcl")
+    for s in (3, 4):
+        save_model(create_model("clipwb-micro", seed=s), d / f"stage{s}")
+    (d / "experts.json").write_text(json.dumps({"models": ["stage3", "stage4"]}))
+    (d / "stages.json").write_text("{}")
+    return d
+
+
+def _hand_integration(d):
+    """ConcatCLIP of the stage models built by hand (its outputs are checked against NumPy above), with member 0's preprocess."""
+    from clipwb.models import create_model_and_transforms
+    members = [create_model_and_transforms(str(d / f"stage{s}")) for s in (3, 4)]
+    return ConcatCLIP([m.eval() for m, _, _ in members]), members[0][2], members[0][0]
+
+
+def _hand_metrics(d):
+    """Held-out metrics (shapes test, 24 samples) of the hand-built integration, and of its first member alone."""
+    from clipwb.data.datasets import load_dataset
+    from clipwb.eval.run import evaluate
+    hand, pre, member0 = _hand_integration(d)
+    ds, tok = load_dataset("shapes", "test"), get_tokenizer("clipwb-micro")
+    return [evaluate(m, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"] for m in (hand, member0)]
+
+
+def test_eval_of_an_mcl_run_folder_is_the_hand_built_integration(mcl_dir, tmp_path):
+    from clipwb.eval.run import EvalCfg, run_eval
+    res = run_eval(EvalCfg.tiny(model=str(mcl_dir), limit=24, batch_size=16), tmp_path / "eval")
+    want, alone = _hand_metrics(mcl_dir)
+    assert want != alone                                   # the integration is not just its first member
+    assert {k: res.metrics[k] for k in want} == pytest.approx(want, abs=1e-6)
+    assert res.metrics["init"] == f"mcl:{mcl_dir.resolve()}"
+
+
+@pytest.mark.e2e
+def test_cli_eval_of_an_mcl_run_folder(mcl_dir, tmp_path):
+    """`clipwb run eval -p model <mcl run folder>`: papermill runs the stage notebook inside its run folder."""
+    from e2e_helpers import run
+    out = run("eval", tmp_path / "runs", model=str(mcl_dir), data="shapes", limit=24, batch_size=16)
+    want, _ = _hand_metrics(mcl_dir)
+    assert {k: out["metrics"][k] for k in want} == pytest.approx(want, abs=1e-6)
+    assert out["metrics"]["init"] == f"mcl:{mcl_dir.resolve()}"
+
+
+def test_embed_of_an_mcl_run_folder_is_the_integration(mcl_dir, tmp_path):
+    from clipwb.data.datasets import load_dataset
+    from clipwb.embed import EmbedCfg, encode_dataset, run_embed
+    run_embed(EmbedCfg.tiny(model=str(mcl_dir), limit=8, shard_size=8), tmp_path)
+    img = np.load(tmp_path / "embeddings" / "img_emb_00000.npy").astype(np.float32)
+    txt = np.load(tmp_path / "embeddings" / "text_emb_00000.npy").astype(np.float32)
+    hand, pre, _ = _hand_integration(mcl_dir)
+    enc = encode_dataset(hand, load_dataset("shapes", "train"), preprocess=pre, tokenizer=get_tokenizer("clipwb-micro"),
+                         indices=range(8), progress=False)
+    assert img.shape == (8, 64)
+    np.testing.assert_allclose(img, enc["image"], atol=2e-3)   # shards are float16
+    np.testing.assert_allclose(txt, enc["text"], atol=2e-3)
+
+
+def test_mcl_run_folder_is_checked_before_work(mcl_dir, tmp_path):
+    import json
+    from clipwb.models import save_model
+    from clipwb.pipeline import check_refs, plan_run
+    cfg, _, _ = plan_run("eval", {"model": str(mcl_dir)}, root=tmp_path / "runs")
+    assert check_refs(cfg) == {"model": f"mcl:{mcl_dir.resolve()}"}
+    plan_run("embed", {"model": str(mcl_dir)}, root=tmp_path / "runs")
+    for stage, params in (("train", {"model": str(mcl_dir)}), ("mcl", {"base": str(mcl_dir)})):
+        with pytest.raises(ConfigError, match="is an mcl run: .* only embed, eval take; .*stage3"):
+            plan_run(stage, params, root=tmp_path / "runs")
+    # members that would need other inputs: another context length (from the configs), another image mean (built)
+    bad = tmp_path / "bad"
+    save_model(create_model("clipwb-tiny"), bad / "tiny")
+    (bad / "experts.json").write_text(json.dumps({"models": [str(mcl_dir / "stage3"), "tiny"]}))
+    (bad / "stages.json").write_text("{}")
+    with pytest.raises(ConfigError, match="'context_length': \\(16, 32\\)"):
+        plan_run("eval", {"model": str(bad)}, root=tmp_path / "runs")
+    m = save_model(create_model("clipwb-micro", seed=5), bad / "mean")
+    conf = json.loads((m / "open_clip_config.json").read_text())
+    conf["preprocess_cfg"]["mean"] = [0.5, 0.5, 0.5]
+    (m / "open_clip_config.json").write_text(json.dumps(conf))
+    (bad / "experts.json").write_text(json.dumps({"models": [str(mcl_dir / "stage3"), "mean"]}))
+    with pytest.raises(ConfigError, match="member 1 differs from member 0 in \\{'mean'"):
+        create_model(bad)

@@ -30,7 +30,7 @@ RECALL_KS = (1, 5, 10)
 @dataclass
 class EvalCfg(StageConfig):
     "Parameters of the eval stage."
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of its stage models)
     pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
     data: str = card_field("shapes")  # data card id
     split: str = "test"             # split to evaluate

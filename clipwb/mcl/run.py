@@ -20,8 +20,8 @@ from ..io import read_json, write_json
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'STEP_FUNCTIONS', 'CLUSTERINGS', 'ConcatCLIP', 'load_concat', 'run_step', 'MclCfg', 'run_mcl', 'accuracy_table',
-           'mcl_figures', 'suppression_experiment', 'experiment_table']
+__all__ = ['log', 'STEP_FUNCTIONS', 'CLUSTERINGS', 'ConcatCLIP', 'concat_model', 'load_concat', 'run_step', 'MclCfg', 'run_mcl',
+           'accuracy_table', 'mcl_figures', 'suppression_experiment', 'experiment_table']
 
 # %% ../../nbs/41_mcl.run.ipynb #32b7faf6
 def _torch():
@@ -33,9 +33,17 @@ class ConcatCLIP(_torch().nn.Module):
     def __init__(self, models: list):
         super().__init__()
         if not models: raise ConfigError("ConcatCLIP needs at least one model")
+        pps, ctx = [_preprocess_cfg(m) for m in models], [getattr(m, "context_length", None) for m in models]
+        for i in range(1, len(models)):
+            if pps[i] != pps[0] or ctx[i] != ctx[0]:
+                diff = {k: (pps[0].get(k), pps[i].get(k)) for k in sorted(set(pps[0]) | set(pps[i])) if pps[0].get(k) != pps[i].get(k)}
+                if ctx[i] != ctx[0]: diff["context_length"] = (ctx[0], ctx[i])
+                raise ConfigError(f"ConcatCLIP: member {i} differs from member 0 in {diff} (member 0's vs member {i}'s); one image "
+                                  "tensor and one token tensor feed every member, so they must share preprocessing and "
+                                  "context length (MCL stage models do)")
         self.members = _torch().nn.ModuleList(models)
         self.text_projection = None
-        self.visual = SimpleNamespace(output_dim=sum(_out_dim(m) for m in models))
+        self.visual = SimpleNamespace(output_dim=sum(_out_dim(m) for m in models), preprocess_cfg=dict(pps[0]))
 
     def _cat(self, outs):
         F = _torch().nn.functional
@@ -51,19 +59,23 @@ def _out_dim(model) -> int:
     from clipwb.embed import _embed_dim
     return _embed_dim(model)
 
+def _preprocess_cfg(model) -> dict:
+    import open_clip
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
+
+def concat_model(model_dirs: list[str], **kw) -> ConcatCLIP:
+    "`ConcatCLIP` of model folders or names (`kw`: `clipwb.models.create_model` options); they must tokenize and preprocess alike."
+    from clipwb.models import check_same_tokenizer, create_model
+    check_same_tokenizer(model_dirs, where="ConcatCLIP")
+    cc = ConcatCLIP([create_model(d, **kw).eval() for d in model_dirs])
+    cc.clipwb_config = {"source": f"concat of {len(model_dirs)} models", "init": "concat", "members": [str(d) for d in model_dirs]}
+    return cc
+
 def load_concat(model_dirs: list[str], device="cpu"):
-    "`(ConcatCLIP, preprocess_val, tokenizer)` of the model folders; they must share image size and context length."
-    from clipwb.models import create_model_and_transforms, get_tokenizer
-    models, pre = [], None
-    for d in model_dirs:
-        m, _, p = create_model_and_transforms(d, device=device)
-        models.append(m.eval()); pre = pre or p
-    sizes = {tuple(np.atleast_1d(m.visual.image_size)) for m in models}
-    ctx = {int(m.context_length) for m in models}
-    if len(sizes) > 1 or len(ctx) > 1:
-        raise ConfigError(f"ConcatCLIP: members differ in image size {sizes} or context length {ctx}; "
-                          "integration needs models of one architecture (MCL stage models are)")
-    return ConcatCLIP(models), pre, get_tokenizer(model_dirs[0])
+    "`(ConcatCLIP, preprocess_val, tokenizer)` of the model folders (see `concat_model`)."
+    from clipwb.models import get_tokenizer, image_transforms
+    cc = concat_model(model_dirs, device=device)
+    return cc, image_transforms(cc)[1], get_tokenizer(model_dirs[0])
 
 # %% ../../nbs/41_mcl.run.ipynb #14cb8322
 STEP_FUNCTIONS = {"embed": "clipwb.embed:run_embed", "cluster": "clipwb.cluster.run:run_cluster",

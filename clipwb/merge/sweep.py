@@ -25,10 +25,10 @@ from .methods import MERGERS, interval
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_METHODS', 'GRID_COLUMNS', 'SCORE_RECALL', 'sweep_grid', 'sweep_needs', 'method_points',
-           'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point', 'check_mergeable',
-           'DatasetView', 'tail_view', 'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics',
-           'curve_figure', 'summary_figure', 'sweep_figures', 'layer_distance_figure']
+__all__ = ['log', 'DEFAULT_METHODS', 'GRID_COLUMNS', 'SCORE_RECALL', 'sweep_grid', 'sweep_needs', 'method_points', 'sweep_inputs',
+           'input_names', 'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point',
+           'check_mergeable', 'DatasetView', 'tail_view', 'sweep_points', 'run_merge_sweep', 'sweep_table',
+           'sweep_metrics', 'curve_figure', 'summary_figure', 'sweep_figures', 'layer_distance_figure']
 
 # %% ../../nbs/64_merge.sweep.ipynb #24f9872a
 _STRUCTURAL = ("input", "base")   # reference points: the inputs as they are, and the base; not merge methods
@@ -55,6 +55,24 @@ def _need(ok: bool, msg: str) -> None:
 DEFAULT_METHODS = ("linear", "task_arithmetic", "ties", "regmean", "fisher", "uniform_soup", "greedy_soup")
 GRID_COLUMNS = ("merge_ratio", "lam", "density", "alpha")   # grids that are config fields (and always table columns)
 
+def _experts_in(model: str) -> int | None:
+    "Experts of an MoE model folder; None for a dense model, a name, or a folder not made yet (a pipeline's planned step)."
+    from clipwb.models import is_mcl_run, moe_config
+    p = Path(str(model).removeprefix("local-dir:"))
+    if not p.is_dir(): return None
+    _need(not is_mcl_run(p), f"{model} is the folder of an mcl run; list its stage models (its experts.json) instead")
+    moe = moe_config(p)
+    return None if moe is None else int(moe["num_experts"])
+
+def sweep_inputs(models: Sequence[str]) -> list[tuple[str, int | None]]:
+    "`(model, expert)` of every merge input: a dense model is one input (expert None), an MoE model folder one per expert."
+    counts = [_experts_in(m) for m in models]
+    return [(m, k) for m, n in zip(models, counts) for k in ([None] if n is None else range(n))]
+
+def input_names(inputs: Sequence[tuple[str, int | None]]) -> list[str]:
+    "Labels of the inputs: the model string, followed by ' (expert k)' for an expert of an MoE model."
+    return [m if k is None else f"{m} (expert {k})" for m, k in inputs]
+
 def _registered(grid: str) -> list[float]:
     "Default values of a grid field: the registered grid of the first default method that sweeps it."
     return list(next(sweep_grid(m)[grid] for m in DEFAULT_METHODS if grid in sweep_grid(m)))
@@ -63,8 +81,8 @@ def _registered(grid: str) -> list[float]:
 @dataclass
 class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
-    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs
-    base: str | None = path_field("clipwb-micro", kind="model")  # θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
+    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs; an MoE model dir stands for its experts
+    base: str | None = path_field("clipwb-micro", kind="model")  # dense θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # merge methods to sweep: any of clipwb.merge.MERGERS
     merge_ratio: list[float] = field(default_factory=lambda: _registered("merge_ratio"))  # linear: weight r of models[0], in [0, 1]
     lam: list[float] = field(default_factory=lambda: _registered("lam"))       # task_arithmetic, ties: scale λ of the summed task vectors
@@ -99,8 +117,13 @@ class MergeSweepCfg(StageConfig):
         extra = self.extra_grids()
         return {g: list(getattr(self, g) if g in GRID_COLUMNS else extra.get(g, v)) for g, v in sweep_grid(method).items()}
 
+    def inputs(self) -> list[tuple[str, int | None]]:
+        "The merge inputs, `sweep_inputs(models)`: an MoE model folder stands for its experts."
+        return sweep_inputs(self.models)
+
     def check(self):
-        _need(len(self.models) >= 2, f"'models' needs 2 or more models to merge, got {self.models}")
+        n = len(self.inputs())
+        _need(n >= 2, f"'models' needs 2 or more models to merge (an MoE model folder counts its experts), got {self.models}")
         bad = [m for m in self.methods if m in _STRUCTURAL or m not in MERGERS]
         known = [*DEFAULT_METHODS, *sorted(set(MERGERS.names()) - set(DEFAULT_METHODS))]
         _need(self.methods and not bad, f"'methods': unknown or empty {bad or self.methods}; known: {known}")
@@ -121,11 +144,14 @@ class MergeSweepCfg(StageConfig):
         needs = {n: [m for m in self.methods if n in sweep_needs(m)] for n in ("base", "grams", "fisher", "heldout")}
         _need(self.base is not None or not needs["base"], f"{needs['base']} need the base θ_0 (task vectors θ_m − θ_0): set "
               "'base' to the model they were fine-tuned from, or drop these methods")
+        _need(self.base is None or _experts_in(self.base) is None, f"'base' {self.base} is an MoE model; task vectors need one "
+              "dense θ_0: pass the dense model its experts were trained from (for an MoE built from an mcl run, the run's base), "
+              "or a dense model made of it with clipwb.moe.collapse and saved with clipwb.models.save_model")
         _need(len(self.domains) > 0, "'domains' is empty: name at least one data card to evaluate on")
         for m in self.methods:     # a method whose points map to keywords may refuse the number of models
             to_kw = MERGERS.meta(m).get("point_kwargs")
             if to_kw:
-                try: to_kw(method_points(m, self.method_grid(m))[0], len(self.models))
+                try: to_kw(method_points(m, self.method_grid(m))[0], n)
                 except ConfigError as e: _need(False, str(e))
         if needs["grams"] or needs["fisher"]: self.stats_domain_list()
         if needs["heldout"]:
@@ -135,15 +161,16 @@ class MergeSweepCfg(StageConfig):
         _need(self.limit is None or self.limit >= 1, f"'limit' must be ≥ 1 or None, got {self.limit}")
 
     def stats_domain_list(self) -> list[str]:
-        "Data card of each model for its Grams / Fishers (aligned with `models`)."
+        "Data card of each input for its Grams / Fishers (aligned with `inputs()`)."
+        n = len(self.inputs())
         if self.stats_domains is not None:
-            _need(len(self.stats_domains) == len(self.models), f"'stats_domains' {self.stats_domains} must name one card per "
-                  f"model ({len(self.models)} models)")
+            _need(len(self.stats_domains) == n, f"'stats_domains' {self.stats_domains} must name one card per "
+                  f"model ({n} inputs)")
             return list(self.stats_domains)
-        if len(self.domains) == len(self.models): return list(self.domains)
+        if len(self.domains) == n: return list(self.domains)
         _need(len(self.domains) == 1, f"Grams and Fishers are computed on each model's own domain: set 'stats_domains' (one card per model); "
-              f"'domains' {self.domains} is not aligned with the {len(self.models)} models")
-        return list(self.domains) * len(self.models)
+              f"'domains' {self.domains} is not aligned with the {n} inputs")
+        return list(self.domains) * n
 
 # %% ../../nbs/64_merge.sweep.ipynb #7d028922
 SCORE_RECALL = ("retrieval/image_retrieval_recall@5", "retrieval/text_retrieval_recall@5")
@@ -220,15 +247,20 @@ class _Sweep:
     "Models, datasets and lazily computed statistics shared by the points of one sweep."
     def __init__(self, cfg: MergeSweepCfg, run_dir: Path):
         from clipwb.models import create_model_and_transforms, get_tokenizer
+        from clipwb.moe.init import expert_model, expert_state_dict
+        cfg.check()   # again: folders a pipeline had planned exist now, so their experts count
         self.cfg, self.run_dir, self.device = cfg, run_dir, get_device(cfg.device)
-        names = list(cfg.models) + ([cfg.base] if cfg.base else [])
-        sds = []
-        for i, name in enumerate(names):
-            model, _, pre = create_model_and_transforms(name)
-            if i == 0: self.work, self.preprocess = model.to(self.device).eval(), pre
-            sds.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-        check_mergeable(sds, names)
-        self.models, self.base = sds[:len(cfg.models)], (sds[-1] if cfg.base else None)
+        inputs = cfg.inputs()
+        self.names = input_names(inputs)
+        sds, last = [], (None, None)
+        for i, (name, k) in enumerate(inputs + ([(cfg.base, None)] if cfg.base else [])):
+            if last[0] != name: last = (name, create_model_and_transforms(name))   # an MoE model once for all its experts
+            model, _, pre = last[1]
+            if i == 0: self.work, self.preprocess = (model if k is None else expert_model(model, 0)).to(self.device).eval(), pre
+            sd = model.state_dict() if k is None else expert_state_dict(model, k)
+            sds.append({n: v.detach().to("cpu", copy=True) for n, v in sd.items()})
+        check_mergeable(sds, self.names + ([cfg.base] if cfg.base else []))
+        self.models, self.base = sds[:len(inputs)], (sds[-1] if cfg.base else None)
         self.tokenizer = _MemoTokenizer(get_tokenizer(cfg.models[0]))
         self._ds, self._stats = {}, {}
 
@@ -258,7 +290,7 @@ class _Sweep:
             from clipwb.merge import stats as S
             c, out = self.cfg, []
             for i, (sd, card) in enumerate(zip(self.models, c.stats_domain_list())):
-                ctx = {"model": c.models[i], "card": card, "split": c.stats_split, "limit": c.stats_limit, "seed": c.seed}
+                ctx = {"model": self.names[i], "card": card, "split": c.stats_split, "limit": c.stats_limit, "seed": c.seed}
                 path = self.run_dir / "stats" / f"{point_key(kind, {'model': i}, ctx)}.safetensors"
                 if not path.is_file():
                     self.work.load_state_dict(sd)
@@ -290,7 +322,7 @@ class _Sweep:
 
 def sweep_points(cfg: MergeSweepCfg) -> list[tuple[str, dict]]:
     "Every (method, params) of a sweep: the inputs, the base, then each method's grid."
-    pts = [("input", {"model": i}) for i in range(len(cfg.models))] + ([("base", {})] if cfg.base else [])
+    pts = [("input", {"model": i}) for i in range(len(cfg.inputs()))] + ([("base", {})] if cfg.base else [])
     return pts + [(m, p) for m in cfg.methods for p in method_points(m, cfg.method_grid(m))]
 
 def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
@@ -410,7 +442,7 @@ def summary_figure(table):
 
 def sweep_figures(table, cfg: MergeSweepCfg) -> dict:
     "Curve figures of the swept methods and the summary bars."
-    figs = {f"curve_{m}": curve_figure(table, m, cfg.models) for m in cfg.methods if sweep_grid(m)}
+    figs = {f"curve_{m}": curve_figure(table, m, input_names(cfg.inputs())) for m in cfg.methods if sweep_grid(m)}
     figs["summary"] = summary_figure(table)
     return figs
 

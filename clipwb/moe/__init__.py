@@ -8,7 +8,8 @@ __all__ = []
 # %% ../../nbs/46_moe.__init__.ipynb #30645cf9
 from .layer import (MoEMLP, RoutingLog, RoutingRecord, apply_moe, has_moe, load_balancing_loss,
                               moe_aux_loss, moe_blocks, moe_layers_of, router_z_loss, towers)
-from .init import check_shared, collapse, dense_state_dict, expert_models, from_experts, upcycle
+from .init import (check_shared, collapse, dense_state_dict, expert_model, expert_models, expert_state_dict,
+                             from_experts, upcycle)
 from .routing import (Routing, RoutingStats, collect_routing, label_expert_figure, layer_label_figure,
                                 load_figure, mi_figure, mutual_information, routing_figures, routing_stats,
                                 routing_tables, routing_widget)

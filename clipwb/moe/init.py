@@ -12,21 +12,19 @@ from typing import Sequence
 import torch
 
 from ..core import ConfigError, DataError, get_logger
-from ..io import load_tensors, read_json
-from ..models import create_model, resolve_model, save_model
+from ..io import load_tensors
+from ..models import create_model, listed_models, resolve_model, save_model
 from .layer import apply_moe, has_moe, moe_layers_of, towers
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'expert_models', 'check_shared', 'from_experts', 'upcycle', 'dense_state_dict', 'collapse']
+__all__ = ['log', 'expert_models', 'check_shared', 'from_experts', 'upcycle', 'dense_state_dict', 'expert_state_dict', 'collapse',
+           'expert_model']
 
 # %% ../../nbs/43_moe.init.ipynb #81f3f484
 def _expand(e) -> list:
-    p = Path(str(e))
-    if (p / "experts.json").is_file():   # an MCL run dir: its models, paths relative to it where not absolute
-        return [m if Path(m).is_absolute() or Path(m).exists() else str(p / m) for m in read_json(p / "experts.json")["models"]]
-    return [e]
+    return listed_models(e) or [e]   # a run dir with experts.json (an mcl run): its models
 
 def expert_models(experts: str | Path | Sequence[str | Path]) -> list[str]:
     "Expert models from a list (or comma-separated string) of model dirs, train run dirs or names; a run dir with `experts.json` stands for its models."
@@ -88,9 +86,8 @@ def upcycle(model, num_experts: int, *, top_k: int = 2, moe_layers: int | None =
                      experts=[src] * num_experts, **moe_opts)
 
 # %% ../../nbs/43_moe.init.ipynb #10236731
-def dense_state_dict(model, method: str = "uniform_soup", **kw) -> dict:
-    "The MoE model's state dict with each MoE layer's experts merged into one dense MLP by a MERGERS `method`."
-    from clipwb.merge.methods import merge
+def _dense(model, combine) -> dict:
+    "The MoE model's state dict with each MoE layer's experts (fp32 state dicts) replaced by `combine(experts)`."
     model = getattr(model, "module", model)
     names = {id(m): n for n, m in model.named_modules()}
     sd = {k: v for k, v in model.state_dict().items()}
@@ -98,22 +95,45 @@ def dense_state_dict(model, method: str = "uniform_soup", **kw) -> dict:
         for _, moe in layers:
             prefix = names[id(moe)] + "."
             experts = [{k: v.detach().float() for k, v in e.state_dict().items()} for e in moe.experts]
-            kw_ = {"base": experts[0], **kw} if method in ("task_arithmetic", "ties") else kw
-            merged = merge(method, experts, **kw_)
+            merged = combine(experts)
             for k in [k for k in sd if k.startswith(prefix)]: del sd[k]
             sd.update({prefix + k: v.to(moe.c_fc.weight.dtype) for k, v in merged.items()})
     return sd
 
-def collapse(model, method: str = "uniform_soup", **kw):
-    "A dense open_clip model: the MoE model with every MoE layer's experts merged by `method` (see `dense_state_dict`)."
+def dense_state_dict(model, method: str = "uniform_soup", **kw) -> dict:
+    "The MoE model's state dict with each MoE layer's experts merged into one dense MLP by a MERGERS `method`."
+    from clipwb.merge.methods import merge
+    return _dense(model, lambda ex: merge(method, ex, **({"base": ex[0], **kw} if method in ("task_arithmetic", "ties") else kw)))
+
+def _n_experts(model) -> int:
+    model = getattr(model, "module", model)
+    if not has_moe(model): raise ConfigError("the model has no MoE layers (a dense model is its own only expert)")
+    return int(model.clipwb_config["moe"]["num_experts"])
+
+def expert_state_dict(model, k: int) -> dict:
+    "Dense state dict of expert `k`: the MoE model with every MoE layer's MLP replaced by its expert `k` (router dropped)."
+    n = _n_experts(model)
+    if not 0 <= k < n: raise ConfigError(f"expert {k}: the MoE model has experts 0 … {n - 1}")
+    return _dense(model, lambda ex: ex[k])
+
+def _dense_model(model, sd: dict, source: str):
     from open_clip.model import CLIP, CustomTextCLIP
     model = getattr(model, "module", model)
-    if not has_moe(model): raise ConfigError("collapse: the model has no MoE layers")
     cfg = copy.deepcopy(model.clipwb_config["model_cfg"])
     cls = CustomTextCLIP if cfg.get("custom_text") or "hf_model_name" in cfg.get("text_cfg", {}) else CLIP
     cfg.pop("custom_text", None)
     dense = cls(**cfg)
-    dense.load_state_dict(dense_state_dict(model, method, **kw))
+    dense.load_state_dict(sd)
     dense.to(model.logit_scale.device)
-    dense.clipwb_config = {"model_cfg": model.clipwb_config["model_cfg"], "source": f"collapse({method})"}
+    dense.clipwb_config = {"model_cfg": model.clipwb_config["model_cfg"], "source": source}
     return dense
+
+def collapse(model, method: str = "uniform_soup", **kw):
+    "A dense open_clip model: the MoE model with every MoE layer's experts merged by `method` (see `dense_state_dict`)."
+    if not has_moe(model): raise ConfigError("collapse: the model has no MoE layers")
+    return _dense_model(model, dense_state_dict(model, method, **kw), f"collapse({method})")
+
+def expert_model(model, k: int):
+    "A dense open_clip model: expert `k` of the MoE model (see `expert_state_dict`)."
+    return _dense_model(model, expert_state_dict(model, k), f"expert {k} of {model.clipwb_config.get('source')}")
+
