@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export clean-nbs docs
+.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,8 +61,11 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_moe.py
 	$(PY) benchmarks/bench_mode.py
 
-export: install    ## regenerate clipwb/ from nbs/ and clean notebooks
-	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
+export: install    ## regenerate clipwb/ from nbs/, the stage notebooks' parameters cells, and clean notebooks
+	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean
+
+sync-params: install  ## rewrite each stage notebook's parameters cell from its config class (after changing one)
+	$(PY) tools/sync_stage_params.py
 
 docs: install
 	$(VENV)/bin/nbdev_docs

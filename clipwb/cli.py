@@ -8,35 +8,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 from .core import ClipwbError, ConfigError, runs_dir
-from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_names, stage_notebook, write_index, _utc
+from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_names, write_index, _utc
 
 # %% auto #0
-__all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'PARAM_HELP', 'parameter_docs', 'describe_stages', 'demo_plan', 'run_demo', 'main']
+__all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'PARAM_HELP', 'describe_stages', 'demo_plan', 'run_demo', 'main']
 
 # %% ../nbs/71_cli.ipynb #4ce76337
-def parameter_docs(stage: str) -> dict[str, str]:
-    "Comment of each parameter in the stage notebook's `parameters` cell."
-    nb = json.loads(stage_notebook(stage).read_text())
-    src = next(("".join(c["source"]) for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])), "")
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^(\w+)\s*:[^=\n]*=[^#\n]*#\s*(.*)$", src, re.M)}
-
 def describe_stages() -> str:
-    "Text listing every stage, in pipeline order, with its parameters."
-    from clipwb.config import STAGES
-    import dataclasses
+    "Text listing every stage, in pipeline order, with the names, types, defaults and help of its `parameters` cell."
+    from clipwb.config import STAGES, param_table
     lines = []
     for st in stage_names():
-        cls, docs = STAGES.get(st), parameter_docs(st)
+        cls = STAGES.get(st)
         lines.append(f"{st}  ({STAGES.meta(st)['notebook']}: {(cls.__doc__ or '').strip()})")
-        for f in dataclasses.fields(cls):
-            d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            t = getattr(cls.field_types()[f.name], "__name__", None) or str(cls.field_types()[f.name])
-            lines.append(f"  -p {f.name} <{t}>  default {d!r}  {docs.get(f.name, '')}".rstrip())
+        lines += [f"  -p {n} <{t}>  default {d}  {h}".rstrip() for n, t, d, h in param_table(cls)]
     return "\n".join(lines)
 
 # %% ../nbs/71_cli.ipynb #ba8d5b08

@@ -5,9 +5,14 @@
 # %% ../nbs/02_config.ipynb #c7b8cbc3
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +23,8 @@ from .core import ConfigError
 from .registry import Registry, meta_keys
 
 # %% auto #0
-__all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig', 'Result']
+__all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig',
+           'comment_help', 'param_help', 'type_text', 'py_literal', 'param_table', 'Result']
 
 # %% ../nbs/02_config.ipynb #5d6c7a13
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -181,6 +187,75 @@ class StageConfig:
     def tiny(cls, **overrides):
         "The smoke-sized config (the defaults), with `overrides` applied strictly."
         return cls(**cls.validate_params(overrides))
+
+# %% ../nbs/02_config.ipynb #7bf70ab3
+def comment_help(src: str, name: str | None = None) -> dict[str, str]:
+    "Field name → help in class `name` (default: the first) of `src`: the comment beside it, else those right above."
+    src = textwrap.dedent(src)
+    try: tree = ast.parse(src)
+    except SyntaxError as e: raise ConfigError(f"comment_help: the source does not parse ({e})") from None
+    cls = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and name in (None, n.name)), None)
+    if cls is None: raise ConfigError(f"comment_help: no class {name or ''} in the source".replace("  ", " "))
+    text = src.splitlines()
+    notes = {t.start[0]: t.string[1:].strip() for t in tokenize.generate_tokens(io.StringIO(src).readline)
+             if t.type == tokenize.COMMENT}
+    alone = {i for i in notes if text[i - 1].lstrip().startswith("#")}   # lines that hold only a comment
+    out = {}
+    for node in cls.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)): continue
+        tail = [notes[i] for i in range(node.lineno, node.end_lineno + 1) if i in notes and i not in alone]
+        above, i = [], node.lineno - 1
+        while i in alone: above.insert(0, notes[i]); i -= 1
+        out[node.target.id] = " ".join(tail or above)
+    return out
+
+def param_help(cls) -> dict[str, str]:
+    "Field name → help of a config class or instance: the comments beside its fields in the source, bases included."
+    cls = cls if isinstance(cls, type) else type(cls)
+    found = {}
+    for k in reversed(cls.__mro__):
+        if not vars(k).get("__annotations__") or not dataclasses.is_dataclass(k): continue
+        try: src = inspect.getsource(k)
+        except (OSError, TypeError) as e:
+            raise ConfigError(f"{k.__name__}: no source to read its parameter help from ({e}); the help of a config "
+                              "field is the comment beside it: define config classes in a module, not in a notebook cell"
+                              ) from None
+        found.update(comment_help(src, k.__name__))
+    return {f.name: found.get(f.name, "") for f in dataclasses.fields(cls)}
+
+def type_text(tp: Any) -> str:
+    "A field type written the way papermill's parameter inference reads it: `int`, `list[str]`, `Optional[float]`."
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1 and len(args) == 2: return f"Optional[{type_text(inner[0])}]"
+        return "Union[" + ", ".join(type_text(a) for a in args) + "]"
+    if origin is not None: return f"{origin.__name__}[{', '.join(type_text(a) for a in args)}]"
+    if tp is type(None): return "None"
+    if not isinstance(getattr(tp, "__name__", None), str): raise ConfigError(f"type_text: cannot write the type {tp!r}")
+    return tp.__name__
+
+def py_literal(v: Any) -> str:
+    "`v` (None, bool, int, float, str, or a list or tuple of them) as Python source that evaluates to it."
+    if isinstance(v, str): s = f'"{v}"' if v.isprintable() and not set('"\\') & set(v) else repr(v)
+    elif isinstance(v, list): s = "[" + ", ".join(py_literal(x) for x in v) + "]"
+    elif isinstance(v, tuple): s = "(" + ", ".join(py_literal(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    elif v is None or isinstance(v, (bool, int, float)): s = repr(v)
+    else: raise ConfigError(f"py_literal: {v!r} ({type(v).__name__}) has no literal form")
+    try: same = ast.literal_eval(s) == v
+    except (ValueError, SyntaxError): same = False
+    if not same: raise ConfigError(f"py_literal: {v!r} is not a literal Python can read back (written as {s})")
+    return s
+
+def param_table(cls) -> list[tuple[str, str, str, str]]:
+    "`(name, type, default, help)` of every field of a config class, as text: what its stage's `parameters` cell shows."
+    helps, types_, rows = param_help(cls), cls.field_types(), []
+    for f in dataclasses.fields(cls):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{cls.__name__}.{f.name}: no default; stage parameters need smoke-sized defaults")
+        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((f.name, type_text(types_[f.name]), py_literal(d), helps[f.name]))
+    return rows
 
 # %% ../nbs/02_config.ipynb #8d5ab0d3
 @dataclass

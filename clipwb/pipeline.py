@@ -5,12 +5,13 @@
 # %% ../nbs/70_pipeline.ipynb #24fbecbd
 from __future__ import annotations
 
-import logging
+import json
 import math
 import os
 import re
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import STAGES, Result, StageConfig, ref_fields
+from .config import STAGES, Result, StageConfig, param_table, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
 from .registry import load_plugins
@@ -26,9 +27,9 @@ from .registry import load_plugins
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'StageFailed', 'load_stages', 'stage_names', 'stage_config', 'stage_notebook', 'is_complete', 'find_run',
-           'check_refs', 'run_key', 'key_changes', 'plan_run', 'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir',
-           'finish', 'RunInfo', 'run_stage', 'write_index']
+__all__ = ['log', 'PARAMS_LINE', 'StageFailed', 'load_stages', 'stage_names', 'stage_config', 'stage_notebook', 'parameters_cell',
+           'sync_parameter_cells', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run',
+           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish', 'RunInfo', 'run_stage', 'write_index']
 
 # %% ../nbs/70_pipeline.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -62,6 +63,52 @@ def stage_notebook(stage: str) -> Path:
     p = nb if nb.is_absolute() else stages_dir() / nb
     if not p.is_file(): raise ClipwbError(f"stage '{stage}': notebook {p} is missing")
     return p
+
+# %% ../nbs/70_pipeline.ipynb #35f65a7b
+PARAMS_LINE = 120   # the longest line of a generated parameters cell
+_RUN_DIR_ROW = ("run_dir", "str", '""', 'output folder ("" → a new temporary folder)')
+
+def parameters_cell(stage: str) -> str:
+    "A stage notebook's `parameters` cell from its config: `name: type = default  # help` per field, `run_dir` last."
+    cls = stage_config(stage)
+    rows = [*param_table(cls), _RUN_DIR_ROW]
+    for name, _, _, h in rows:
+        if not h: raise ConfigError(f"{cls.__name__}.{name}: no help text; write it as a comment beside the field")
+        if "=" in h: raise ConfigError(f"{cls.__name__}.{name}: its help {h!r} contains '=', which makes papermill "
+                                       "skip the parameter; reword it")
+    codes = [f"{n}: {t} = {d}" for n, t, d, _ in rows]
+    if long := [c for c in codes if len(c) > PARAMS_LINE]:
+        raise ConfigError(f"{cls.__name__}: parameter line(s) longer than {PARAMS_LINE} characters: {long}")
+    width = max(len(c) for c in codes if len(c) <= 36)   # help comments line up after the short lines
+    typing_names = [w for w in ("Optional", "Union") if any(f"{w}[" in t for _, t, _, _ in rows)]
+    lines = [f"from typing import {', '.join(typing_names)}"] if typing_names else []
+    for code, (*_, h) in zip(codes, rows):
+        line = f"{code.ljust(width)}  # {h}"
+        if len(line) > PARAMS_LINE: line = f"{code}  # {h}"
+        if len(line) > PARAMS_LINE:   # the help goes above the line (papermill then shows no help for it)
+            lines += textwrap.wrap(h, PARAMS_LINE, initial_indent="# ", subsequent_indent="# ")
+            line = code
+        lines.append(line)
+    return "\n".join(lines)
+
+def sync_parameter_cells(*, check: bool = False, folder: str | Path | None = None) -> list[Path]:
+    "Rewrite each stage notebook's `parameters` cell (in `folder`, default `stages_dir()`); returns those changed."
+    load_stages()
+    folder, changed = Path(folder) if folder else stages_dir(), []
+    for stage in STAGES.names():
+        if Path(STAGES.meta(stage)["notebook"]).is_absolute(): continue   # a plug-in's notebook is its package's
+        p = folder / STAGES.meta(stage)["notebook"]
+        if not p.is_file(): raise ClipwbError(f"stage '{stage}': notebook {p} is missing")
+        nb = json.loads(p.read_text())
+        cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        if len(cells) != 1: raise ClipwbError(f"{p}: {len(cells)} cells tagged 'parameters'; a stage notebook has one")
+        text = parameters_cell(stage)
+        if "".join(cells[0]["source"]) == text: continue
+        changed.append(p)
+        if not check:
+            cells[0]["source"] = text.splitlines(keepends=True)
+            atomic_write_text(p, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return changed
 
 # %% ../nbs/70_pipeline.ipynb #fb38ecac
 def _utc() -> str:
@@ -232,10 +279,6 @@ def _kernel_uses_this_python() -> None:
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
-class _TypedParamsKnown(logging.Filter):
-    "papermill cannot infer `str | None` or `list[str]` parameters and warns they are unknown; clipwb has validated them."
-    def filter(self, r): return not r.getMessage().startswith("Passed unknown parameter")
-
 _PATH_ENV = ("CLIPWB_RUNS", "CLIPWB_CACHE", "CLIPWB_CARDS", "CLIPWB_DATA")
 
 class _KernelEnv:
@@ -258,8 +301,6 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
              ) -> RunInfo:
     "Validate, then execute the stage notebook into its run directory (skip if complete)."
     import papermill as pm
-    pm_log = logging.getLogger("papermill")
-    if not any(isinstance(f, _TypedParamsKnown) for f in pm_log.filters): pm_log.addFilter(_TypedParamsKnown())
     if run_dir is None: cfg, run_dir, status = plan_run(stage, params or {}, root=root, force=force, on_stale=on_stale)
     else:   # what it refers to is checked by start_run
         cls, run_dir = stage_config(stage), Path(run_dir)

@@ -155,7 +155,7 @@ class TrainCfg(StageConfig):
     init: str | None = path_field(None) # start from the weights of this model dir / run dir (None: `model`'s own)
     epochs: int = 1                     # passes over the data
     max_steps: int | None = 4           # stop after this many optimizer steps (None: all epochs)
-    batch_size: int = 16                # pairs per step and process (global batch = batch_size × processes)
+    batch_size: int = 16                # pairs per step and process (global batch: batch_size × processes)
     lr: float = 5e-4                    # peak learning rate (AdamW, betas 0.9/0.98, eps 1e-6)
     wd: float = 0.2                     # weight decay on weight matrices
     warmup: int = 2                     # linear warmup steps, then cosine to 0

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from e2e_helpers import clipwb, run
@@ -44,11 +45,48 @@ def test_embed(root, trained):
     assert img.shape == (40, m["dim"]) and meta["id"].is_unique
 
 
-def test_eval(root, trained):
-    out = run("eval", root, model=trained["run_dir"], data="shapes", limit=32)
-    m = out["metrics"]
-    assert any(k.startswith("retrieval/") for k in m) and any(k.startswith("zeroshot/") for k in m)
-    assert all(0 <= v <= 1 for k, v in m.items() if k.startswith(("retrieval/", "zeroshot/")))
+def _recall_at_k(queries, candidates, target, ks):
+    """Brute force (float64, stable sort): the fraction of queries whose target candidate is among the k best."""
+    pos = np.argsort(-(queries @ candidates.T), axis=1, kind="stable").argsort(axis=1)[np.arange(len(target)), target]
+    return {k: float(np.mean(pos < k)) for k in ks}
+
+
+def test_eval_metrics_recomputed_from_saved_embeddings(root, trained):
+    """The eval stage's recall@k and zero-shot accuracy equal NumPy brute force over the embed stage's saved fp16 shards
+    of the same model and split (class prompts embedded here with open_clip's own loader), up to fp16 rounding."""
+    import open_clip
+    import torch
+    from clipwb.data.datasets import load_dataset
+    from clipwb.eval.zeroshot import TEMPLATES
+    from clipwb.io import load_embeddings
+    from clipwb.models import get_tokenizer
+    ev = run("eval", root, model=trained["run_dir"], data="shapes", split="test", limit="none")["metrics"]
+    em = run("embed", root, model=trained["run_dir"], data="shapes", split="test", limit="none", shard_size=64)
+    img, txt, meta = load_embeddings(Path(em["run_dir"]) / "embeddings")
+    n = len(meta)
+    assert ev["n_samples"] == n > 100 and em["metrics"]["n_skipped"] == 0
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    img, txt = unit(img.astype(np.float64)), unit(txt.astype(np.float64))
+    tol = 2 / n   # fp16 shards vs the eval's fp32 embeddings: at most two near-tied queries may change sides
+    ks = (1, 5, 10)
+    for k, v in _recall_at_k(txt, img, np.arange(n), ks).items():      # one caption per shapes image
+        assert abs(ev[f"retrieval/image_retrieval_recall@{k}"] - v) <= tol, (k, ev[f"retrieval/image_retrieval_recall@{k}"], v)
+    for k, v in _recall_at_k(img, txt, np.arange(n), ks).items():
+        assert abs(ev[f"retrieval/text_retrieval_recall@{k}"] - v) <= tol, (k, ev[f"retrieval/text_retrieval_recall@{k}"], v)
+    model_dir = Path(trained["run_dir"]) / "model"
+    model = open_clip.create_model(f"local-dir:{model_dir}").eval()
+    tok, ds, checked = get_tokenizer(str(model_dir)), load_dataset("shapes", "test"), 0
+    for lab in ds.label_names():
+        names = ds.classnames(lab)
+        prompts = [t.replace("{c}", c) for c in names for t in TEMPLATES["shapes"]]
+        with torch.no_grad():
+            w = unit(model.encode_text(tok(prompts)).double().numpy())
+        w = unit(w.reshape(len(names), len(TEMPLATES["shapes"]), -1).mean(1))
+        target = np.array([names.index(c) for c in meta[lab]])
+        acc1 = float(np.mean((img @ w.T).argmax(1) == target))
+        assert abs(ev[f"zeroshot/{lab}/acc1"] - acc1) <= tol, (lab, ev[f"zeroshot/{lab}/acc1"], acc1)
+        checked += 1
+    assert checked == 5
 
 
 @pytest.fixture(scope="module")

@@ -80,27 +80,50 @@ def test_export_in_sync(tmp_path):
         assert (tmp_path / rel).read_text() == py.read_text(), f"{rel} is out of sync: run nbdev_export"
 
 
-@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
-def test_stage_notebook_shape(nb):
-    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell whose names and defaults equal the config's."""
-    import dataclasses
+def _stage_of(nb):
     from clipwb.config import STAGES
     from clipwb.pipeline import load_stages
+    load_stages()
+    return next(s for s in STAGES.names() if STAGES.meta(s)["notebook"] == nb.name)
+
+
+@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
+def test_stage_notebook_shape(nb):
+    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the config class."""
+    from clipwb.pipeline import parameters_cell
     cells = _cells(nb)
     assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
     assert not any("#| export" in "".join(c["source"]) for c in cells)
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1
-    load_stages()
-    stage = next(s for s in STAGES.names() if STAGES.meta(s)["notebook"] == nb.name)
-    cls = STAGES.get(stage)
-    ns = {}
-    exec("".join(params[0]["source"]), ns)
-    ns = {k: v for k, v in ns.items() if not k.startswith("__")}
-    fields = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory()) for f in dataclasses.fields(cls)}
-    assert set(ns) == set(fields) | {"run_dir"}, f"{nb.name}: parameters differ from {cls.__name__}"
-    assert {k: ns[k] for k in fields} == fields, f"{nb.name}: defaults differ from {cls.__name__}"
-    assert ns["run_dir"] == ""
+    assert "".join(params[0]["source"]) == parameters_cell(_stage_of(nb)), (
+        f"{nb.name}: the parameters cell differs from its config class; regenerate it with `make sync-params` "
+        "(python tools/sync_stage_params.py) and commit the notebook")
+
+
+@pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
+def test_stage_parameters_as_papermill_reads_them(nb):
+    """papermill's parameter inference (its unknown-parameter warning, `--help-notebook`) finds every field, with its default and help."""
+    import ast
+    import dataclasses
+    import logging
+    import papermill
+    from clipwb.config import STAGES, param_help
+    from clipwb.pipeline import parameters_cell
+    cls = STAGES.get(_stage_of(nb))
+    logging.getLogger("papermill").setLevel(logging.ERROR)     # its 'Unable to parse line' warnings are checked below instead
+    got = papermill.inspect_notebook(str(nb))
+    fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+              for f in dataclasses.fields(cls)}
+    assert set(got) == set(fields) | {"run_dir"}, f"{nb.name}: papermill misses {sorted(set(fields) - set(got))}"
+    assert {k: ast.literal_eval(got[k]["default"]) for k in fields} == fields
+    assert got["run_dir"]["default"] == '""'
+    helps, cell = param_help(cls), parameters_cell(_stage_of(nb))
+    # a help too long to sit beside its line goes above it, where papermill does not look
+    beside = {l.split(":")[0] for l in cell.splitlines() if not l.startswith(("#", "from ")) and "  # " in l}
+    assert len(beside) > len(fields) // 2, f"{nb.name}: most help should fit beside its line"
+    for k in fields:
+        assert got[k]["help"] == (helps[k] if k in beside else ""), (k, got[k]["help"], helps[k])
 
 
 def test_every_stage_has_a_notebook():

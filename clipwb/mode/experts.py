@@ -171,7 +171,7 @@ class ModeSetup(StageConfig):
     embeddings: str | None = path_field(None)  # embed run of the seed's training data (None: embed it here with the seed)
     encoder: str = "minilm"          # caption encoder: minilm, clip, simcse
     encoder_model: str | None = path_field(None, kind="name_or_path")  # clip: the open_clip model (None: the seed's); simcse: the weights folder
-    k: int = 2                       # coarse clusters = experts
+    k: int = 2                       # coarse clusters, one expert each
     k_fine: int = 8                  # fine clusters
     assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'
     fraction: float | None = None    # share of pairs the fine clusters are fitted on (None: all, at most 100,000)

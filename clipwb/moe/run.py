@@ -30,7 +30,7 @@ TRAIN_PARTS = {"router": "router", "router+experts": r"router,\.mlp\.experts\."}
 class MoeCfg(StageConfig):
     "Parameters of the moe stage."
     experts: list[str] = field(default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # MCL run dir (experts.json) or models, base first
-    init: str = "mcl"                   # 'mcl' (expert i = model i's MLPs) or 'upcycle' (copies of the base MLP)
+    init: str = "mcl"                   # 'mcl' (expert i is model i's MLPs) or 'upcycle' (copies of the base MLP)
     num_experts: int | None = None      # upcycle: number of experts (None: as many as `experts`)
     top_k: int = 2                      # experts per token
     moe_layers: int | None = None       # MoE in the last `moe_layers` blocks of each tower (None: all; text clamped)
