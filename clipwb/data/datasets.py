@@ -24,7 +24,8 @@ from ..registry import check_kwargs
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'load_dataset', 'shard_batches', 'shard_epoch_batches', 'make_loader', 'PrepareCfg', 'run_prepare']
+__all__ = ['log', 'load_dataset', 'shard_batches', 'shard_epoch_batches', 'make_loader', 'DatasetView', 'tail_view', 'PrepareCfg',
+           'run_prepare']
 
 # %% ../../nbs/13_data.datasets.ipynb #81329a76
 def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
@@ -127,6 +128,25 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
                           num_workers=num_workers, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
     return DataLoader(_Items(ds, preprocess), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       drop_last=drop_last, collate_fn=collate, pin_memory=pin_memory, persistent_workers=False)
+
+# %% ../../nbs/13_data.datasets.ipynb #125876c0
+class DatasetView:
+    "Samples `indices` of a dataset, with its interface (ids, captions, all captions, labels, templates)."
+    def __init__(self, ds, indices: Sequence[int]):
+        self.ds, self.indices = ds, [int(i) for i in indices]
+        self.ids, self.captions = [ds.ids[i] for i in self.indices], [ds.captions[i] for i in self.indices]
+        self.card, self.split, self.templates, self.skipped = ds.card, ds.split, ds.templates, []
+    def __len__(self) -> int: return len(self.indices)
+    def __getitem__(self, i: int): return self.ds[self.indices[i]]
+    def load_image(self, i: int): return self.ds.load_image(self.indices[i])
+    def all_captions(self, i: int) -> list[str]: return self.ds.all_captions(self.indices[i])
+    def label_names(self) -> list[str]: return self.ds.label_names()
+    def classnames(self, label: str) -> list[str]: return self.ds.classnames(label)
+    def targets(self, label: str) -> np.ndarray: return np.asarray(self.ds.targets(label))[self.indices]
+
+def tail_view(ds, n: int) -> DatasetView:
+    "The last `n` samples of `ds` (all of it when shorter)."
+    return DatasetView(ds, range(max(0, len(ds) - n), len(ds)))
 
 # %% ../../nbs/13_data.datasets.ipynb #594fb824
 @STAGES.register("prepare", notebook="01_prepare.ipynb")

@@ -19,6 +19,7 @@ import torch
 
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_device, get_logger, seed_everything
+from ..data.datasets import tail_view
 from ..io import load_tensors, read_json, save_tensors, write_json
 from .methods import MERGERS, interval
 
@@ -27,8 +28,8 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'DEFAULT_METHODS', 'GRID_COLUMNS', 'SCORE_RECALL', 'sweep_grid', 'sweep_needs', 'method_points', 'sweep_inputs',
            'input_names', 'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point',
-           'check_mergeable', 'DatasetView', 'tail_view', 'sweep_points', 'run_merge_sweep', 'sweep_table',
-           'sweep_metrics', 'curve_figure', 'summary_figure', 'sweep_figures', 'layer_distance_figure']
+           'check_mergeable', 'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics', 'curve_figure',
+           'summary_figure', 'sweep_figures', 'layer_distance_figure']
 
 # %% ../../nbs/64_merge.sweep.ipynb #24f9872a
 _STRUCTURAL = ("input", "base")   # reference points: the inputs as they are, and the base; not merge methods
@@ -212,25 +213,6 @@ def check_mergeable(state_dicts: Sequence[dict], names: Sequence[str]) -> None:
     "Raise `MergeError` naming the model and key unless every state dict has the keys and shapes of the first."
     from clipwb.merge.methods import check_shapes
     check_shapes([{k: tuple(v.shape) for k, v in sd.items()} for sd in state_dicts], [repr(str(n)) for n in names])
-
-# %% ../../nbs/64_merge.sweep.ipynb #125876c0
-class DatasetView:
-    "Samples `indices` of a dataset, with its interface (ids, captions, all captions, labels, templates)."
-    def __init__(self, ds, indices: Sequence[int]):
-        self.ds, self.indices = ds, [int(i) for i in indices]
-        self.ids, self.captions = [ds.ids[i] for i in self.indices], [ds.captions[i] for i in self.indices]
-        self.card, self.split, self.templates, self.skipped = ds.card, ds.split, ds.templates, []
-    def __len__(self) -> int: return len(self.indices)
-    def __getitem__(self, i: int): return self.ds[self.indices[i]]
-    def load_image(self, i: int): return self.ds.load_image(self.indices[i])
-    def all_captions(self, i: int) -> list[str]: return self.ds.all_captions(self.indices[i])
-    def label_names(self) -> list[str]: return self.ds.label_names()
-    def classnames(self, label: str) -> list[str]: return self.ds.classnames(label)
-    def targets(self, label: str) -> np.ndarray: return np.asarray(self.ds.targets(label))[self.indices]
-
-def tail_view(ds, n: int) -> DatasetView:
-    "The last `n` samples of `ds` (all of it when shorter)."
-    return DatasetView(ds, range(max(0, len(ds) - n), len(ds)))
 
 # %% ../../nbs/64_merge.sweep.ipynb #af758ff2
 class _MemoTokenizer:
