@@ -5,8 +5,9 @@ An embed job of 300 samples in shards of 20 is stopped once two shards are on di
 - `requeue`: `scontrol requeue` (SLURM sends SIGTERM, then SIGKILL, and queues the job again);
 - `usr2`: SIGUSR2 sent by `scancel --signal`, as a preempting cluster or `#SBATCH --signal=USR2@…` sends it:
   submitit calls `StageJob.checkpoint`, rewrites the job's pickle, requeues the job and exits;
-- `time_limit`: a real time limit: 2 minutes, SIGUSR2 60 s before it. The stage's kernel is frozen (SIGSTOP) after
-  the two shards so that the run is surely unfinished when the signal comes (slurmctld checks time limits every 30 s).
+- `time_limit`: a real time limit of 2 minutes with the default SIGUSR2 30 s before it (slurmctld checks limits every
+  30 s and sends the signal up to 30 s earlier still, so a requeued attempt has 60 to 90 s). The stage's kernel is
+  frozen (SIGSTOP) after the two shards so that the first attempt is surely unfinished when the signal comes.
 The job must come back under the same job id and finish the run. Oracles: SLURM's accounting records the requeue
 and the job log names the path taken; the shard files written before the stop are the same files at the end
 (mtimes); the last attempt embedded at most the samples those shards did not hold; every id of the dataset is there
@@ -28,7 +29,7 @@ EMBED = {"data": "shapes", "limit": N, "shard_size": SHARD, "batch_size": 20}
 STOPS = {  # how the job is stopped → (resources, sbatch lines, what the job's log says)
     "requeue": (Resources(), ["#SBATCH --signal=USR2@30"], "Bypassing signal SIGTERM"),
     "usr2": (Resources(), ["#SBATCH --signal=USR2@30"], "this job is preempted"),
-    "time_limit": (Resources(time=2, signal_delay=60), ["#SBATCH --time=2", "#SBATCH --signal=USR2@60"], "this job is timed-out"),
+    "time_limit": (Resources(time=2), ["#SBATCH --time=2", "#SBATCH --signal=USR2@30"], "this job is timed-out"),
 }
 
 
