@@ -5,6 +5,7 @@
 # %% ../nbs/73_submit.ipynb #891575cf
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,9 @@ from .pipeline import RunInfo, StageFailed, is_complete, plan_run, run_stage, _u
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXECUTORS', 'Resources', 'slurm_available', 'make_executor', 'StageJob', 'run_distributed', 'Submission',
-           'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'wait', 'job_state', 'run_state',
-           'run_status', 'submitted_runs', 'cancel']
+__all__ = ['log', 'EXECUTORS', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'JobInterrupted', 'StageJob',
+           'run_distributed', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'wait',
+           'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
 
 # %% ../nbs/73_submit.ipynb #16d97c35
 EXECUTORS = ("local", "slurm")
@@ -41,6 +43,7 @@ class Resources:
     mem: str | None = None          # e.g. '8G'
     time: int = 60                  # time limit in minutes
     nproc: int = 1                  # processes under torchrun (default: gpus_per_node when > 1)
+    signal_delay: int = 30          # seconds before the time limit that the job gets SIGUSR2, then requeues itself
 
     def procs(self) -> int: return max(self.nproc, self.gpus_per_node, 1)
 
@@ -57,19 +60,28 @@ def make_executor(executor: str, folder: str | Path, res: Resources | None = Non
                   dependency: str | None = None):
     "A submitit executor writing its scripts, pickles and logs to `folder`."
     res = res or Resources()
+    if not 0 <= res.signal_delay < res.time * 60:
+        raise ConfigError(f"Resources: signal_delay {res.signal_delay} s must be at least 0 and below the time limit "
+                          f"({res.time} min = {res.time * 60} s), or the job is told to requeue as soon as it starts")
     if executor == "local":
         ex = submitit.LocalExecutor(folder)
-        ex.update_parameters(timeout_min=res.time, gpus_per_node=res.gpus_per_node)
+        ex.update_parameters(timeout_min=res.time, gpus_per_node=res.gpus_per_node, signal_delay_s=res.signal_delay)
         return ex
     if executor != "slurm": raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if why := slurm_available(): raise ClipwbError(f"cannot submit to SLURM: {why}")
     ex = submitit.SlurmExecutor(folder)
     kw = dict(job_name=name, time=res.time, partition=res.partition, cpus_per_task=res.cpus_per_task, mem=res.mem,
-              gpus_per_node=res.gpus_per_node or None, dependency=dependency, signal_delay_s=30)
+              gpus_per_node=res.gpus_per_node or None, dependency=dependency,
+              signal_delay_s=res.signal_delay)
     ex.update_parameters(**{k: v for k, v in kw.items() if v is not None})
     return ex
 
 # %% ../nbs/73_submit.ipynb #c5fe082f
+JOB_END_WAIT = 120.0   # s a job's process waits after SIGTERM for SLURM's SIGKILL (KillWait) before it gives up
+
+class JobInterrupted(BaseException):
+    "SIGTERM stopped the stage and no SIGKILL or requeue followed: the job ends without a result (not an Exception, so submitit writes none)."
+
 def _merge_job(run_dir: Path, job: dict) -> None:
     "Put the job's facts under 'job' in env.json (run_stage rewrites env.json when it starts)."
     env = read_json(run_dir / "env.json") if (run_dir / "env.json").is_file() else {}
@@ -79,20 +91,63 @@ def _this_job() -> dict:
     try:
         e = submitit.JobEnvironment()
         return {"job_id": e.job_id, "host": socket.gethostname(), "node_stdout": str(e.paths.stdout),
-                "node_stderr": str(e.paths.stderr)}
+                "node_stderr": str(e.paths.stderr), "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
     except RuntimeError:   # not inside a submitit job
         return {"job_id": None, "host": socket.gethostname()}
 
+def _end_procs(procs: list, grace: float = 5.0) -> None:
+    "SIGTERM `procs` (psutil processes), SIGKILL those left after `grace` s."
+    import psutil
+    for p in procs:
+        try: p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess: pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try: p.kill()
+        except psutil.NoSuchProcess: pass
+    psutil.wait_procs(alive, timeout=grace)
+
+def _stop_children() -> None:
+    "End what this process started (the notebook kernel and its workers): no writer of the run outlives the attempt."
+    import psutil
+    _end_procs(psutil.Process().children(recursive=True))
+
+class _NoteSigterm:
+    "While a stage runs in a job's main thread: remember when SIGTERM came, then call the handler that was there (submitit's)."
+    def __init__(self): self.at = None
+    def __enter__(self):
+        self.prev = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._note)
+        return self
+    def _note(self, signum, frame):
+        self.at = self.at or time.time()
+        if callable(self.prev): self.prev(signum, frame)
+    def __exit__(self, *exc): signal.signal(signal.SIGTERM, signal.SIG_DFL if self.prev is None else self.prev)
+
 class StageJob(submitit.helpers.Checkpointable):
-    "Run one planned stage run on the node; requeued (preemption, time limit) it resumes the same run dir."
+    "Run one planned stage run on the node; requeued (preemption, time limit, `scontrol requeue`) it resumes the same run dir."
     def __call__(self, stage: str, params: dict, run_dir: str, nproc: int = 1) -> dict:
         run_dir, t0 = Path(run_dir), time.time()
         job = {**read_json(run_dir / "job.json"), **_this_job()} if (run_dir / "job.json").is_file() else _this_job()
-        try:
-            info = run_distributed(stage, params, run_dir, nproc) if nproc > 1 else run_stage(stage, params, run_dir=run_dir)
-        except BaseException as e:
-            _merge_job(run_dir, {**job, "state": "failed", "error": f"{type(e).__name__}: {e}", "seconds": time.time() - t0})
-            raise
+        in_job = job["job_id"] is not None and threading.current_thread() is threading.main_thread()
+        with (_NoteSigterm() if in_job else contextlib.nullcontext()) as term:
+            try:
+                info = run_distributed(stage, params, run_dir, nproc) if nproc > 1 else run_stage(stage, params, run_dir=run_dir)
+            except SystemExit:   # submitit's SIGUSR2 handler checkpointed, requeued and exits
+                _stop_children()
+                _merge_job(run_dir, {**job, "state": "requeued", "seconds": time.time() - t0})
+                raise
+            except BaseException as e:
+                if term is None or term.at is None:
+                    _merge_job(run_dir, {**job, "state": "failed", "error": f"{type(e).__name__}: {e}", "seconds": time.time() - t0})
+                    raise
+                _stop_children()
+                _merge_job(run_dir, {**job, "state": "interrupted", "error": f"SIGTERM, then {type(e).__name__}: {e}",
+                                     "seconds": time.time() - t0})
+                log.warning("%s: SIGTERM stopped the stage (cancel, requeue or preemption); waiting for the scheduler", stage)
+                while time.time() < term.at + JOB_END_WAIT: time.sleep(0.2)   # SIGKILL, or SIGUSR2's exit, ends this
+                raise JobInterrupted(f"{stage}: SIGTERM {JOB_END_WAIT:.0f} s ago and the job was neither killed nor "
+                                     f"requeued; run {run_dir} stays resumable") from None
         _merge_job(run_dir, {**job, "state": "done", "seconds": time.time() - t0})
         return {"stage": stage, "run_dir": str(info.run_dir), "status": info.status, "metrics": info.metrics}
 
@@ -265,10 +320,4 @@ def _kill_tree(pid: int, grace: float = 5.0) -> None:
     import psutil
     try: procs = [psutil.Process(pid)]; procs += procs[0].children(recursive=True)
     except psutil.NoSuchProcess: return
-    for p in procs:
-        try: p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess: pass
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    for p in alive:
-        try: p.kill()
-        except psutil.NoSuchProcess: pass
+    _end_procs(procs, grace)

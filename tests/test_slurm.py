@@ -104,6 +104,7 @@ def test_cancel_mid_run_then_resubmit_resumes(executor, tmp_path):
         assert time.monotonic() < deadline, f"job {sub.job_id} still {sub.job.state} 60 s after cancel"
         time.sleep(0.5)
     time.sleep(1)
+    assert not sub.job.paths.result_pickle.exists(), "the cancelled job reported its dead kernel as a result"
     k = _checkpoint_step(sub.run_dir)
     assert 3 <= k < 60 and not (sub.run_dir / "metrics.json").exists()
     ck = sorted((sub.run_dir / "checkpoint").glob("step_*"))[-1] / "state.json"

@@ -20,10 +20,15 @@
 # - slurmd -N localhost names the node as slurm.conf does whatever the host name is.
 # - batch_sched_delay=0,sched_min_interval=0: a job starts about a second after sbatch; kill_invalid_depend
 #   cancels the afterok dependants of a failed job (instead of leaving them pending forever).
+# - AuthInfo cred_expire=15: a requeued job (scontrol requeue, preemption, submitit's time-limit requeue) may start
+#   again after 15 s instead of SLURM's default 120 s; sched_interval=2 starts it within 2 s of that (a begin time
+#   that passes wakes no scheduler: the periodic pass, every 60 s by default, finds it).
+# - `up` on a running cluster whose slurm.conf this script changed runs `scontrol reconfigure`.
 set -euo pipefail
 umask 022
 
 DIR=${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}
+OLD_CONF=""
 PORT=${CLIPWB_SLURM_PORT:-16817}
 CPUS=${CLIPWB_SLURM_CPUS:-8}          # job slots: more than the cores is fine (config_overrides)
 CLUSTER=clipwb
@@ -57,6 +62,7 @@ configure() {
     chmod 755 "$DIR" "$DIR/run" "$DIR/munge"
     local sql=$((PORT + 3)) mem
     mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+    OLD_CONF=$(cat "$DIR/slurm.conf" 2>/dev/null || true)
     cat > "$DIR/slurm.conf" <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=localhost
@@ -64,7 +70,7 @@ SlurmUser=root
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=15
 CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
@@ -81,7 +87,7 @@ AccountingStoragePort=$((PORT + 2))
 AccountingStoragePass=$DIR/munge/munge.socket
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,kill_invalid_depend
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,kill_invalid_depend
 SlurmdParameters=config_overrides
 ReturnToService=2
 MpiDefault=none
@@ -143,6 +149,8 @@ start_daemons() {
     if ! alive "$DIR/run/slurmctld.pid"; then
         "$(sbin slurmctld)" -f "$SLURM_CONF" -i
         wait_for 30 slurmctld scontrol ping
+    elif [ "$OLD_CONF" != "$(cat "$SLURM_CONF")" ]; then
+        say "slurm.conf changed: scontrol reconfigure"; scontrol reconfigure
     fi
     if ! alive "$DIR/run/slurmd.pid"; then
         "$(sbin slurmd)" -f "$SLURM_CONF" -N localhost
