@@ -1,6 +1,7 @@
 """What one clipwb module takes from another is public: no `_private` name is imported across modules (a helper that
 two modules share gets a public name, a docstring and a place in the docs)."""
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +36,17 @@ def test_the_check_sees_relative_and_absolute_imports(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     assert [h.split(": ", 1)[1] for h in _private_imports(pkg / "x.py")] == [
         "from clipwb.cluster.kmeans import _faiss", "from clipwb.io import _l2n", "from clipwb.embed import _dim"]
+
+
+_INLINE_NORM = re.compile(r"/\s*(?:np\.maximum\(\s*)?np\.linalg\.norm\(|^\s*def \w*(?:l2n|l2_norm)\w*\(", re.M)
+
+
+def test_one_l2_normaliser():
+    """Rows are L2-normalised by `clipwb.core.l2_normalize` alone: no other module defines a normaliser or divides by
+    `np.linalg.norm` itself (torch losses may call `F.normalize` on their own features)."""
+    bad = [f"{py.relative_to(ROOT)}:{src[:m.start()].count(chr(10)) + 1}: {m.group(0).strip()}"
+           for py in sorted((ROOT / "clipwb").rglob("*.py")) if py.name not in ("_modidx.py", "core.py")
+           for src in [py.read_text()] for m in _INLINE_NORM.finditer(src)]
+    assert not bad, "use clipwb.core.l2_normalize:\n" + "\n".join(bad)
+    assert _INLINE_NORM.search("x = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)")
+    assert _INLINE_NORM.search("def _l2n(x):") and not _INLINE_NORM.search("def normalized(self):")
