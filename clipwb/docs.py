@@ -25,9 +25,9 @@ from .results import END, START, update_block
 
 # %% auto #0
 __all__ = ['log', 'README_NOTE', 'SECTIONS', 'read_notebook', 'cell_source', 'directives', 'relink', 'readme_text',
-           'write_readme', 'write_notebook', 'update_index_results', 'Page', 'notebook_title', 'site_pages',
-           'public_defs', 'notebook_module', 'show_doc_md', 'doc_cells', 'nav_html', 'render_page', 'Site',
-           'build_site', 'main']
+           'write_readme', 'write_notebook', 'update_index_results', 'math_to_mathml', 'Page', 'notebook_title',
+           'site_pages', 'public_defs', 'notebook_module', 'show_doc_md', 'doc_cells', 'nav_html', 'render_page',
+           'Site', 'build_site', 'main']
 
 # %% ../nbs/82_docs.ipynb #d0c00004
 log = logging.getLogger(__name__)
@@ -99,6 +99,22 @@ def update_index_results(block: str, root: str | Path | None = None) -> Path:
     return write_readme(root)
 
 # %% ../nbs/82_docs.ipynb #d0c00014
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])", re.S)
+
+def math_to_mathml(md: str) -> str:
+    "`md` with every `$…$` and `$$…$$` formula outside code replaced by MathML; a `ClipwbError` names a formula that fails."
+    if not _MATH.search(md): return md
+    try: from latex2mathml.converter import convert
+    except ImportError: raise ClipwbError("formulas need latex2mathml: pip install latex2mathml (clipwb's dev extra)") from None
+    def one(m):
+        tex = m.group(1) if m.group(1) is not None else m.group(2)
+        try: return convert(tex.strip(), display="block" if m.group(1) is not None else "inline")
+        except Exception as e: raise ClipwbError(f"formula {m.group(0)!r} could not be converted: {e}") from None
+    parts = _CODE.split(md)
+    return "".join(p if i % 2 else _MATH.sub(one, p) for i, p in enumerate(parts))
+
+# %% ../nbs/82_docs.ipynb #d0c00017
 SECTIONS = {"": "Home", "tutorials": "Tutorials", "explanations": "Explanations", "reference": "Library reference",
             "stages": "Stages"}   # folder under nbs/ → section title, in reading order
 
@@ -140,7 +156,7 @@ def site_pages(nbs: str | Path | None = None) -> list[Page]:
         pages.append(Page(rel, section, notebook_title(read_notebook(nbs / rel), rel.stem)))
     return pages
 
-# %% ../nbs/82_docs.ipynb #d0c00017
+# %% ../nbs/82_docs.ipynb #d0c0001a
 _HIDDEN = {"hide", "default_exp", "exporti"}
 
 def public_defs(src: str) -> list[str]:
@@ -168,7 +184,7 @@ def _resolve(mod, name: str):
     for part in name.split("."): obj = getattr(obj, part)
     return obj
 
-# %% ../nbs/82_docs.ipynb #d0c00019
+# %% ../nbs/82_docs.ipynb #d0c0001c
 def _cell(kind: str, src: str) -> dict:
     c = {"cell_type": kind, "metadata": {}, "source": src}
     if kind == "code": c.update(outputs=[], execution_count=None)
@@ -185,6 +201,8 @@ def doc_cells(nb: dict, page: Path, exists=lambda rel: True) -> tuple[list[dict]
     for c in nb["cells"]:
         src = cell_source(c)
         if c["cell_type"] == "markdown":
+            try: src = math_to_mathml(src)
+            except ClipwbError as e: problems.append(f"{page}: {e}")
             out.append(_cell("markdown", relink(src, link))); continue
         if c["cell_type"] != "code": continue
         d, body = directives(src)
@@ -200,7 +218,7 @@ def doc_cells(nb: dict, page: Path, exists=lambda rel: True) -> tuple[list[dict]
         out.append(_cell("code", body))
     return out, problems
 
-# %% ../nbs/82_docs.ipynb #d0c0001c
+# %% ../nbs/82_docs.ipynb #d0c0001f
 _CSS = """
 body { margin: 0; font: 16px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2125; display: flex; }
 nav.sidebar { width: 17rem; flex: none; height: 100vh; overflow-y: auto; position: sticky; top: 0; padding: 1rem;
@@ -278,7 +296,7 @@ def render_page(cells: list[dict], page: Page, pages: list[Page]) -> str:
     base = "../" * (len(page.src.parts) - 1)
     return _PAGE.format(title=html.escape(title), base=base, nav=nav_html(pages, page), body=body)
 
-# %% ../nbs/82_docs.ipynb #d0c0001f
+# %% ../nbs/82_docs.ipynb #d0c00022
 @dataclass
 class Site:
     "What `build_site` built."
@@ -321,7 +339,7 @@ def build_site(out: str | Path | None = None, nbs: str | Path | None = None, str
         raise ClipwbError(f"the docs site has {len(site.problems)} problem(s):\n" + "\n".join(site.problems))
     return site
 
-# %% ../nbs/82_docs.ipynb #d0c00022
+# %% ../nbs/82_docs.ipynb #d0c00025
 def main() -> int:
     "`make docs`: regenerate README.md from nbs/index.ipynb and build `_docs/`; non-zero when the site has problems."
     readme = write_readme()

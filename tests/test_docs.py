@@ -41,6 +41,8 @@ def test_site_builds_without_problems(site):
     notebooks = sorted(p.relative_to(NBS).with_suffix(".html") for p in NBS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     assert sorted(p.relative_to(site.out) for p in site.out.rglob("*.html")) == notebooks
     assert (site.out / "docs.css").stat().st_size > 1000
+    methods = (site.out / "explanations" / "methods.html").read_text()   # formulas arrive as MathML, not as TeX
+    assert methods.count("<math") > 20 and "$$" not in _text(methods), "formulas left as TeX"
     sections = list(dict.fromkeys(p.section for p in site.pages))
     assert sections[0] == "Home" and sections[-2:] == ["Library reference", "Stages"]
     assert sections.index("Tutorials") < sections.index("Explanations") < sections.index("Library reference")
