@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs
+.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs readme
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,11 +61,16 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_moe.py
 	$(PY) benchmarks/bench_mode.py
 
-export: install    ## regenerate clipwb/ from nbs/, the stage notebooks' parameters cells, and clean notebooks
-	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean
+export: install    ## regenerate clipwb/ from nbs/, the stage notebooks' parameters cells, clean notebooks, README.md from nbs/index.ipynb
+	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean && $(PY) -c "from clipwb.docs import write_readme; write_readme()"
 
 sync-params: install  ## rewrite each stage notebook's parameters cell from its config class (after changing one)
 	$(PY) tools/sync_stage_params.py
 
-docs: install
-	$(VENV)/bin/nbdev_docs
+readme: install    ## README.md from nbs/index.ipynb (the docs' home page; tests/test_docs.py checks they agree)
+	$(PY) -c "from clipwb.docs import write_readme; print('wrote', write_readme())"
+
+# docs: README.md, then every notebook of nbs/ rendered into _docs/ (clipwb.docs: nbconvert + nbdev's show_doc);
+# fails on a broken link between notebooks or a show_doc that cannot be rendered. make test builds it too (tests/test_docs.py).
+docs: install      ## the documentation site in _docs/ (open _docs/index.html)
+	$(PY) -c "import sys; from clipwb.docs import main; sys.exit(main())"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .core import ClipwbError, ConfigError, runs_dir
-from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_names, write_index, _utc
+from .pipeline import RunInfo, StageFailed, plan_run, run_stage, stage_config, stage_names, write_index, utc_stamp
 
 # %% auto #0
 __all__ = ['DEMO_EPOCHS', 'DEMO_THREADS', 'PARAM_HELP', 'describe_stages', 'demo_plan', 'run_demo', 'main']
@@ -93,7 +93,7 @@ def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output:
             done[name] = info
     finally:
         if pinned: del os.environ["OMP_NUM_THREADS"]
-    return write_index(list(done.values()), root / "demo" / _utc(), title="clipwb demo" + (" (quick)" if quick else ""),
+    return write_index(list(done.values()), root / "demo" / utc_stamp(), title="clipwb demo" + (" (quick)" if quick else ""),
                        names=list(done))
 
 # %% ../nbs/71_cli.ipynb #c1a5e7b0

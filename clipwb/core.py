@@ -18,7 +18,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'checkout_root',
            'package_data', 'runs_dir', 'cache_dir', 'stages_dir', 'seed_everything', 'get_device', 'Sample',
-           'get_logger']
+           'get_logger', 'l2_normalize', 'even_subset']
 
 # %% ../nbs/00_core.ipynb #ff412f3f
 class ClipwbError(Exception):
@@ -109,3 +109,16 @@ class Sample:
 def get_logger(name: str) -> logging.Logger:
     "A module logger under the `clipwb` namespace."
     return logging.getLogger(name if name.startswith("clipwb") else f"clipwb.{name}")
+
+# %% ../nbs/00_core.ipynb #a0160001
+def l2_normalize(x, eps: float = 1e-12, dtype=np.float32):
+    "Rows (last axis) of `x` at unit L2 norm (norms below `eps` count as `eps`): a float32 tensor for a tensor, else an array."
+    if type(x).__module__.split(".")[0] == "torch":
+        import torch
+        return torch.nn.functional.normalize(x.float(), dim=-1, eps=eps)
+    a = np.asarray(x, dtype=dtype)
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), eps)
+
+def even_subset(n: int, limit: int | None) -> list[int]:
+    "`limit` evenly spaced indices of `range(n)` (all of them when `limit` is None or ≥ n)."
+    return list(range(n)) if limit is None or limit >= n else [i * n // limit for i in range(limit)]

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .config import STAGES, Result, StageConfig, card_field, path_field
-from .core import ConfigError, DataError, get_device, get_logger
+from .core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from .data.readers import log_skipped, skip_counts
 from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DECODED_CACHE_MAX_BYTES', 'EMBED_MODALITIES', 'split_preprocess', 'decoded_images', 'l2_normalize',
-           'iter_encoded', 'encode_dataset', 'encode_texts', 'EmbedCfg', 'embed_to_shards', 'run_embed']
+__all__ = ['log', 'DECODED_CACHE_MAX_BYTES', 'EMBED_MODALITIES', 'split_preprocess', 'decoded_images', 'iter_encoded',
+           'encode_dataset', 'encode_texts', 'embedding_dim', 'EmbedCfg', 'embed_to_shards', 'run_embed']
 
 # %% ../nbs/16_embed.ipynb #1a848172
 DECODED_CACHE_MAX_BYTES = 2 << 30   # decoded arrays larger than this are not cached (decode on the fly)
@@ -92,11 +92,6 @@ def _row_tensor(a):
     return torch.from_numpy(np.array(a))
 
 # %% ../nbs/16_embed.ipynb #5db62da9
-def l2_normalize(x):
-    "Rows of `x` (tensor or array) scaled to unit L2 norm, as a float32 tensor."
-    import torch
-    return torch.nn.functional.normalize(torch.as_tensor(x).float(), dim=-1)
-
 EMBED_MODALITIES = ("both", "image")
 
 def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, device="cpu",
@@ -123,7 +118,7 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
     dl = make_loader(src, preprocess=pre, tokenizer=tokenizer if text else None, batch_size=batch_size,
                      num_workers=num_workers, indices=idx,
                      pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
-    d = _embed_dim(model)
+    d = embedding_dim(model)
     dt = d if text else 0
     with torch.inference_mode():
         for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
@@ -142,7 +137,7 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
 def encode_dataset(model, ds, **kw) -> dict:
     "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of `iter_encoded`)."
     bs = list(iter_encoded(model, ds, **kw))
-    d = _embed_dim(model)
+    d = embedding_dim(model)
     dt = d if kw.get("modality", "both") == "both" else 0
     cat = lambda k, empty: np.concatenate([b[k] for b in bs]) if bs else empty
     return {"image": cat("image", np.zeros((0, d), np.float32)), "text": cat("text", np.zeros((0, dt), np.float32)),
@@ -156,9 +151,10 @@ def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, d
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             out.append(l2_normalize(model.to(device).eval().encode_text(tokenizer(texts[i:i + batch_size]).to(device))).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, _embed_dim(model)), np.float32)
+    return torch.cat(out).numpy() if out else np.zeros((0, embedding_dim(model)), np.float32)
 
-def _embed_dim(model) -> int:
+def embedding_dim(model) -> int:
+    "Width of the joint embedding space of an open_clip-style `model` (its text projection, else `visual.output_dim`)."
     p = getattr(model, "text_projection", None)
     if p is not None: return int(p.shape[-1] if p.ndim == 2 else p.out_features)
     return int(model.visual.output_dim)
@@ -224,7 +220,7 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
         for i in [i for i in buf if seen[i] == len(rows(i))]:
             sb = buf.pop(i)
             idx = np.concatenate(sb["index"]) if sb["index"] else np.zeros(0, np.int64)
-            d = _embed_dim(model)
+            d = embedding_dim(model)
             stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d if k == "image" or modality == "both" else 0), np.float32)
             write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
             write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
@@ -233,7 +229,7 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     index_skipped = list(getattr(ds, "skipped", []))   # refused or unreadable while the reader indexed the data
     counts = {"n_requested": n, "n_embedded": n - len(skipped), "n_skipped": len(skipped),
               "n_index_skipped": len(index_skipped), "n_shards": n_shards, "shard_size": shard_size,
-              "dim": _embed_dim(model), "modality": modality}
+              "dim": embedding_dim(model), "modality": modality}
     log_skipped(index_skipped + skipped, what="embed: skipped")
     man = {**(manifest or {}), **counts, "skipped": skipped, "index_skipped": index_skipped,
            "skipped_by_reason": skip_counts(index_skipped + skipped), "dtype": "float16", "normalized": True,

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .core import ClipwbError, DataError, UnsafeFileError, repo_root
+from .core import ClipwbError, DataError, UnsafeFileError, l2_normalize, repo_root
 
 # %% auto #0
 __all__ = ['PICKLE_SUFFIXES', 'atomic_path', 'atomic_write_text', 'write_json', 'read_json', 'refuse_pickle', 'save_tensors',
@@ -93,10 +93,6 @@ def shard_paths(folder: str | Path, i: int) -> dict[str, Path]:
     return {"img": f / f"img_emb_{i:05d}.npy", "text": f / f"text_emb_{i:05d}.npy",
             "meta": f / f"metadata_{i:05d}.parquet"}
 
-def _l2n(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
 def write_shard(folder: str | Path, i: int, img: np.ndarray, text: np.ndarray, meta) -> dict[str, Path]:
     "Write shard `i` atomically (arrays L2-normalised and stored as float16; `meta` a DataFrame with `id`)."
     import pandas as pd
@@ -107,7 +103,7 @@ def write_shard(folder: str | Path, i: int, img: np.ndarray, text: np.ndarray, m
     ps = shard_paths(folder, i)
     for key, arr in (("img", img), ("text", text)):
         with atomic_path(ps[key]) as tmp:
-            with open(tmp, "wb") as fh: np.save(fh, _l2n(arr).astype(np.float16))
+            with open(tmp, "wb") as fh: np.save(fh, l2_normalize(arr).astype(np.float16))
     with atomic_path(ps["meta"]) as tmp: meta.to_parquet(tmp, index=False)
     return ps
 

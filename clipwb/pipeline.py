@@ -28,8 +28,9 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PARAMS_LINE', 'StageFailed', 'load_stages', 'stage_names', 'stage_config', 'stage_notebook', 'parameters_cell',
-           'sync_parameter_cells', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run',
-           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish', 'RunInfo', 'run_stage', 'write_index']
+           'sync_parameter_cells', 'utc_stamp', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes',
+           'plan_run', 'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish', 'RunInfo',
+           'kernel_uses_this_python', 'run_stage', 'write_index']
 
 # %% ../nbs/70_pipeline.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -111,7 +112,7 @@ def sync_parameter_cells(*, check: bool = False, folder: str | Path | None = Non
     return changed
 
 # %% ../nbs/70_pipeline.ipynb #fb38ecac
-def _utc() -> str:
+def utc_stamp() -> str:
     "UTC time to the millisecond, e.g. 20261123T091502123Z (sortable, unique per run)."
     t = datetime.now(timezone.utc)
     return t.strftime("%Y%m%dT%H%M%S") + f"{t.microsecond // 1000:03d}Z"
@@ -202,7 +203,7 @@ def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force:
             raise ConfigError(f"{stage}: a run with these parameters exists ({old}) but {'; '.join(changes)}. "
                               "Rerun with --force for a new run, or --reuse to use the existing one anyway.")
         log.info("%s: %s is stale (%s); starting a new run", stage, old, "; ".join(changes))
-    while (new := root / stage / f"{_utc()}-{cfg.params_hash()}").exists(): pass
+    while (new := root / stage / f"{utc_stamp()}-{cfg.params_hash()}").exists(): pass
     return cfg, new, "new"
 
 def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
@@ -273,7 +274,7 @@ class RunInfo:
     status: str       # 'complete' (skipped), 'resume' or 'new' before running; 'done' after
     metrics: dict
 
-def _kernel_uses_this_python() -> None:
+def kernel_uses_this_python() -> None:
     "The 'python3' kernel spec runs `python` from PATH: make that this interpreter (the venv's)."
     bindir = str(Path(sys.executable).parent)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
@@ -310,7 +311,7 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
         return RunInfo(stage, run_dir, status, read_json(run_dir / "metrics.json"))
     start_run(cfg, run_dir)
     out_nb = run_dir / f"{stage}.ipynb"
-    _kernel_uses_this_python()
+    kernel_uses_this_python()
     log.info("%s: %s run in %s", stage, status, run_dir)
     try:
         with _KernelEnv(run_dir.parent.parent):

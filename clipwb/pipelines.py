@@ -14,8 +14,8 @@ import yaml
 
 from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_dir
 from .io import read_json, write_json, atomic_write_text
-from .pipeline import plan_run, stage_config, _utc
-from .submit import Resources, Submission, make_executor, submit_planned, wait, _error_excerpt
+from .pipeline import plan_run, stage_config, utc_stamp
+from .submit import Resources, Submission, make_executor, submit_planned, wait, error_excerpt
 
 log = get_logger(__name__)
 
@@ -118,7 +118,7 @@ def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", 
     root = Path(root or runs_dir()).absolute()
     plans = plan_pipeline(pipe, root=root)
     if executor == "slurm": make_executor("slurm", root / ".submitit" / "probe")   # fails now if there is no SLURM
-    out = root / pipe.name / _utc(); out.mkdir(parents=True)
+    out = root / pipe.name / utc_stamp(); out.mkdir(parents=True)
     t0, subs, records, bad = time.time(), {}, {}, {}
     rec = lambda: {"name": pipe.name, "source": pipe.source, "executor": executor, "started": t0, "finished": time.time(),
                    "steps": [records[n] for n in plans if n in records]}

@@ -22,14 +22,14 @@ import submitit
 
 from .core import ClipwbError, ConfigError, get_logger, runs_dir
 from .io import read_json, write_json
-from .pipeline import RunInfo, StageFailed, is_complete, plan_run, run_stage, _utc
+from .pipeline import RunInfo, StageFailed, is_complete, plan_run, run_stage, utc_stamp
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EXECUTORS', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'JobInterrupted', 'StageJob',
            'run_distributed', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'wait',
-           'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
+           'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
 
 # %% ../nbs/73_submit.ipynb #16d97c35
 EXECUTORS = ("local", "slurm")
@@ -175,11 +175,11 @@ def _rank_main(stage: str, run_dir: str, params_json: str) -> None:
     "One torchrun process: rank 0 runs the stage into `run_dir`, the others into `run_dir/ranks/<rank>/`."
     rank, params = int(os.environ.get("RANK", "0")), json.loads(params_json)
     if rank == 0: run_stage(stage, params, run_dir=run_dir); return
-    from clipwb.pipeline import stage_config, stage_notebook, _kernel_uses_this_python
+    from clipwb.pipeline import stage_config, stage_notebook, kernel_uses_this_python
     import papermill as pm
     cls = stage_config(stage); cfg = cls(**cls.validate_params(params))
     own = Path(run_dir) / "ranks" / str(rank); own.mkdir(parents=True, exist_ok=True)
-    _kernel_uses_this_python()
+    kernel_uses_this_python()
     pm.execute_notebook(str(stage_notebook(stage)), str(own / f"{stage}.ipynb"), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
                         cwd=str(own), kernel_name="python3", progress_bar=False, language="python")
 
@@ -250,7 +250,7 @@ def submit_stage(stage: str, params: dict | None = None, *, executor: str = "loc
     root = Path(root or runs_dir()).absolute()
     plans = plan_jobs(stage, params or {}, root=root, array=array, force=force)
     return submit_planned(stage, plans, executor=executor, res=res, dependency=dependency,
-                          folder=folder or root / ".submitit" / f"{stage}-{_utc()}")
+                          folder=folder or root / ".submitit" / f"{stage}-{utc_stamp()}")
 
 def wait(subs: list[Submission], *, poll: float = 0.5) -> list[dict]:
     "Wait for the jobs; the metrics of each run (skipped runs included). A failed job raises `StageFailed`."
@@ -264,13 +264,13 @@ def wait(subs: list[Submission], *, poll: float = 0.5) -> list[dict]:
             out.append(s.job.result())
         except submitit.core.utils.UncompletedJobError as e:
             raise StageFailed(f"{s.stage}: job {s.job_id} ended without a result ({s.job.state}); run {s.run_dir}; "
-                              f"log {s.job.paths.stderr}\n{_error_excerpt(str(e))}") from None
+                              f"log {s.job.paths.stderr}\n{error_excerpt(str(e))}") from None
         except submitit.core.utils.FailedJobError as e:
             raise StageFailed(f"{s.stage}: job {s.job_id} failed; run {s.run_dir}; log {s.job.paths.stderr}\n"
-                              f"{_error_excerpt(str(e))}") from None
+                              f"{error_excerpt(str(e))}") from None
     return out
 
-def _error_excerpt(text: str, n: int = 1500) -> str:
+def error_excerpt(text: str, n: int = 1500) -> str:
     "The useful end of a job's traceback: from the last clipwb error line on."
     i = max(text.rfind("StageFailed"), text.rfind("ConfigError"), text.rfind("DataError"))
     return text[i:][:n] if i >= 0 else text[-n:]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .core import Sample
+from .core import Sample, l2_normalize
 
 # %% auto #0
 __all__ = ['TOY_COLOURS', 'TOY_SHAPES', 'toy_image', 'synthetic_pairs', 'write_files_folder', 'write_tar_shard', 'write_table',
@@ -94,10 +94,10 @@ def write_sharegpt4v(samples: list[Sample], folder: str | Path, *, name: str = "
 def random_embeddings(n: int = 300, d: int = 16, *, k: int = 3, spread: float = 0.15, seed: int = 0):
     "`(x [n,d] float32 L2-normalised, labels [n])`: `k` well-separated blobs on the sphere."
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(k, d)); centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = l2_normalize(rng.normal(size=(k, d)), dtype=np.float64)
     labels = rng.integers(0, k, size=n)
     x = centres[labels] + spread * rng.normal(size=(n, d)) / np.sqrt(d)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+    return l2_normalize(x, dtype=np.float64).astype(np.float32), labels
 
 def toy_state_dicts(n: int = 2, *, seed: int = 0, shapes: dict | None = None) -> list[dict]:
     "`n` seeded `dict[str, Tensor]` sharing keys and shapes (open_clip-like names)."

@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .core import ConfigError, DataError, get_device, get_logger
-from .io import _l2n, complete_shards, read_json, shard_paths, write_json, write_shard
+from .core import ConfigError, DataError, get_device, get_logger, l2_normalize
+from .io import complete_shards, read_json, shard_paths, write_json, write_shard
 from .registry import Registry
 
 log = get_logger(__name__)
@@ -40,7 +40,7 @@ class TextEncoder:
         "Embeddings of `texts`, one unit row per text."
         texts = [str(t) for t in texts]
         if not texts: return np.zeros((0, self.dim), np.float32)
-        return _l2n(self.fn(texts, batch_size))
+        return l2_normalize(self.fn(texts, batch_size))
 
 def text_encoder(name: str = "minilm", **kw) -> TextEncoder:
     "The registered encoder `name`, built with `kw` (checked against its signature)."
@@ -84,11 +84,11 @@ def _weights_key(name_or_dir: str) -> str:
 @TEXT_ENCODERS.register("clip", key=lambda model="clipwb-micro": f"clip-{_weights_key(model)}")
 def clip(*, model: str = "clipwb-micro", device: str = "cpu") -> TextEncoder:
     "The text tower of the open_clip `model` (name, model folder or train run dir)."
-    from clipwb.embed import _embed_dim, encode_texts
+    from clipwb.embed import embedding_dim, encode_texts
     from clipwb.models import create_model, get_tokenizer
     m, tok = create_model(model, device=device), get_tokenizer(model)
     enc = lambda texts, bs: encode_texts(m, tok, texts, batch_size=bs, device=device)
-    return TextEncoder("clip", encoder_key("clip", model=model), _embed_dim(m), enc)
+    return TextEncoder("clip", encoder_key("clip", model=model), embedding_dim(m), enc)
 
 # %% ../nbs/50_text_encoders.ipynb #f8b70668
 SIMCSE = "princeton-nlp/sup-simcse-bert-base-uncased"

@@ -2,15 +2,17 @@
 
     python tools/readme_results.py runs/demo/<time>
 
-writes benchmarks/demo_results.json (the numbers) and the README block between the demo-results markers
-(rendered from that JSON by clipwb.results.results_markdown; tests/test_readme_results.py checks they agree).
+writes benchmarks/demo_results.json (the numbers) and the block between the demo-results markers of
+nbs/index.ipynb (rendered from that JSON by clipwb.results.results_markdown), then regenerates README.md from
+nbs/index.ipynb (tests/test_readme_results.py and tests/test_docs.py check that all three agree).
 """
 import json
 import sys
 from pathlib import Path
 
+from clipwb.docs import update_index_results
 from clipwb.io import atomic_write_text
-from clipwb.results import demo_results, results_markdown, update_block
+from clipwb.results import demo_results, results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,9 +21,8 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr); return 2
     res = demo_results(argv[0])
     atomic_write_text(ROOT / "benchmarks" / "demo_results.json", json.dumps(res, indent=1, sort_keys=True) + "\n")
-    readme = ROOT / "README.md"
-    atomic_write_text(readme, update_block(readme.read_text(), results_markdown(res)))
-    print(f"wrote {ROOT / 'benchmarks' / 'demo_results.json'} and the results block of {readme}")
+    readme = update_index_results(results_markdown(res), ROOT)
+    print(f"wrote {ROOT / 'benchmarks' / 'demo_results.json'}, the results block of {ROOT / 'nbs' / 'index.ipynb'} and {readme}")
     return 0
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger
-from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, kmeans
-from ..io import _l2n
+from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger, l2_normalize
+from .kmeans import CLUSTERERS, Clustering, as_points, import_faiss, kmeans
 
 log = get_logger("clipwb.cluster.balanced")
 
@@ -232,7 +231,7 @@ def balanced_assign(x, centroids, *,
                     return_info: bool = False,  # also return the solver's info dict (gap, bids, passes)
                     ) -> np.ndarray:
     "Labels `[N]` minimising total squared distance to `centroids` with cluster sizes fixed to `capacities`."
-    x, c = _as_points(x), _as_points(centroids, "centroids")
+    x, c = as_points(x), as_points(centroids, "centroids")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"balanced_assign: x has dimension {x.shape[1]} but the centroids have {c.shape[1]}")
     _check_int("chunk_size", chunk_size); _check_int("n_candidates", n_candidates)
@@ -240,7 +239,7 @@ def balanced_assign(x, centroids, *,
     if not 0 < tol < 1: raise ConfigError(f"balanced_assign: tol must be in (0, 1), got {tol!r}")
     n, K = len(x), len(c)
     if K == 0: raise DataError("balanced_assign: no centroids")
-    if spherical: c = _l2n(c)
+    if spherical: c = l2_normalize(c)
     if capacities is not None:
         cap = np.asarray(capacities)
         if cap.shape != (K,) or not np.issubdtype(cap.dtype, np.integer) or (cap < 0).any() or cap.sum() != n:
@@ -279,7 +278,7 @@ def _means(x, labels, k, spherical):
     n = len(x)
     onehot = sp.csr_matrix((np.ones(n, np.float32), (labels, np.arange(n))), shape=(k, n))
     c = np.asarray(onehot @ x, np.float32) / np.maximum(np.bincount(labels, minlength=k), 1)[:, None]
-    return _l2n(c) if spherical else np.ascontiguousarray(c, np.float32)
+    return l2_normalize(c) if spherical else np.ascontiguousarray(c, np.float32)
 
 @CLUSTERERS.register("balanced_kmeans")
 def balanced_kmeans(x, *, k: int, seed: int = 0,
@@ -293,7 +292,7 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
                     predict: str = "balanced",  # what `assign` does on new data: "balanced" or "greedy"
                     ) -> BalancedClustering:
     "Balanced k-means of the rows of `x`: `k` clusters of N/k points (±1), nearest-centre cost minimised."
-    x = _as_points(x)
+    x = as_points(x)
     n = len(x)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ConfigError(f"balanced_kmeans: k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")
@@ -307,7 +306,7 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
                          tol=float(tol))
     if init == "random": c = x[np.sort(np.random.default_rng(seed).choice(n, k, replace=False))].copy()
     else: c = kmeans(x, k=k, seed=seed, niter=niter, spherical=spherical, gpu=False).centroids
-    if spherical: c = _l2n(c)
+    if spherical: c = l2_normalize(c)
     labels, price, objs, it = None, None, [], 0
     for it in range(1, int(niter) + 1):
         new, price, info = _solve(x, c, price=price, warm=it > 1, **kw)

@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .kmeans import Clustering, _as_points, _faiss, fit_clusters, imbalance
-from .labels import _as_labels, _check_k, accumulate
-from ..core import ConfigError, DataError, get_logger
+from .kmeans import Clustering, as_points, import_faiss, fit_clusters, imbalance
+from .labels import as_labels, check_k, accumulate
+from ..core import ConfigError, DataError, get_logger, l2_normalize
 
 log = get_logger("clipwb.cluster.diagnostics")
 
@@ -32,7 +32,7 @@ def _unpack(clustering, spherical: bool | None = None) -> tuple[np.ndarray, np.n
         (c, lab), sph = clustering, bool(spherical)
     else:
         raise ConfigError(f"clustering: pass a Clustering or a (centroids, labels) pair, got {type(clustering).__name__}")
-    c, lab = _as_points(c, "centroids"), _as_labels(lab, "labels", len(c), "number of centroids")
+    c, lab = as_points(c, "centroids"), as_labels(lab, "labels", len(c), "number of centroids")
     return c, lab, sph
 
 # %% ../../nbs/34_cluster.diagnostics.ipynb #23487f81
@@ -41,7 +41,7 @@ def cluster_sizes(labels,  # cluster id per sample, 0 ≤ c < k
                  ):
     "DataFrame `cluster, size, fraction` (one row per cluster, empty ones included); `attrs['imbalance']`."
     import pandas as pd
-    lab = _as_labels(labels, "labels", None if k is None else _check_k(k, "k"))
+    lab = as_labels(labels, "labels", None if k is None else check_k(k, "k"))
     k = int(lab.max()) + 1 if k is None and lab.size else (k or 0)
     s = np.bincount(lab, minlength=k).astype(np.int64)
     df = pd.DataFrame({"cluster": np.arange(k), "size": s, "fraction": s / max(int(s.sum()), 1)})
@@ -139,7 +139,7 @@ def exemplars(x,  # [N, D] points the clustering labelled
              ) -> dict[int, list[int]]:
     "Indices of the `n` members of each cluster closest to its centre → `{cluster: [index, ...]}`."
     c, lab, sph = _unpack(clustering, spherical)
-    x = _as_points(x)
+    x = as_points(x)
     if len(x) != len(lab): raise DataError(f"x has {len(x)} rows but the clustering has {len(lab)} labels")
     if x.shape[1] != c.shape[1]: raise DataError(f"x has dimension {x.shape[1]} but the centroids have {c.shape[1]}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
@@ -149,7 +149,7 @@ def exemplars(x,  # [N, D] points the clustering labelled
     for j in range(len(c)):
         idx = order[bounds[j]:bounds[j + 1]]
         xs, cj = x[idx].astype(np.float64), c[j].astype(np.float64)
-        if sph: d = -(xs / np.maximum(np.linalg.norm(xs, axis=1, keepdims=True), 1e-12)) @ (cj / max(np.linalg.norm(cj), 1e-12))
+        if sph: d = -l2_normalize(xs, dtype=np.float64) @ l2_normalize(cj, dtype=np.float64)
         else: d = ((xs - cj) ** 2).sum(1)
         out[j] = idx[np.argsort(d, kind="stable")[:n]].tolist()
     return out
@@ -157,11 +157,11 @@ def exemplars(x,  # [N, D] points the clustering labelled
 # %% ../../nbs/34_cluster.diagnostics.ipynb #354cad08
 def _nearest(queries: np.ndarray, base: np.ndarray, n: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     "Exact `n` nearest rows of `base` for each query via faiss → `(scores, indices)`; cosine scores descend, L2 ascend."
-    faiss = _faiss()
-    q, b = _as_points(queries, "centroids"), _as_points(base, "text_emb")
+    faiss = import_faiss()
+    q, b = as_points(queries, "centroids"), as_points(base, "text_emb")
     if q.shape[1] != b.shape[1]: raise DataError(f"centroids have dimension {q.shape[1]} but text_emb has {b.shape[1]}")
     if metric == "cosine":
-        nq = lambda a: np.ascontiguousarray(a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+        nq = lambda a: np.ascontiguousarray(l2_normalize(a))
         q, b, index = nq(q), nq(b), faiss.IndexFlatIP(b.shape[1])
     elif metric == "l2": index = faiss.IndexFlatL2(b.shape[1])
     else: raise ConfigError(f"metric must be 'cosine' or 'l2', got {metric!r}")
@@ -178,7 +178,7 @@ def nearest_captions(centroids,  # [K, D] cluster centres (image or text space)
     "The `n` captions whose text embeddings are nearest each centre → `{cluster: [caption, ...]}`, nearest first."
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
     captions = [str(s) for s in captions]
-    emb = _as_points(text_emb, "text_emb")
+    emb = as_points(text_emb, "text_emb")
     if len(captions) != len(emb): raise DataError(f"{len(captions)} captions but text_emb has {len(emb)} rows")
     keep = np.arange(len(captions))
     if unique: keep = np.array(sorted({s: i for i, s in reversed(list(enumerate(captions)))}.values()), np.int64)
@@ -204,7 +204,7 @@ def term_scores(captions: Sequence[str],  # one caption per sample
                ):
     "Log-odds z-score of each word vs the rest, for every cluster whose captions use it → DataFrame `cluster, term, count, z`."
     import pandas as pd
-    lab = _as_labels(labels, "labels")
+    lab = as_labels(labels, "labels")
     if len(captions) != len(lab): raise DataError(f"{len(captions)} captions but {len(lab)} labels")
     if not alpha0 > 0: raise ConfigError(f"alpha0 must be > 0, got {alpha0!r}")
     docs = [set(tokenize(c, stopwords)) for c in captions]
@@ -234,7 +234,7 @@ def top_terms(captions: Sequence[str],  # one caption per sample
     "The `n` most distinctive words of each cluster's captions (log-odds z vs the rest) → `{cluster: [word, ...]}`."
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
     s = term_scores(captions, labels, stopwords=stopwords, alpha0=alpha0)
-    out = {int(k): [] for k in np.unique(_as_labels(labels, "labels"))}
+    out = {int(k): [] for k in np.unique(as_labels(labels, "labels"))}
     s = s[s["z"] > 0].sort_values(["cluster", "z", "term"], ascending=[True, False, True])
     for k, g in s.groupby("cluster", sort=True): out[int(k)] = g["term"].head(n).tolist()
     return out
@@ -309,7 +309,7 @@ def diagnose(x,  # [N, D] points the clustering labelled
             ) -> dict:
     "JSON-able summary: sizes, imbalance, objective, agreement, exemplars, nearest captions, top terms, stability."
     c, lab, sph = _unpack(clustering)
-    x = _as_points(x)
+    x = as_points(x)
     if len(x) != len(lab): raise DataError(f"x has {len(x)} rows but the clustering has {len(lab)} labels")
     if meta is not None and len(meta) != len(lab): raise DataError(f"meta has {len(meta)} rows but there are {len(lab)} labels")
     if captions is None and meta is not None and "caption" in meta.columns: captions = meta["caption"].astype(str).tolist()

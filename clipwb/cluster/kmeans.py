@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core import ClipwbError, ConfigError, DataError, get_logger
+from ..core import ClipwbError, ConfigError, DataError, get_logger, l2_normalize
 from ..registry import Registry
 
 log = get_logger("clipwb.cluster.kmeans")
 
 # %% auto #0
-__all__ = ['log', 'CLUSTERERS', 'imbalance', 'Clustering', 'fit_clusters', 'kmeans']
+__all__ = ['log', 'CLUSTERERS', 'import_faiss', 'as_points', 'imbalance', 'Clustering', 'fit_clusters', 'kmeans']
 
 # %% ../../nbs/30_cluster.kmeans.ipynb #d738649f
-def _faiss():
+def import_faiss():
+    "The `faiss` module, or a `ClipwbError` that says how to install it."
     try:
         import faiss
     except ImportError as e:
@@ -26,7 +27,8 @@ def _faiss():
                           "or conda install faiss-gpu on GPU nodes") from e
     return faiss
 
-def _as_points(x, name: str = "x") -> np.ndarray:
+def as_points(x, name: str = "x") -> np.ndarray:
+    "`x` as a C-contiguous float32 `[N, D]` array, or a `DataError` naming `name` (wrong shape, NaN or inf)."
     a = np.ascontiguousarray(x, dtype=np.float32)
     if a.ndim != 2: raise DataError(f"{name}: expected a 2-D [N, D] array of embeddings, got shape {a.shape}")
     if not np.isfinite(a).all(): raise DataError(f"{name}: contains NaN or inf; clean the embeddings first")
@@ -57,9 +59,9 @@ class Clustering:
     def imbalance(self) -> float: return imbalance(self.sizes)
 
     def _index(self):
-        faiss, c = _faiss(), np.ascontiguousarray(self.centroids, dtype=np.float32)
+        faiss, c = import_faiss(), np.ascontiguousarray(self.centroids, dtype=np.float32)
         if self.spherical:
-            c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+            c = l2_normalize(c)
             idx = faiss.IndexFlatIP(c.shape[1])
         else: idx = faiss.IndexFlatL2(c.shape[1])
         idx.add(c)
@@ -67,7 +69,7 @@ class Clustering:
 
     def assign(self, x) -> np.ndarray:
         "Nearest centroid for each row of `x` (spherical: largest inner product with the normalised centroids); int64 `[N]`."
-        x = _as_points(x)
+        x = as_points(x)
         if x.shape[1] != self.centroids.shape[1]:
             raise DataError(f"assign: x has dimension {x.shape[1]} but the centroids have {self.centroids.shape[1]}")
         if len(x) == 0: return np.zeros(0, np.int64)
@@ -90,8 +92,8 @@ def kmeans(x, *, k: int, seed: int = 0, niter: int = 20, spherical: bool = False
            max_points_per_centroid: int = 256, nredo: int = 1, gpu: bool | str = "auto",
            verbose: bool = False) -> Clustering:
     "faiss k-means of the rows of `x` into `k` clusters; labels come from a final assignment of every point."
-    faiss = _faiss()
-    x = _as_points(x)
+    faiss = import_faiss()
+    x = as_points(x)
     n, d = x.shape
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ConfigError(f"k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")

@@ -14,18 +14,19 @@ from ..core import ConfigError, DataError
 from ..io import atomic_path
 
 # %% auto #0
-__all__ = ['max_stages', 'joint_labels', 'accumulate', 'accumulate_stages', 'compact', 'save_stage_labels', 'load_stage_labels',
-           'load_labels']
+__all__ = ['check_k', 'as_labels', 'max_stages', 'joint_labels', 'accumulate', 'accumulate_stages', 'compact',
+           'save_stage_labels', 'load_stage_labels', 'load_labels']
 
 # %% ../../nbs/31_cluster.labels.ipynb #d969ac1f
 _I64_MAX = int(np.iinfo(np.int64).max)
 
-def _check_k(k, name: str) -> int:
+def check_k(k, name: str) -> int:
+    "`k` as a positive int (a number of clusters), or a `ConfigError` naming `name`."
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"{name} must be a positive int (number of clusters), got {k!r}")
     return int(k)
 
-def _as_labels(x, name: str, k: int | None = None, kname: str = "k") -> np.ndarray:
+def as_labels(x, name: str, k: int | None = None, kname: str = "k") -> np.ndarray:
     "Validate cluster ids: 1-D, integer, ≥ 0 and (when `k` is given) < k; return int64."
     a = np.asarray(x)
     if a.ndim != 1: raise DataError(f"{name}: expected a 1-D array of cluster ids, got shape {a.shape}")
@@ -48,7 +49,7 @@ def _same_length(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
 
 def max_stages(k: int) -> int | None:
     "How many stages of `k` clusters fit in int64 (`k**s - 1 ≤ 2**63 - 1`); None when unbounded (k = 1)."
-    k = _check_k(k, "k")
+    k = check_k(k, "k")
     if k == 1: return None
     s = 0
     while k ** (s + 1) - 1 <= _I64_MAX: s += 1
@@ -60,9 +61,9 @@ def joint_labels(text_labels,  # text cluster id per sample, t ≥ 0
                  *, k_image: int,  # number of image clusters (3 in CLIP-MoE)
                 ) -> np.ndarray:
     "Joint image×text cluster id `c = t · k_image + i` (int64)."
-    k_image = _check_k(k_image, "k_image")
-    t = _as_labels(text_labels, "text_labels")
-    i = _as_labels(image_labels, "image_labels", k_image, "k_image")
+    k_image = check_k(k_image, "k_image")
+    t = as_labels(text_labels, "text_labels")
+    i = as_labels(image_labels, "image_labels", k_image, "k_image")
     _same_length(t, i, "text_labels", "image_labels")
     if t.size and t.max() > (_I64_MAX - (k_image - 1)) // k_image:
         raise DataError(f"text_labels max {t.max()} · k_image={k_image} overflows int64")
@@ -74,10 +75,10 @@ def accumulate(prev,  # accumulated labels P_{s-1}, or None at stage 0
                *, k: int,  # clusters per stage (9 in CLIP-MoE, 10 in MCL)
               ) -> np.ndarray:
     "Pseudo-labels after one more stage: `prev · k + current` (int64), `current` when `prev` is None."
-    k = _check_k(k, "k")
-    c = _as_labels(current, "current", k, "k")
+    k = check_k(k, "k")
+    c = as_labels(current, "current", k, "k")
     if prev is None: return c
-    p = _as_labels(prev, "prev")
+    p = as_labels(prev, "prev")
     _same_length(p, c, "prev", "current")
     if p.size and p.max() > (_I64_MAX - (k - 1)) // k:
         raise DataError(f"accumulating another stage overflows int64 (prev max {p.max()}, k={k}); "
@@ -88,7 +89,7 @@ def accumulate_stages(stage_labels: Sequence,  # per-stage labels c_0..c_S, each
                       *, k: int,  # clusters per stage
                      ) -> tuple[np.ndarray, list[int]]:
     "Accumulate every stage → `(P, cells_per_stage)`: final pseudo-labels and non-empty cells after each stage."
-    k = _check_k(k, "k")
+    k = check_k(k, "k")
     n, cap = len(stage_labels), max_stages(k)
     if n == 0: raise ConfigError("stage_labels is empty: pass one label array per stage")
     if cap is not None and n > cap:
@@ -104,7 +105,7 @@ def accumulate_stages(stage_labels: Sequence,  # per-stage labels c_0..c_S, each
 def compact(labels  # any non-negative cluster ids
            ) -> tuple[np.ndarray, np.ndarray]:
     "Renumber labels to `0..C-1` in increasing order → `(dense, mapping)` with `mapping[dense] == labels`."
-    mapping, dense = np.unique(_as_labels(labels, "labels"), return_inverse=True)
+    mapping, dense = np.unique(as_labels(labels, "labels"), return_inverse=True)
     return dense.astype(np.int64).reshape(-1), mapping.astype(np.int64)
 
 # %% ../../nbs/31_cluster.labels.ipynb #2263394a
@@ -122,11 +123,11 @@ def save_stage_labels(folder: str | Path,  # the embeddings folder
     "Write `labels_stage{s:02d}.parquet` (`id`, `cluster`, `pseudo`) atomically."
     import pandas as pd
     path = _stage_path(folder, stage)
-    c = _as_labels(labels, "labels")
+    c = as_labels(labels, "labels")
     if pseudo is None:
         if stage != 0: raise ConfigError(f"stage {stage}: pass pseudo=accumulate(prev_pseudo, labels, k=K)")
         pseudo = c
-    p = _as_labels(pseudo, "pseudo")
+    p = as_labels(pseudo, "pseudo")
     ids = [str(x) for x in ids]
     _same_length(c, p, "labels", "pseudo"); _same_length(c, np.asarray(ids), "labels", "ids")
     df = pd.DataFrame({"id": ids, "cluster": c, "pseudo": p})

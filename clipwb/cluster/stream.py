@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .kmeans import CLUSTERERS, Clustering, _as_points, _faiss, fit_clusters
-from ..core import ConfigError, DataError, check_int, get_logger
-from ..io import _l2n, atomic_path, complete_shards, read_json, shard_paths, write_json
+from .kmeans import CLUSTERERS, Clustering, as_points, import_faiss, fit_clusters
+from ..core import ConfigError, DataError, check_int, get_logger, l2_normalize
+from ..io import atomic_path, complete_shards, read_json, shard_paths, write_json
 from ..registry import check_kwargs
 
 log = get_logger("clipwb.cluster.stream")
@@ -99,7 +99,7 @@ def shard_source(folder: str | Path, modality: str = "image", *, shards: list[in
 
 class _ArraySource:
     "An in-memory `[N, D]` array behind the `EmbeddingSource` row interface."
-    def __init__(self, x): self.x = _as_points(x); self.n, self.dim = self.x.shape
+    def __init__(self, x): self.x = as_points(x); self.n, self.dim = self.x.shape
     def rows(self, start, stop): return self.x[start:stop]
     def take(self, idx): return self.x[np.asarray(idx, np.int64)]
 
@@ -113,7 +113,7 @@ def _batch_edges(n: int, batch_size: int) -> np.ndarray:
 
 def _inertia(x: np.ndarray, centroids: np.ndarray) -> float:
     "Sum of squared distances of the rows of `x` to their nearest centroid (faiss exact search)."
-    idx = _faiss().IndexFlatL2(x.shape[1]); idx.add(np.ascontiguousarray(centroids, np.float32))
+    idx = import_faiss().IndexFlatL2(x.shape[1]); idx.add(np.ascontiguousarray(centroids, np.float32))
     return float(idx.search(np.ascontiguousarray(x, np.float32), 1)[0].sum(dtype=np.float64))
 
 def _label_pass(src, c: Clustering, edges, prep) -> tuple[np.ndarray, float]:
@@ -154,7 +154,7 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
     if (small := int(np.diff(edges).min())) < k:
         raise ConfigError(f"batch_size={batch_size} splits N={n} into batches of {small} rows, fewer than k={k}; "
                           f"use batch_size >= {2 * k}")
-    prep = _l2n if spherical else (lambda a: a)
+    prep = l2_normalize if spherical else (lambda a: a)
     rng = np.random.default_rng(seed)
     m = min(n, check_int("init_size", init_size) if init_size is not None else max(3 * batch_size, 3 * k))
     if m < k: raise ConfigError(f"init_size={m} is smaller than k={k}")
@@ -185,7 +185,7 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
         if max_no_improvement is not None and no_imp >= max_no_improvement: stop = "no_improvement"; break
     bar.close()
     cen = np.ascontiguousarray(km.cluster_centers_, dtype=np.float32)
-    if spherical: cen = _l2n(cen).astype(np.float32)
+    if spherical: cen = l2_normalize(cen).astype(np.float32)
     params = dict(k=k, seed=int(seed), batch_size=batch_size, max_iter=max_iter, tol=float(tol),
                   max_no_improvement=max_no_improvement, init_size=m, n_init=n_init,
                   reassignment_ratio=float(reassignment_ratio), shuffle=bool(shuffle), spherical=bool(spherical),

@@ -22,8 +22,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset', 'skip_kind', 'skip_counts',
-           'log_skipped', 'split_path', 'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset',
-           'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
+           'log_skipped', 'split_path', 'card_kwargs', 'FilesDataset', 'files_dataset', 'resolve_inside',
+           'TableDataset', 'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
 
 # %% ../../nbs/10_data.readers.ipynb #8321953f
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -175,7 +175,8 @@ def split_path(card, split: str | None) -> Path:
 def _labels_of(d: dict, names: Sequence[str]) -> dict:
     return {k: d.get(k) for k in names if k in d}
 
-def _card_kw(card, split):
+def card_kwargs(card, split) -> dict:
+    "The keyword arguments every reader takes from its data card: `card`, `split` and the card's `label_names`."
     return dict(card=card, split=split, label_names=list(card.labels) if card is not None else [])
 
 # %% ../../nbs/10_data.readers.ipynb #ecd1df48
@@ -220,7 +221,7 @@ class FilesDataset(PairDataset):
 @DATASETS.register("files", needs_path=True)
 def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
     "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
-    return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **_card_kw(card, split))
+    return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **card_kwargs(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #2eae879e
 def _split_caps(v) -> list[str] | None:
@@ -275,7 +276,7 @@ def table_dataset(card, split: str | None = None, *, image_column: str = "filepa
     "Builder for cards with `format: table` (csv, tsv or parquet)."
     return TableDataset(split_path(card, split), image_column=image_column, caption_column=caption_column,
                         id_column=id_column, captions_column=captions_column, image_root=image_root,
-                        limit=limit, **_card_kw(card, split))
+                        limit=limit, **card_kwargs(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #54a685df
 class ShareGPT4VDataset(PairDataset):
@@ -308,7 +309,7 @@ def sharegpt4v_dataset(card, split: str | None = None, *, image_root: str | None
     "Builder for cards with `format: sharegpt4v`."
     from clipwb.cards import expand_env
     root = expand_env(image_root, where=f"data card '{card.id}', option 'image_root'") if image_root else None
-    return ShareGPT4VDataset(split_path(card, split), image_root=root, limit=limit, **_card_kw(card, split))
+    return ShareGPT4VDataset(split_path(card, split), image_root=root, limit=limit, **card_kwargs(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #9f8d00c8
 def image_grid(images: Sequence[Image.Image], *, ncol: int = 8, size: int = 64, pad: int = 2,

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..core import DataError, Sample, get_logger
-from .readers import DATASETS, IMAGE_EXTS, PairDataset, _card_kw, decode_image
+from .readers import DATASETS, IMAGE_EXTS, PairDataset, card_kwargs, decode_image
 
 log = get_logger(__name__)
 
@@ -245,4 +245,4 @@ def webdataset_dataset(card, split: str | None = None, *, limit: int | None = No
     if split is not None and card.splits and split not in card.splits:
         raise DataError(f"data card '{card.id}' has no split '{split}'; splits: {sorted(card.splits)}")
     raw = card.resolve_path(split)
-    return WebDataset(raw, limit=limit, require_caption=require_caption, **_card_kw(card, split))
+    return WebDataset(raw, limit=limit, require_caption=require_caption, **card_kwargs(card, split))

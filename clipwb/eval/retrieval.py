@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import DataError, get_logger
+from ..core import DataError, get_logger, l2_normalize
 
 log = get_logger(__name__)
 
@@ -20,7 +20,7 @@ __all__ = ['log', 'retrieval_ranks', 'retrieval_metrics', 'retrieval_chance']
 def _emb(x, normalize: bool):
     import torch
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).float()
-    return torch.nn.functional.normalize(x, dim=-1) if normalize else x
+    return l2_normalize(x) if normalize else x
 
 def _rank(scores, target):
     "Rank (0 = best) of column `target[r]` in each row of `scores`, ties to the lower index."

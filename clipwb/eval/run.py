@@ -11,8 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..cards import TASKS
 from ..config import STAGES, Result, StageConfig, card_field, path_field
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, DataError, even_subset, get_logger
 from .retrieval import retrieval_chance, retrieval_metrics
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
 from ..io import atomic_write_text, read_json, write_json
@@ -20,10 +21,9 @@ from ..io import atomic_write_text, read_json, write_json
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EVAL_TASKS', 'RECALL_KS', 'EvalCfg', 'select_tasks', 'evaluate', 'metrics_figure', 'run_eval']
+__all__ = ['log', 'RECALL_KS', 'EvalCfg', 'select_tasks', 'evaluate', 'metrics_figure', 'run_eval']
 
 # %% ../../nbs/22_eval.run.ipynb #2b60a569
-EVAL_TASKS = ("zeroshot", "retrieval")
 RECALL_KS = (1, 5, 10)
 
 @STAGES.register("eval", notebook="04_eval.ipynb")
@@ -34,15 +34,15 @@ class EvalCfg(StageConfig):
     pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
     data: str = card_field("shapes")  # data card id
     split: str = "test"             # split to evaluate
-    tasks: list[str] = field(default_factory=lambda: ["zeroshot", "retrieval"])  # run those the card lists too
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))  # run those the card lists too
     templates: str | None = None    # prompt template set name or one '{c}' template (None: the card's)
     batch_size: int = 64            # samples per forward pass
     limit: int | None = 64          # evaluate `limit` evenly spaced samples (None: all)
     device: str = "auto"            # 'auto', 'cpu', 'cuda', 'cuda:1' …
 
     def check(self):
-        bad = [t for t in self.tasks if t not in EVAL_TASKS]
-        if bad or not self.tasks: raise ConfigError(f"parameter 'tasks': unknown or empty {bad or self.tasks}; known: {list(EVAL_TASKS)}")
+        bad = [t for t in self.tasks if t not in TASKS]
+        if bad or not self.tasks: raise ConfigError(f"parameter 'tasks': unknown or empty {bad or self.tasks}; known: {list(TASKS)}")
         if self.batch_size < 1: raise ConfigError(f"parameter 'batch_size' must be ≥ 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"parameter 'limit' must be ≥ 1 or None, got {self.limit}")
         if self.templates is not None: get_templates(self.templates)
@@ -58,9 +58,6 @@ def select_tasks(requested: Sequence[str], card) -> list[str]:
     return tasks
 
 # %% ../../nbs/22_eval.run.ipynb #0141460f
-def _subset(n: int, limit: int | None) -> list[int]:
-    return list(range(n)) if limit is None or limit >= n else [i * n // limit for i in range(limit)]
-
 def _caption_embeddings(model, tokenizer, ds, index, first, *, batch_size, device):
     "All captions of the encoded images → (text_emb [M, D], text_to_image [M])."
     from clipwb.embed import encode_texts
@@ -77,7 +74,7 @@ def _caption_embeddings(model, tokenizer, ds, index, first, *, batch_size, devic
     return out, t2i
 
 def evaluate(model, ds, *, preprocess, tokenizer,
-             tasks: Sequence[str] = EVAL_TASKS,       # 'zeroshot' and/or 'retrieval'
+             tasks: Sequence[str] = TASKS,       # 'zeroshot' and/or 'retrieval'
              templates: str | list | None = None,     # template set (None: ds.templates, else 'default')
              batch_size: int = 64,                    # samples per forward pass
              limit: int | None = None,                # evenly spaced subset size (None: all)
@@ -86,7 +83,7 @@ def evaluate(model, ds, *, preprocess, tokenizer,
     "Encode `ds` once and run `tasks` → dict(metrics, n_samples, skipped, templates)."
     from clipwb.embed import encode_dataset
     enc = encode_dataset(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
-                         device=device, indices=_subset(len(ds), limit), progress=progress)
+                         device=device, indices=even_subset(len(ds), limit), progress=progress)
     index, img = np.asarray(enc["index"]), enc["image"]
     if len(index) == 0:
         raise DataError(f"eval: no sample could be read ({len(enc['skipped'])} skipped, e.g. {enc['skipped'][:1]})")

@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..core import ConfigError, DataError, get_logger
-from ..embed import encode_texts, l2_normalize
+from ..core import ConfigError, DataError, get_logger, l2_normalize
+from ..embed import encode_texts
 
 log = get_logger(__name__)
 
@@ -96,8 +96,9 @@ def zeroshot_eval(image_features,                                   # [N, D] ima
                   templates: str | Sequence[str] = "default",       # set name or list of templates
                   *, batch_size: int = 256) -> dict[str, float]:
     "Build the template-ensemble classifier, score `normalise(image_features) @ W`, return `zeroshot_metrics`."
+    import torch
     W = build_classifier(encode_text, classnames, templates, batch_size=batch_size)
-    img = l2_normalize(image_features)
+    img = l2_normalize(torch.as_tensor(image_features))
     if img.shape[1] != W.shape[0]:
         raise DataError(f"zeroshot_eval: image features have dim {img.shape[1]}, text features {W.shape[0]}")
     return zeroshot_metrics(img @ W, targets)

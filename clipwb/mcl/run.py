@@ -56,8 +56,8 @@ class ConcatCLIP(_torch().nn.Module):
         return self._cat([m.encode_text(texts) for m in self.members])
 
 def _out_dim(model) -> int:
-    from clipwb.embed import _embed_dim
-    return _embed_dim(model)
+    from clipwb.embed import embedding_dim
+    return embedding_dim(model)
 
 def _preprocess_cfg(model) -> dict:
     import open_clip
@@ -156,11 +156,12 @@ def _integration(models: list[str], cfg: MclCfg, run_dir: Path) -> dict:
     if out.is_file() and read_json(out).get("models") == models: return read_json(out)["metrics"]
     from clipwb.cards import load_card
     from clipwb.data.datasets import load_dataset
-    from clipwb.eval.run import EVAL_TASKS, evaluate, select_tasks
+    from clipwb.cards import TASKS
+    from clipwb.eval.run import evaluate, select_tasks
     data = cfg.eval_data or cfg.data
     model, pre, tok = load_concat(models)
     r = evaluate(model, load_dataset(data, cfg.eval_split), preprocess=pre, tokenizer=tok,
-                 tasks=select_tasks(EVAL_TASKS, load_card(data)), limit=cfg.eval_limit, device=cfg.device)
+                 tasks=select_tasks(TASKS, load_card(data)), limit=cfg.eval_limit, device=cfg.device)
     write_json(out, {"models": models, "metrics": r["metrics"]})
     return r["metrics"]
 

@@ -253,11 +253,11 @@ class _Sweep:
         return self._ds[card, split]
 
     def evaluate(self, sd: dict, ds, limit: int | None) -> dict:
-        from clipwb.cards import load_card
+        from clipwb.cards import TASKS, load_card
         from clipwb.eval.run import evaluate, select_tasks
         self.work.load_state_dict(sd)
         return evaluate(self.work, ds, preprocess=self.preprocess, tokenizer=self.tokenizer, batch_size=self.cfg.batch_size,
-                        tasks=select_tasks(["zeroshot", "retrieval"], load_card(ds.card.id)), limit=limit,
+                        tasks=select_tasks(TASKS, load_card(ds.card.id)), limit=limit,
                         device=self.device, progress=False)
 
     def heldout_score(self, sd: dict) -> float:

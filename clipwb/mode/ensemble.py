@@ -10,8 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import ConfigError, DataError, get_device, get_logger
-from ..embed import l2_normalize
+from ..core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from ..eval.zeroshot import build_classifier, fill_template, get_templates, text_encoder as clip_text_encoder, zeroshot_metrics
 
 log = get_logger(__name__)
@@ -30,9 +29,10 @@ def class_embeddings(encode: "callable",                      # list[str] -> [n,
     groups = [[c] if isinstance(c, str) else list(c) for c in classnames]
     if not groups or not all(groups): raise DataError("class_embeddings: every class needs at least one name")
     prompts = [fill_template(t, s) for g in groups for s in g for t in ts]
-    e = l2_normalize(np.asarray(encode(prompts)))
+    import torch
+    e = l2_normalize(torch.as_tensor(np.asarray(encode(prompts))))
     bounds = np.cumsum([0] + [len(g) * len(ts) for g in groups])
-    return l2_normalize(np.stack([e[a:b].mean(0).numpy() for a, b in zip(bounds[:-1], bounds[1:])])).numpy()
+    return l2_normalize(torch.stack([e[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])])).numpy()
 
 # %% ../../nbs/52_mode.ensemble.ipynb #88b6ef71
 def expert_weights(class_embeddings,             # [n, D] unit class embeddings of the task (caption encoder)
@@ -83,8 +83,9 @@ def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, devi
 
 def task_logits(model, tokenizer, image_feats, tasks: dict, *, templates="default", device="cpu") -> dict[str, np.ndarray]:
     "Raw cosine logits `[N, C]` per task (`tasks`: name → class names) from the model's own text tower."
+    import torch
     enc = clip_text_encoder(model, tokenizer, device)
-    img = l2_normalize(image_feats)
+    img = l2_normalize(torch.as_tensor(image_feats))
     return {name: (img @ build_classifier(enc, names, templates)).numpy() for name, names in tasks.items()}
 
 # %% ../../nbs/52_mode.ensemble.ipynb #41cc76ae

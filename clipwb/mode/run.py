@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import STAGES, Result, StageConfig, card_field, path_field
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, DataError, even_subset, get_logger
 from ..io import atomic_path, read_json, write_json
 from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
                                   task_logits, weights_figure)
@@ -43,7 +43,6 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     "Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → comparison table."
     import pandas as pd
     from clipwb.data.datasets import load_dataset
-    from clipwb.eval.run import _subset
     from clipwb.models import create_model_and_transforms, get_tokenizer
     enc = text_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
@@ -55,7 +54,7 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     for card, ds in cards:
         tpl, idx = getattr(ds, "templates", None) or "default", None
         for js in groups.values():
-            feats, got = image_features([loaded[j][0] for j in js], ds, _subset(len(ds), limit), preprocess=loaded[js[0]][2],
+            feats, got = image_features([loaded[j][0] for j in js], ds, even_subset(len(ds), limit), preprocess=loaded[js[0]][2],
                                         batch_size=batch_size, device=device)
             if idx is None:
                 idx = got

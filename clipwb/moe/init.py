@@ -19,17 +19,18 @@ from .layer import apply_moe, has_moe, moe_layers_of, towers
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'expert_models', 'check_shared', 'from_experts', 'upcycle', 'dense_state_dict', 'expert_state_dict', 'collapse',
-           'expert_model']
+__all__ = ['log', 'expand_experts', 'expert_models', 'check_shared', 'from_experts', 'upcycle', 'dense_state_dict',
+           'expert_state_dict', 'collapse', 'expert_model']
 
 # %% ../../nbs/43_moe.init.ipynb #81f3f484
-def _expand(e) -> list:
+def expand_experts(e) -> list:
+    "One `experts` entry as model paths: a run folder with `experts.json` (an mcl run) gives its models, anything else itself."
     return listed_models(e) or [e]   # a run dir with experts.json (an mcl run): its models
 
 def expert_models(experts: str | Path | Sequence[str | Path]) -> list[str]:
     "Expert models from a list (or comma-separated string) of model dirs, train run dirs or names; a run dir with `experts.json` stands for its models."
     if isinstance(experts, (str, Path)): experts = [s.strip() for s in str(experts).split(",") if s.strip()]
-    experts = [m for e in experts for m in _expand(e)]
+    experts = [m for e in experts for m in expand_experts(e)]
     out = [str(ref) for kind, ref in map(resolve_model, experts)]
     if not out: raise ConfigError("MoE: no expert models given")
     return out

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, DataError, even_subset, get_logger
 from .layer import TOWERS, has_moe
 
 log = get_logger(__name__)
@@ -120,9 +120,6 @@ def routing_tables(routing: dict[str, Routing], labels: dict[str, np.ndarray] | 
                         pd.DataFrame(cp, columns=cols["cls_patch"]), routing, dict(label_names or {}))
 
 # %% ../../nbs/44_moe.routing.ipynb #329f44ad
-def _subset(n: int, limit: int | None) -> list[int]:
-    return list(range(n)) if limit is None or limit >= n else [i * n // limit for i in range(limit)]
-
 def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | None = None, *,
                   preprocess=None, tokenizer=None, limit: int | None = 256, batch_size: int = 64,
                   device="cpu") -> RoutingStats:
@@ -142,7 +139,7 @@ def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | No
     for c, y in labels.items():
         if len(y) != len(dataset): raise DataError(f"routing_stats: label '{c}' has {len(y)} values for {len(dataset)} samples")
     routing = collect_routing(model, dataset, preprocess=preprocess, tokenizer=tokenizer,
-                              indices=_subset(len(dataset), limit), batch_size=batch_size, device=device)
+                              indices=even_subset(len(dataset), limit), batch_size=batch_size, device=device)
     return routing_tables(routing, {c: np.asarray(y) for c, y in labels.items()}, names)
 
 # %% ../../nbs/44_moe.routing.ipynb #b2ca16b4

@@ -13,7 +13,7 @@ from ..config import STAGES, Result, StageConfig
 from ..core import ConfigError, get_logger
 from ..io import write_json
 from ..models import create_model, save_model
-from .init import _expand, expert_models, from_experts, upcycle
+from .init import expand_experts, expert_models, from_experts, upcycle
 from .routing import routing_figures, routing_stats
 
 log = get_logger(__name__)
@@ -69,7 +69,7 @@ class MoeCfg(StageConfig):
         need(bool(self.experts), "experts is empty: pass an MCL run dir or a list of models, base first")
         # a run a pipeline has planned but not yet run has no experts.json: its count is checked when the MoE is built
         pending = any("/" in str(e) and not Path(str(e)).exists() for e in self.experts)
-        n = None if pending else sum(len(_expand(e)) for e in self.experts)
+        n = None if pending else sum(len(expand_experts(e)) for e in self.experts)
         E = self.num_experts if self.init == "upcycle" and self.num_experts else n
         need(self.top_k >= 1 and (E is None or self.top_k <= E), f"top_k must be in [1, {E}] (the number of experts), got {self.top_k}")
         need(self.num_experts is None or self.num_experts >= 1, f"num_experts must be ≥ 1, got {self.num_experts}")

@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..cluster.diagnostics import exemplars, top_terms
-from ..cluster.kmeans import _as_points
-from ..cluster.labels import _as_labels
+from ..cluster.kmeans import as_points
+from ..cluster.labels import as_labels
 from ..core import ConfigError, DataError, get_logger
 from .umap import thumbnails_b64
 
@@ -106,7 +106,7 @@ class ClusterBrowser:
         for name, v in (("n_exemplars", n_exemplars), ("n_terms", n_terms), ("thumb_size", thumb_size)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError(f"ClusterBrowser: {name} must be a positive int, got {v!r}")
-        self.labels = _as_labels(labels, "labels")
+        self.labels = as_labels(labels, "labels")
         self.captions = [str(c) for c in captions]
         n = len(self.labels)
         if n == 0: raise DataError("ClusterBrowser: labels is empty; nothing to browse")
@@ -136,14 +136,14 @@ class ClusterBrowser:
             bounds = np.searchsorted(dense[order], np.arange(len(self.clusters) + 1))
             return {c: order[bounds[j]:bounds[j] + min(n, bounds[j + 1] - bounds[j])].tolist()
                     for j, c in enumerate(self.clusters)}
-        x = _as_points(x)
+        x = as_points(x)
         if len(x) != len(dense): raise DataError(f"ClusterBrowser: x has {len(x)} rows but there are {len(dense)} labels")
         if centroids is None:
             c = np.zeros((len(self.clusters), x.shape[1]))
             np.add.at(c, dense, x)
             c /= np.bincount(dense)[:, None]
         else:
-            centroids = _as_points(centroids, "centroids")
+            centroids = as_points(centroids, "centroids")
             if self.clusters[-1] >= len(centroids):
                 raise DataError(f"ClusterBrowser: label {self.clusters[-1]} but only {len(centroids)} centroids; "
                                 "centroids must be indexed by cluster id")

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cluster.kmeans import _as_points, _faiss
-from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger
+from ..cluster.kmeans import as_points, import_faiss
+from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger, l2_normalize
 from ..io import atomic_write_text
 
 log = get_logger("clipwb.viz.umap")
@@ -38,8 +38,8 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
               ivf_probe: int | None = None,    # None: exact flat search; else approximate IVF probing this many lists
               ) -> tuple[np.ndarray, np.ndarray]:
     "kNN graph `(indices [N,k] int64, distances [N,k] float32)` by faiss, self first, in umap's `precomputed_knn` format."
-    faiss = _faiss()
-    x = _as_points(x)
+    faiss = import_faiss()
+    x = as_points(x)
     n, d = x.shape
     if metric not in ("cosine", "euclidean"):
         raise ConfigError(f"knn_graph: metric must be 'cosine' or 'euclidean', got {metric!r}")
@@ -50,7 +50,7 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
         if (bad := np.flatnonzero(norms[:, 0] == 0)).size:
             raise DataError(f"knn_graph: {bad.size} rows have zero norm (first: row {bad[0]}), so their cosine "
                             "distance is undefined; drop them or use metric='euclidean'")
-        x, index = np.ascontiguousarray(x / norms), faiss.IndexFlatIP(d)
+        x, index = np.ascontiguousarray(l2_normalize(x)), faiss.IndexFlatIP(d)
     else: index = faiss.IndexFlatL2(d)
     kk, flat = min(k + 1, n), index
     if ivf_probe is not None:
@@ -111,7 +111,7 @@ def umap_embed(x,                                     # [N, D] points
                ) -> np.ndarray:
     "2-D UMAP layout `[N, 2]` float32 of `x`, on an exact faiss kNN graph (umap's NN-descent is never run)."
     umap = _umap()
-    x = _as_points(x)
+    x = as_points(x)
     n = len(x)
     k = check_int("n_neighbors", n_neighbors, 2, n - 1, "umap_embed: ") if n > 2 else None
     if k is None: raise DataError(f"umap_embed: needs at least 3 points, got {n}")
@@ -262,7 +262,7 @@ def map_figure(x,                               # [N, D] embeddings
                seed: int | None = 0,            # sampling and UMAP seed (None: parallel UMAP, sampling seed 0)
                gpu: bool | str = "auto", ivf_probe: int | None = None):
     "UMAP map of embeddings `x` coloured by `labels`, with captions (and thumbnails) on hover: a plotly figure."
-    x = _as_points(x)
+    x = as_points(x)
     n = len(x)
     for name, v in (("labels", labels), ("meta", meta)):
         if v is not None and len(v) != n: raise DataError(f"map_figure: {name} has {len(v)} rows for {n} points")
