@@ -104,7 +104,8 @@ def validate_card(meta: dict, source: str = "<card>") -> None:
 
 # %% ../nbs/05_cards.ipynb #82286fe7
 def card_dirs() -> list[Path]:
-    "Folders searched for cards: `$CLIPWB_CARDS` entries first, then the built-in cards (package data or `<repo>/data_cards`)."
+    ("Folders searched for cards: `$CLIPWB_CARDS` entries first, then the built-in cards (package data or "
+     "`<repo>/data_cards`).")
     extra = [Path(p).expanduser().resolve() for p in os.environ.get("CLIPWB_CARDS", "").split(os.pathsep) if p]
     return [*extra, package_data("data_cards") or repo_root() / "data_cards"]
 

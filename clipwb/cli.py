@@ -39,7 +39,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
                                       keep_checkpoints=True, checkpoint_every=2), dict(limit=64)
         mo = dict(k=2, k_fine=4, eval_data=["shapes"], limit=32)
         cl = dict(k=2, niter=5, map_points=64, stability_seeds=2)
-        ft = dict(model="clipwb-micro", init="{train}", split="train", data_limit=64, max_steps=3, batch_size=16, lr=1e-3)
+        ft = dict(model="clipwb-micro", init="{train}", split="train", data_limit=64, max_steps=3,
+                  batch_size=16, lr=1e-3)
         fts = [("ft_a", dict(data="shapes", seed=1, **ft)), ("ft_b", dict(data="shapes", seed=2, **ft))]
         sw = dict(domains=["shapes"], limit=32, merge_ratio=[0.0, 0.5, 1.0], lam=[0.5, 1.0], density=[0.5], alpha=[1.0],
                   stats_limit=32, heldout_limit=32, batch_size=32)
@@ -47,7 +48,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         moe = dict(data="shapes", max_steps=4, data_limit=64, batch_size=16, eval_limit=32, routing_limit=32)
     else:
         data, tr, ev = "openmoji", dict(model="clipwb-tiny", data_limit=None, max_steps=None, epochs=DEMO_EPOCHS,
-                                       batch_size=128, lr=1e-3, warmup=50, keep_checkpoints=True, checkpoint_every=110), \
+                                       batch_size=128, lr=1e-3, warmup=50, keep_checkpoints=True,
+                                        checkpoint_every=110), \
             dict(limit=None)
         # MoDE: 2 data experts continue the base from step 220 of 240 on their caption cluster
         mo = dict(seed_step=220, k=2, k_fine=32, eval_data=["openmoji", "shapes"], limit=None, batch_size=128)
@@ -56,7 +58,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         ft = dict(model="clipwb-tiny", init="{train}", split="train", max_steps=None, batch_size=128, lr=5e-4, warmup=5)
         fts = [("ft_openmoji", dict(data="openmoji", epochs=2, data_limit=2944, **ft)),
                ("ft_shapes", dict(data="shapes", epochs=3, data_limit=1536, **ft))]
-        sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0], lam=[0.5, 1.0, 1.5],
+        sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0],
+                  lam=[0.5, 1.0, 1.5],
                   density=[0.2, 0.5], alpha=[0.5, 0.9, 1.0], stats_limit=256, heldout_limit=200, batch_size=128)
         mc = dict(data_limit=256, max_steps=10, batch_size=32, eval_limit=100)   # MLPs of the tiny base, 2 short stages
         moe = dict(data="shapes", moe_layers=2, max_steps=12, data_limit=None, batch_size=32, warmup=2, eval_limit=100,
@@ -75,7 +78,8 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
 def _fill(v, done: dict):
     "Replace '{name}' placeholders (also inside lists) by the run dir of the named earlier step."
     if isinstance(v, list): return [_fill(x, done) for x in v]
-    if isinstance(v, str) and v.startswith("{") and v.endswith("}") and v[1:-1] in done: return str(done[v[1:-1]].run_dir)
+    if isinstance(v, str) and v.startswith("{") and v.endswith("}") and v[1:-1] in done:
+        return str(done[v[1:-1]].run_dir)
     return v
 
 def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output: bool = False) -> Path:
@@ -88,12 +92,14 @@ def run_demo(*, quick: bool = False, root: str | Path | None = None, log_output:
         for name, stage, params in demo_plan(quick):
             params = {k: _fill(v, done) for k, v in params.items()}
             print(f"[clipwb demo] {name} ({stage}) …", flush=True)
-            info = run_stage(stage, params, root=root, log_output=log_output, on_stale="new")  # new code or cards: new runs
+            # new code or cards: new runs
+            info = run_stage(stage, params, root=root, log_output=log_output, on_stale="new")
             print(f"[clipwb demo] {name}: {info.status} {info.run_dir}", flush=True)
             done[name] = info
     finally:
         if pinned: del os.environ["OMP_NUM_THREADS"]
-    return write_index(list(done.values()), root / "demo" / utc_stamp(), title="clipwb demo" + (" (quick)" if quick else ""),
+    return write_index(list(done.values()), root / "demo" / utc_stamp(),
+                       title="clipwb demo" + (" (quick)" if quick else ""),
                        names=list(done))
 
 # %% ../nbs/71_cli.ipynb #c1a5e7b0
@@ -104,10 +110,12 @@ PARAM_HELP = """stage parameters: -p KEY VALUE, once per parameter; `clipwb stag
 
 def _cluster_parsers(sub) -> None:
     "`submit`, `status`, `cancel` and `pipeline` (clipwb.submit, clipwb.pipelines)."
-    s = sub.add_parser("submit", help="submit a stage run as a job (SLURM or a local process); validated and planned first",
+    s = sub.add_parser("submit",
+                       help="submit a stage run as a job (SLURM or a local process); validated and planned first",
                        epilog=PARAM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("stage")
-    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter (see below)")
+    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="stage parameter (see below)")
     s.add_argument("--array-from", metavar="PARAM=A,B,C", help="one job (own run dir) per value of one parameter")
     s.add_argument("--wait", action="store_true", help="wait for the job(s) and print the metrics")
     s.add_argument("--folder", help="submitit folder for scripts and logs (default <runs>/.submitit/<stage>-<time>)")
@@ -117,7 +125,8 @@ def _cluster_parsers(sub) -> None:
         q.add_argument("--partition"); q.add_argument("--gpus-per-node", type=int, default=0)
         q.add_argument("--cpus-per-task", type=int); q.add_argument("--mem", help="e.g. 8G")
         q.add_argument("--time", type=int, default=60, help="time limit in minutes")
-    st = sub.add_parser("status", help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
+    st = sub.add_parser("status",
+                        help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
     st.add_argument("run", nargs="?"); st.add_argument("--runs"); st.add_argument("--tail", type=int, default=10)
     c = sub.add_parser("cancel", help="cancel the job of a submitted run (it stays resumable)")
     c.add_argument("run")
@@ -134,7 +143,8 @@ def _cluster_main(a) -> int:
         runs = [a.run] if a.run else sm.submitted_runs(a.runs)[:20]
         for r in runs:
             st = sm.run_status(r, tail=a.tail if a.run else 0)
-            print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, run {st['run']}  log {st['log']}")
+            print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, run {st['run']}  "
+                  f"log {st['log']}")
             if st["log_tail"]: print(st["log_tail"])
         return 0
     if a.cmd == "cancel": print(f"cancelled job {sm.cancel(a.run)} of {a.run}"); return 0
@@ -142,7 +152,8 @@ def _cluster_main(a) -> int:
         from clipwb.pipelines import export_demo
         for p in export_demo(a.folder): print(p)
         return 0
-    res = sm.Resources(partition=a.partition, gpus_per_node=a.gpus_per_node, cpus_per_task=a.cpus_per_task, mem=a.mem, time=a.time)
+    res = sm.Resources(partition=a.partition, gpus_per_node=a.gpus_per_node, cpus_per_task=a.cpus_per_task, mem=a.mem,
+                       time=a.time)
     if a.cmd == "pipeline":
         from clipwb.pipelines import run_pipeline, pipeline_failures
         out = run_pipeline(a.file, executor=a.executor, root=a.runs, res=res)
@@ -150,21 +161,26 @@ def _cluster_main(a) -> int:
         for name, why in bad.items(): print(f"[clipwb pipeline] {name}: {why.splitlines()[0]}", file=sys.stderr)
         print(f"[clipwb pipeline] report: {out / 'report.html'}"); return 1 if bad else 0
     keys = [k for k, _ in a.param]
-    if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ConfigError(f"parameter(s) {dup} given more than once")
-    subs = sm.submit_stage(a.stage, dict(a.param), executor=a.executor, res=res, root=a.runs, folder=a.folder, array=a.array_from)
-    for s in subs: print(json.dumps({"stage": s.stage, "status": s.status, "run_dir": str(s.run_dir), "executor": s.executor, "job_id": s.job_id}))
+    if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ConfigError(f"parameter(s) {dup} "
+                                                                                f"given more than once")
+    subs = sm.submit_stage(a.stage, dict(a.param), executor=a.executor, res=res, root=a.runs, folder=a.folder,
+                           array=a.array_from)
+    for s in subs: print(json.dumps({"stage": s.stage, "status": s.status, "run_dir": str(s.run_dir),
+                                     "executor": s.executor, "job_id": s.job_id}))
     if a.wait:
         for r in sm.wait(subs): print(json.dumps(r, indent=2, default=str))
     return 0
 
 # %% ../nbs/71_cli.ipynb #21e11ecd
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="clipwb", description="clipwb: CLIP experts workbench (stages run headless via papermill)")
+    p = argparse.ArgumentParser(prog="clipwb",
+                                description="clipwb: CLIP experts workbench (stages run headless via papermill)")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run one stage notebook headless", epilog=PARAM_HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("stage")
-    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help="stage parameter (see below)")
+    r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="stage parameter (see below)")
     r.add_argument("--runs", help="runs root (default $CLIPWB_RUNS, else <checkout>/runs, else ./runs)")
     r.add_argument("--force", action="store_true", help="new run even if one with these parameters exists")
     r.add_argument("--reuse", action="store_true", help="reuse a run with these parameters even if its data cards, "
@@ -174,7 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--nproc", type=int, default=1, help="processes under torchrun (gloo on CPU, one per GPU)")
     _cluster_parsers(sub)
     sub.add_parser("stages", help="list the stages in pipeline order, with their parameters")
-    d = sub.add_parser("demo", help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe → mode on the embedded default")
+    d = sub.add_parser("demo",
+                       help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe → mode "
+                            "on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
     d.add_argument("--runs", help="runs root")
     return p
@@ -198,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             _, rd, _ = plan_run(a.stage, dict(a.param), root=a.runs, force=a.force,   # planned once, not per process
                                 on_stale="reuse" if a.reuse else "refuse")
             info = run_distributed(a.stage, dict(a.param), rd, a.nproc, timeout=a.timeout)
-        else: info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output, timeout=a.timeout,
+        else: info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output,
+                               timeout=a.timeout,
                                on_stale="reuse" if a.reuse else "refuse")
-        print(json.dumps({"stage": a.stage, "status": info.status, "run_dir": str(info.run_dir), "metrics": info.metrics}, indent=2, default=str))
+        print(json.dumps({"stage": a.stage, "status": info.status, "run_dir": str(info.run_dir),
+                          "metrics": info.metrics}, indent=2, default=str))
         return 0
     except StageFailed as e:
         print(f"clipwb: error: {e}", file=sys.stderr); return 1

@@ -86,12 +86,15 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
 REF_KINDS = ("path", "model", "name_or_path", "card")
 
 def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pretrained: str | None = None,
-               integration: bool = False,   # a 'model' field that takes an mcl run folder (the integration of its stage models)
+               # a 'model' field that takes an mcl run folder (the integration of its stage models)
+               integration: bool = False,
                default_factory: Any = dataclasses.MISSING):
-    "A field holding a path (`kind='path'`), a model name or path (`'model'`) or another name or path (`'name_or_path'`), resolved against the working directory."
+    ("A field holding a path (`kind='path'`), a model name or path (`'model'`) or another name or path "
+     "(`'name_or_path'`), resolved against the working directory.")
     if kind not in ("path", "model", "name_or_path"):
         raise ConfigError(f"path_field: kind must be 'path', 'model' or 'name_or_path', got {kind!r}")
-    if integration and kind != "model": raise ConfigError(f"path_field: integration=True needs kind='model', got {kind!r}")
+    if integration and kind != "model": raise ConfigError(f"path_field: integration=True needs "
+                                                          f"kind='model', got {kind!r}")
     meta = {"clipwb_ref": kind, "run": run, "pretrained": pretrained,  # run: may be a run folder (must be complete)
             "integration": integration}
     if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
@@ -105,7 +108,8 @@ def card_field(default: Any = None, *, default_factory: Any = dataclasses.MISSIN
 
 def ref_fields(cls_or_cfg) -> dict[str, dict]:
     "Field name → metadata of every `path_field` / `card_field` of a config class or instance."
-    return {f.name: dict(f.metadata) for f in dataclasses.fields(cls_or_cfg) if f.metadata.get("clipwb_ref") in REF_KINDS}
+    return {f.name: dict(f.metadata)
+            for f in dataclasses.fields(cls_or_cfg) if f.metadata.get("clipwb_ref") in REF_KINDS}
 
 def _looks_like_path(v: str, cwd: Path) -> bool:
     p = Path(v).expanduser()
@@ -113,7 +117,8 @@ def _looks_like_path(v: str, cwd: Path) -> bool:
             or (len(p.parts) > 1 and (cwd / p.parts[0]).is_dir()))
 
 def resolve_path(v: Any, kind: str = "path", cwd: str | Path | None = None) -> Any:
-    "`v` made absolute against `cwd` (default: the working directory) when it is a path; names, None and '{placeholders}' unchanged."
+    ("`v` made absolute against `cwd` (default: the working directory) when it is a path; names, None and "
+     "'{placeholders}' unchanged.")
     import os
     if isinstance(v, (list, tuple)): return type(v)(resolve_path(x, kind, cwd) for x in v)
     if isinstance(v, Path): v = str(v)
@@ -154,7 +159,8 @@ class StageConfig:
         refs = ref_fields(self)
         for k, t in self.field_types().items():
             v = coerce(getattr(self, k), t, k)
-            if refs.get(k, {}).get("clipwb_ref") in ("path", "model", "name_or_path"): v = resolve_path(v, refs[k]["clipwb_ref"])
+            if refs.get(k, {}).get("clipwb_ref") in ("path", "model", "name_or_path"): v = resolve_path(v,
+                    refs[k]["clipwb_ref"])
             setattr(self, k, v)
         self.check()
 
@@ -218,7 +224,8 @@ def param_help(cls) -> dict[str, str]:
         try: src = inspect.getsource(k)
         except (OSError, TypeError) as e:
             raise ConfigError(f"{k.__name__}: no source to read its parameter help from ({e}); the help of a config "
-                              "field is the comment beside it: define config classes in a module, not in a notebook cell"
+                              "field is the comment beside it: define config classes in a module, not in "
+                              "a notebook cell"
                               ) from None
         found.update(comment_help(src, k.__name__))
     return {f.name: found.get(f.name, "") for f in dataclasses.fields(cls)}
@@ -265,4 +272,5 @@ class Result:
     artifacts: dict = field(default_factory=dict)   # name -> path (relative to the run dir)
     figures: dict = field(default_factory=dict)     # name -> plotly figure (also saved as HTML)
 
-STAGES = Registry("stages", check_meta=meta_keys("notebook", "order", required=("notebook",)))   # stage notebook; place in the pipeline
+# stage notebook; place in the pipeline
+STAGES = Registry("stages", check_meta=meta_keys("notebook", "order", required=("notebook",)))

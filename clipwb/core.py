@@ -112,7 +112,8 @@ def get_logger(name: str) -> logging.Logger:
 
 # %% ../nbs/00_core.ipynb #a0160001
 def l2_normalize(x, eps: float = 1e-12, dtype=np.float32):
-    "Rows (last axis) of `x` at unit L2 norm (norms below `eps` count as `eps`): a float32 tensor for a tensor, else an array."
+    ("Rows (last axis) of `x` at unit L2 norm (norms below `eps` count as `eps`): a float32 tensor for a "
+     "tensor, else an array.")
     if type(x).__module__.split(".")[0] == "torch":
         import torch
         return torch.nn.functional.normalize(x.float(), dim=-1, eps=eps)

@@ -70,7 +70,8 @@ def _index(root: Path | None = None) -> Path:
     return (root or repo_root()) / "nbs" / "index.ipynb"
 
 def readme_text(index: str | Path | None = None) -> str:
-    "README.md's text: the markdown cells of `index` (default `nbs/index.ipynb`), notebook links made relative to the root."
+    ("README.md's text: the markdown cells of `index` (default `nbs/index.ipynb`), notebook links made "
+     "relative to the root.")
     p = Path(index) if index else _index()
     cells = read_notebook(p)["cells"]
     if bad := [i for i, c in enumerate(cells) if c["cell_type"] != "markdown"]:
@@ -103,10 +104,12 @@ _CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.S)
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])", re.S)
 
 def math_to_mathml(md: str) -> str:
-    "`md` with every `$…$` and `$$…$$` formula outside code replaced by MathML; a `ClipwbError` names a formula that fails."
+    ("`md` with every `$…$` and `$$…$$` formula outside code replaced by MathML; a `ClipwbError` names a "
+     "formula that fails.")
     if not _MATH.search(md): return md
     try: from latex2mathml.converter import convert
-    except ImportError: raise ClipwbError("formulas need latex2mathml: pip install latex2mathml (clipwb's dev extra)") from None
+    except ImportError: raise ClipwbError("formulas need latex2mathml: pip install latex2mathml "
+                                          "(clipwb's dev extra)") from None
     def one(m):
         tex = m.group(1) if m.group(1) is not None else m.group(2)
         try: return convert(tex.strip(), display="block" if m.group(1) is not None else "inline")
@@ -191,7 +194,8 @@ def _cell(kind: str, src: str) -> dict:
     return c
 
 def doc_cells(nb: dict, page: Path, exists=lambda rel: True) -> tuple[list[dict], list[str]]:
-    "The cells a reader sees of notebook `nb` (at `page` under nbs/), and the problems found: broken links, failed `show_doc`."
+    ("The cells a reader sees of notebook `nb` (at `page` under nbs/), and the problems found: broken links, "
+     "failed `show_doc`.")
     problems, out = [], []
     mod_name, mod = notebook_module(nb), None
     def link(target: str) -> str:
@@ -288,7 +292,8 @@ def _exporter():
 def render_page(cells: list[dict], page: Page, pages: list[Page]) -> str:
     "One page of the site: `cells` rendered by nbconvert's basic HTML template inside the navigation."
     import nbformat
-    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}, "language_info": {"name": "python"}}
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"}}
     nb = nbformat.from_dict({"cells": [{**c, "id": f"c{i}"} for i, c in enumerate(cells)], "metadata": meta,
                              "nbformat": 4, "nbformat_minor": 5})
     body, _ = _exporter().from_notebook_node(nb)

@@ -44,7 +44,8 @@ class _ToArray:
         return torch.from_numpy(np.array(self.pil_part(im).convert("RGB"), dtype=np.uint8))
 
 def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bool = True):
-    "`(array [n, H, W, 3] uint8 memmap, {row: reason}, mean, std)` of `ds[:n]` after the PIL part of `preprocess`, cached; or None."
+    ("`(array [n, H, W, 3] uint8 memmap, {row: reason}, mean, std)` of `ds[:n]` after the PIL part of `preprocess`, "
+     "cached; or None.")
     import hashlib
     from clipwb.core import cache_dir
     from clipwb.data.datasets import make_loader
@@ -67,7 +68,8 @@ def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bo
         with atomic_path(path) as tmp:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *probe.shape))
             for b in tqdm(make_loader(ds, preprocess=_ToArray(pil_part), batch_size=64, num_workers=num_workers,
-                                      indices=range(n)), desc="decode once (cached)", disable=not progress, leave=False):
+                                      indices=range(n)), desc="decode once "
+                                                              "(cached)", disable=not progress, leave=False):
                 if len(b["index"]): arr[b["index"].numpy()] = b["image"].numpy()
                 bad.update({int(s["index"]): s for s in b["skipped"]})
             arr.flush(); del arr
@@ -85,7 +87,8 @@ class _Decoded:
         from clipwb.core import Sample
         if i in self.bad: raise DataError(self.bad[i]["reason"])
         return Sample(self.ds.ids[i], self.arr[i], self.ds.captions[i], {})
-    def locate(self, i): return self.bad.get(i, {}) and {k: self.bad[i][k] for k in ("shard", "member") if k in self.bad[i]}
+    def locate(self, i): return self.bad.get(i, {}) and {k: self.bad[i][k]
+                                                         for k in ("shard", "member") if k in self.bad[i]}
 
 def _row_tensor(a):
     import torch
@@ -103,7 +106,8 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
     import torch
     from tqdm.auto import tqdm
     from clipwb.data.datasets import make_loader
-    if modality not in EMBED_MODALITIES: raise ConfigError(f"modality must be one of {EMBED_MODALITIES}, got {modality!r}")
+    if modality not in EMBED_MODALITIES: raise ConfigError(f"modality must be one of {EMBED_MODALITIES}, "
+                                                           f"got {modality!r}")
     device = get_device(device)
     model = model.to(device).eval()
     text = modality == "both"
@@ -135,7 +139,8 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
                    "index": b["index"].numpy(), "skipped": b["skipped"]}
 
 def encode_dataset(model, ds, **kw) -> dict:
-    "Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of `iter_encoded`)."
+    ("Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of "
+     "`iter_encoded`).")
     bs = list(iter_encoded(model, ds, **kw))
     d = embedding_dim(model)
     dt = d if kw.get("modality", "both") == "both" else 0
@@ -164,8 +169,12 @@ def embedding_dim(model) -> int:
 @dataclass
 class EmbedCfg(StageConfig):
     "Parameters of the embed stage."
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of its stage models)
-    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of
+    # its stage models)
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)
+    # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
+    # for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")
     data: str = card_field("shapes")  # data card id
     split: str | None = "train"     # split to embed (None: the whole dataset)
     shard_size: int = 64            # samples per shard
@@ -221,7 +230,9 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
             sb = buf.pop(i)
             idx = np.concatenate(sb["index"]) if sb["index"] else np.zeros(0, np.int64)
             d = embedding_dim(model)
-            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0, d if k == "image" or modality == "both" else 0), np.float32)
+            stack = lambda k: np.concatenate(sb[k]) if sb[k] else np.zeros((0,
+                                                                            d if k == "image" or modality == "both"
+                                                                            else 0), np.float32)
             write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
             write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
             n_new += len(idx)

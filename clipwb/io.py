@@ -148,7 +148,8 @@ def git_state(root: str | Path | None = None) -> dict:
     try:
         sha = git("rev-parse", "HEAD")
         if sha.returncode: return {"sha": None, "dirty": None}
-        return {"sha": sha.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())}
+        return {"sha": sha.stdout.strip(),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())}
     except (OSError, subprocess.SubprocessError): return {"sha": None, "dirty": None}
 
 def env_info() -> dict:

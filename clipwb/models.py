@@ -39,7 +39,8 @@ if str(model_configs_dir()) not in map(str, open_clip.factory._MODEL_CONFIG_PATH
 
 # %% ../nbs/14_models.ipynb #1d18d58a
 def listed_models(folder: str | Path) -> list[str] | None:
-    "The models a run folder lists in its `experts.json` (mcl, moe runs), relative paths taken against the folder; None without one."
+    ("The models a run folder lists in its `experts.json` (mcl, moe runs), relative paths taken against the folder; "
+     "None without one.")
     p = Path(str(folder).removeprefix("local-dir:"))
     f = p / "experts.json"
     if not f.is_file(): return None
@@ -54,7 +55,8 @@ def is_mcl_run(folder: str | Path) -> bool:
     return (p / "experts.json").is_file() and (p / "stages.json").is_file()
 
 def resolve_model(name_or_dir: str | Path) -> tuple[str, str | Path]:
-    "`('name', arch)`, `('dir', local-dir folder)` or `('mcl', mcl run folder)` for a model string; raises with a hint when none."
+    ("`('name', arch)`, `('dir', local-dir folder)` or `('mcl', mcl run folder)` for a model string; raises with a "
+     "hint when none.")
     s = str(name_or_dir)
     if s.startswith("local-dir:"): s = s[len("local-dir:"):]
     if s.startswith("hf-hub:"): return "name", s
@@ -68,7 +70,8 @@ def resolve_model(name_or_dir: str | Path) -> tuple[str, str | Path]:
         listed = (p / "experts.json").is_file() and listed_models(p)
         raise DataError(f"model folder {p} has no open_clip_config.json (nor model/open_clip_config.json); "
                         "a model folder is what clipwb.models.save_model writes"
-                        + (f"; its experts.json lists models ({', '.join(listed[:3])} …): pass one of them" if listed else ""))
+                        + (f"; its experts.json lists models ({', '.join(listed[:3])} …): pass one of them"
+                           if listed else ""))
     if p.suffix.lower() in PICKLE_SUFFIXES: refuse_pickle(p)
     known = open_clip.list_models()
     if s in known or s.replace("/", "-") in known: return "name", s.replace("/", "-")
@@ -76,7 +79,8 @@ def resolve_model(name_or_dir: str | Path) -> tuple[str, str | Path]:
         raise DataError(f"model folder not found: {p}")
     close = difflib.get_close_matches(s, known, n=5)
     raise ConfigError(f"unknown model '{s}': not an open_clip architecture nor a folder"
-                      + (f"; did you mean {', '.join(close)}?" if close else f"; clipwb's tiny models: {', '.join(TINY_MODELS)}"))
+                      + (f"; did you mean {', '.join(close)}?" if close
+                         else f"; clipwb's tiny models: {', '.join(TINY_MODELS)}"))
 
 def _check_weights(d: Path) -> Path:
     if any(d.glob("*.safetensors")): return d
@@ -99,7 +103,8 @@ def _no_network() -> bool:
 def _offline() -> bool:
     "`HF_HUB_OFFLINE` / `CLIPWB_OFFLINE` set, or huggingface.co unreachable (probed once per process)."
     import os
-    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "CLIPWB_OFFLINE")): return True
+    if any(os.environ.get(k, "").lower() in ("1", "true", "yes", "on") for k in ("HF_HUB_OFFLINE", "CLIPWB_OFFLINE")):
+        return True
     return _no_network()
 
 def _hf_cached(model_id: str, filenames: list[str]) -> str | None:
@@ -128,11 +133,13 @@ def _tag_weights(name: str, tag: str, pcfg: dict) -> str | None:
     if not _offline(): return None
     raise ConfigError(f"pretrained weights '{tag}' of {name} are not downloaded and this machine is offline: "
                       f"open_clip looked in {looked}. Download them once on a machine with internet "
-                      f"(python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\") and copy the "
+                      f"(python -c \"import open_clip; open_clip.create_model('{name}', "
+                      f"pretrained='{tag}')\") and copy the "
                       f"cache, or pass a local weights file: -p pretrained /path/to/weights.safetensors")
 
 def init_of(name_or_dir: str | Path, pretrained: str | None = "auto") -> tuple[str, str | None]:
-    "`(init, pretrained argument for open_clip)`; init is 'random', 'pretrained:…', 'dir:…' or 'mcl:…'. Raises before any work."
+    ("`(init, pretrained argument for open_clip)`; init is 'random', 'pretrained:…', 'dir:…' or 'mcl:…'. Raises "
+     "before any work.")
     kind, ref = resolve_model(name_or_dir)
     p = None if pretrained in (None, "", "auto") else str(pretrained)
     if kind in ("dir", "mcl") or str(ref).startswith("hf-hub:"):
@@ -145,8 +152,10 @@ def init_of(name_or_dir: str | Path, pretrained: str | None = "auto") -> tuple[s
             return f"mcl:{ref}", None
         model_id = str(ref)[len("hf-hub:"):]
         if _hf_cached(model_id, ["open_clip_config.json"]) is None and _offline():
-            raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this machine is offline; "
-                              "download the model once with internet, or save it as a model folder (clipwb.models.save_model)")
+            raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this "
+                              f"machine is offline; "
+                              "download the model once with internet, or save it as a model folder "
+                              "(clipwb.models.save_model)")
         return f"pretrained:{ref}", None
     if p == "none" or (p is None and (pretrained is None or ref in TINY_MODELS)): return "random", None
     tags = open_clip.list_pretrained_tags_by_model(ref)
@@ -181,15 +190,18 @@ def _model_cfg(kind: str, ref) -> dict:
 def create_model(name_or_dir: str | Path, *,
                  device="cpu",                             # 'cpu', 'cuda', 'auto' …
                  force_patch_dropout: float | None = None, # fraction of patch tokens dropped in training
-                 pretrained: str | None = None,            # tag, weights file, 'none' (random) or 'auto' (see init_of); names only
+                 # tag, weights file, 'none' (random) or 'auto' (see init_of); names only
+                 pretrained: str | None = None,
                  precision: str = "fp32",                  # open_clip precision: fp32, fp16, bf16, amp …
                  seed: int | None = 0):                    # seed of a random initialisation (None: torch's global RNG)
-    "An open_clip model from an architecture name, a local-dir folder, a train run dir or an mcl run dir; `model.clipwb_config['init']` says how it was initialised."
+    ("An open_clip model from an architecture name, a local-dir folder, a train run dir or an mcl run dir; "
+     "`model.clipwb_config['init']` says how it was initialised.")
     kind, ref = resolve_model(name_or_dir)
     init, oc_pretrained = init_of(name_or_dir, pretrained)
     if kind == "mcl":
         from clipwb.mcl.run import concat_model   # cross-stage integration is defined later in the library
-        model = concat_model(mcl_members(ref), device=device, force_patch_dropout=force_patch_dropout, precision=precision, seed=seed)
+        model = concat_model(mcl_members(ref), device=device, force_patch_dropout=force_patch_dropout,
+                             precision=precision, seed=seed)
         model.clipwb_config.update(source=str(name_or_dir), init=init)
         log.info("created %s (integration of %d stage models)", name_or_dir, len(model.members))
         return model
@@ -202,7 +214,8 @@ def create_model(name_or_dir: str | Path, *,
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None: torch.manual_seed(seed)   # an untrained name means the same model in every process
             model = open_clip.create_model(_oc_name(kind, ref), pretrained=oc_pretrained, device=get_device(device),
-                                           precision=precision, force_patch_dropout=force_patch_dropout, weights_only=True,
+                                           precision=precision, force_patch_dropout=force_patch_dropout,
+                                           weights_only=True,
                                            load_weights=moe is None)
     except (RuntimeError, ValueError, pickle.UnpicklingError) as e:
         if oc_pretrained is None: raise
@@ -247,7 +260,8 @@ def _load_moe(model, ref: Path, moe: dict) -> None:
     apply_moe(model, **moe)   # experts on the device and dtype of the dense MLPs, routers fp32
     sd = load_tensors(ref / "open_clip_model.safetensors")
     try: model.load_state_dict(sd)
-    except RuntimeError as e: raise DataError(f"MoE model folder {ref}: weights do not fit its moe block {moe}: {e}") from None
+    except RuntimeError as e: raise DataError(f"MoE model folder {ref}: weights do not fit its moe "
+                                              f"block {moe}: {e}") from None
 
 # %% ../nbs/14_models.ipynb #001af3b9
 def save_model(model, dir: str | Path) -> Path:
@@ -255,10 +269,12 @@ def save_model(model, dir: str | Path) -> Path:
     model = getattr(model, "module", model)
     cfg = getattr(model, "clipwb_config", None)
     if cfg is None:
-        raise ClipwbError("save_model: the model carries no `clipwb_config` (create it with clipwb.models.create_model, "
+        raise ClipwbError("save_model: the model carries no `clipwb_config` (create it with "
+                          "clipwb.models.create_model, "
                           "or set model.clipwb_config = {'model_cfg': <open_clip model config dict>})")
     if "members" in cfg:
-        raise ClipwbError(f"save_model: the model is the integration of {len(cfg['members'])} models and has no weights of its "
+        raise ClipwbError(f"save_model: the model is the integration of {len(cfg['members'])} models and has no "
+                          f"weights of its "
                           "own; refer to it by its mcl run folder, or save its members")
     d = Path(dir); d.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), d / "open_clip_model.safetensors", metadata={"format": "pt"})
@@ -268,7 +284,8 @@ def save_model(model, dir: str | Path) -> Path:
     return d
 
 # %% ../nbs/14_models.ipynb #c201fea2
-TOKENIZER_KEYS = ("context_length", "vocab_size", "hf_tokenizer_name", "tokenizer_kwargs")   # text_cfg entries the tokenizer reads
+# text_cfg entries the tokenizer reads
+TOKENIZER_KEYS = ("context_length", "vocab_size", "hf_tokenizer_name", "tokenizer_kwargs")
 
 def check_same_tokenizer(models: list[str | Path], *, where: str = "models") -> None:
     "Raise `ConfigError` unless every model (name or folder) has the tokenizer configuration of the first."
@@ -281,8 +298,10 @@ def check_same_tokenizer(models: list[str | Path], *, where: str = "models") -> 
     for m, kk in zip(models[1:], keys[1:]):
         if kk != keys[0]:
             diff = {k: (keys[0][k], kk[k]) for k in TOKENIZER_KEYS if kk[k] != keys[0][k]}
-            raise ConfigError(f"{where}: {m} tokenizes differently from {models[0]} ({diff}: the first model's vs this one's); one token "
-                              "tensor feeds every model, so they must share the tokenizer (MCL stage models share their base's)")
+            raise ConfigError(f"{where}: {m} tokenizes differently from {models[0]} ({diff}: the first model's vs this "
+                              f"one's); one token "
+                              "tensor feeds every model, so they must share the tokenizer (MCL stage models "
+                              "share their base's)")
 
 def mcl_members(run_dir: str | Path) -> list[str]:
     "The stage models an mcl run folder integrates (its `experts.json`), checked to resolve and to share one tokenizer."
@@ -318,7 +337,8 @@ def _last_n(names: list[str], preset: str, n: int) -> list[str]:
     return [p for g in groups[max(len(groups) - n, 0):] for p in g]
 
 def trainable_patterns(spec: str | list[str], names: list[str] | None = None) -> list[str]:
-    "Regexes for `TRAINABLE` presets, `mlp:N`/`visual:N` (need the model's parameter `names`) and regexes, comma-separated or a list."
+    ("Regexes for `TRAINABLE` presets, `mlp:N`/`visual:N` (need the model's parameter `names`) and regexes, "
+     "comma-separated or a list.")
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     out = []
     for s in filter(None, items):
@@ -329,7 +349,8 @@ def trainable_patterns(spec: str | list[str], names: list[str] | None = None) ->
     return out
 
 def freeze_except(model, trainable: str | list[str]) -> list[str]:
-    "Freeze every parameter except those whose name matches `trainable` (see `trainable_patterns`); returns the trainable names."
+    ("Freeze every parameter except those whose name matches `trainable` (see `trainable_patterns`); returns the "
+     "trainable names.")
     names = [n for n, _ in model.named_parameters()]
     pats = trainable_patterns(trainable, names)
     for p in pats:

@@ -136,10 +136,12 @@ def _no_integration(x) -> str:
     load_stages()
     takers = [s for s in STAGES.names() if any(m.get("integration") for m in ref_fields(STAGES.get(s)).values())]
     return (f"{x} is an mcl run: as a model it is the integration of its stage models, which only {', '.join(takers)} "
-            f"take; this parameter needs one model with weights: pass one of its stage models ({', '.join(listed_models(x))})")
+            f"take; this parameter needs one model with weights: pass one of its stage models "
+            f"({', '.join(listed_models(x))})")
 
 def check_refs(cfg: StageConfig) -> dict[str, str]:
-    "Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each model field's init."
+    ("Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each "
+     "model field's init.")
     from clipwb.cards import load_card
     inits = {}
     for name, meta in ref_fields(cfg).items():
@@ -175,7 +177,8 @@ def run_key(cfg: StageConfig) -> dict:
         for c in (v if isinstance(v, (list, tuple)) else [v]):
             if c is not None: cards[c] = card_hash(c)
     root = checkout_root()   # an installed wheel has no commit: None
-    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__, "git": git_state(root).get("sha") if root else None}
+    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__,
+            "git": git_state(root).get("sha") if root else None}
 
 def key_changes(old: dict, new: dict) -> list[str]:
     "What differs between two run keys, in words (empty when they match)."
@@ -186,10 +189,12 @@ def key_changes(old: dict, new: dict) -> list[str]:
     return out
 
 def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force: bool = False,
-             on_stale: str = "refuse",  # a same-parameter run with another run key: 'refuse', 'reuse' it, or start a 'new' one
+             # a same-parameter run with another run key: 'refuse', 'reuse' it, or start a 'new' one
+             on_stale: str = "refuse",
              check: bool = True):  # False: skip check_refs (a pipeline step whose inputs are planned, not yet run)
     "Validate `params` and what they refer to → `(cfg, run_dir, status)` with status 'new', 'resume' or 'complete'."
-    if on_stale not in ("refuse", "reuse", "new"): raise ConfigError(f"on_stale must be refuse, reuse or new, got {on_stale!r}")
+    if on_stale not in ("refuse", "reuse", "new"): raise ConfigError(f"on_stale must be refuse, reuse or new, "
+                                                                     f"got {on_stale!r}")
     cls = stage_config(stage)
     cfg = cls(**cls.validate_params(params))
     if check: check_refs(cfg)
@@ -197,7 +202,8 @@ def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force:
     old = None if force else find_run(stage, cfg, root)
     if old is not None:
         kf = old / "run_key.json"
-        changes = key_changes(read_json(kf), run_key(cfg)) if kf.is_file() else ["it records no run key (made by an older clipwb)"]
+        changes = key_changes(read_json(kf), run_key(cfg)) if kf.is_file() else ["it records no run key (made by "
+                "an older clipwb)"]
         if not changes or on_stale == "reuse": return cfg, old, ("complete" if is_complete(old) else "resume")
         if on_stale == "refuse":
             raise ConfigError(f"{stage}: a run with these parameters exists ({old}) but {'; '.join(changes)}. "
@@ -215,7 +221,8 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     import torch
     omp = os.environ.get("OMP_NUM_THREADS")   # what the stage kernel will use: results depend on the thread count
     env["threads"] = {"torch": int(omp) if (omp or "").isdigit() else torch.get_num_threads(), "OMP_NUM_THREADS": omp}
-    if checkout_root() is None: env["git"] = {"sha": None, "dirty": None, "note": "installed clipwb, not run from a git checkout"}
+    if checkout_root() is None: env["git"] = {"sha": None, "dirty": None,
+                                              "note": "installed clipwb, not run from a git checkout"}
     write_json(run_dir / "env.json", {**env, "init": check_refs(cfg)})
     write_json(run_dir / "run_key.json", run_key(cfg))
     return run_dir
@@ -241,9 +248,11 @@ def hold_run_dir(run_dir: str | Path, *, wait: float = 120.0) -> Path:
             f.seek(0); holder = f.read().strip() or "?"
             if time.monotonic() - t0 > wait:
                 f.close()
-                raise RunBusy(f"{run_dir} is being written by process {holder} (a run of the same parameters still going?); "
+                raise RunBusy(f"{run_dir} is being written by process {holder} (a run of the same parameters "
+                              f"still going?); "
                               "stop it or wait for it, then rerun") from None
-            if not said: log.info("waiting for process %s (a killed run's kernel?) to leave %s", holder, run_dir); said = True
+            if not said: log.info("waiting for process %s (a killed run's "
+                                  "kernel?) to leave %s", holder, run_dir); said = True
             time.sleep(0.1)
     f.seek(0); f.truncate(); f.write(f"{os.getpid()}\n"); f.flush()
     _HELD[lock] = f
@@ -260,7 +269,8 @@ def finish(res: Result, run_dir: str | Path) -> dict:
     "Save `res.figures` under `figures/`, `artifacts.json`, then `metrics.json` (last: marks the run complete)."
     if int(os.environ.get("RANK", "0")): return res.metrics   # under torchrun only rank 0 writes
     run_dir = Path(run_dir)
-    figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir)) for k, f in res.figures.items()}
+    figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir))
+            for k, f in res.figures.items()}
     write_json(run_dir / "artifacts.json", {"artifacts": res.artifacts, "figures": figs})
     write_json(run_dir / "metrics.json", res.metrics)
     return res.metrics
@@ -283,7 +293,8 @@ def kernel_uses_this_python() -> None:
 _PATH_ENV = ("CLIPWB_RUNS", "CLIPWB_CACHE", "CLIPWB_CARDS", "CLIPWB_DATA")
 
 class _KernelEnv:
-    "Absolute `CLIPWB_*` path variables (and `CLIPWB_RUNS` = this run's root) while a kernel starts inside a run folder."
+    ("Absolute `CLIPWB_*` path variables (and `CLIPWB_RUNS` = this run's root) while a kernel starts "
+     "inside a run folder.")
     def __init__(self, root: Path): self.root, self.old = root, {}
     def __enter__(self):
         for k in _PATH_ENV:
@@ -315,7 +326,8 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
     log.info("%s: %s run in %s", stage, status, run_dir)
     try:
         with _KernelEnv(run_dir.parent.parent):
-            pm.execute_notebook(str(stage_notebook(stage)), str(out_nb), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
+            pm.execute_notebook(str(stage_notebook(stage)), str(out_nb),
+                                parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
                                 cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
                                 execution_timeout=timeout, language="python")
     except pm.PapermillExecutionError as e:
@@ -328,7 +340,8 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
 
 # %% ../nbs/70_pipeline.ipynb #92d0b8df
 def write_index(runs: list[RunInfo], out: str | Path, title: str = "clipwb runs",
-                names: list[str] | None = None,  # a heading per run (default: its stage; 'name (stage)' when they differ)
+                # a heading per run (default: its stage; 'name (stage)' when they differ)
+                names: list[str] | None = None,
                ) -> Path:
     "An `index.html` in `out` linking every run's notebook, figures, artifacts and metrics."
     import html
@@ -340,9 +353,13 @@ def write_index(runs: list[RunInfo], out: str | Path, title: str = "clipwb runs"
         arts = read_json(r.run_dir / "artifacts.json") if (r.run_dir / "artifacts.json").exists() else {}
         links = [f'<a href="{rel(r.run_dir / (r.stage + ".ipynb"))}">executed notebook</a>',
                  f'<a href="{rel(r.run_dir)}">run folder</a>']
-        links += [f'<a href="{rel(r.run_dir / p)}">{html.escape(k)}</a>' for k, p in {**arts.get("figures", {}), **arts.get("artifacts", {})}.items()]
+        links += [f'<a href="{rel(r.run_dir / p)}">{html.escape(k)}</a>'
+                  for k, p in {**arts.get("figures", {}), **arts.get("artifacts", {})}.items()]
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{v:.4g}</td></tr>" if isinstance(v, float)
-                       else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in r.metrics.items())
+                       else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in r.metrics.items())
         parts.append(f"<h2>{html.escape(head)}</h2><p>{' · '.join(links)}</p><table>{rows}</table>")
     style = "<style>body{font-family:sans-serif;max-width:60em;margin:auto}td{padding:2px 12px}</style>"
-    return atomic_write_text(out / "index.html", f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}</head><body>{''.join(parts)}</body></html>")
+    return atomic_write_text(out / "index.html",
+                             f"<!doctype html><html><head><meta "
+                             f"charset='utf-8'><title>{html.escape(title)}</title>{style}</head><body>{''.join(parts)}</body></html>")

@@ -45,7 +45,8 @@ class Step:
     params: dict = field(default_factory=dict)
 
     @property
-    def needs(self) -> list[str]: return sorted(set().union(*(refs(v) for v in self.params.values())) if self.params else set())
+    def needs(self) -> list[str]: return sorted(set().union(*(refs(v) for v in self.params.values()))
+                                                if self.params else set())
 
 @dataclass
 class Pipeline:
@@ -67,19 +68,22 @@ def load_pipeline(src: str | Path | dict) -> Pipeline:
             raise ConfigError(f"{where}: step {i + 1} must have 'name', 'stage' and optional 'params', got {s!r}")
         steps.append(Step(str(s["name"]), str(s["stage"]), dict(s.get("params") or {})))
     name = str(src.get("name") or Path(where).stem)
-    if not re.fullmatch(r"[\w.-]+", name): raise ConfigError(f"{where}: pipeline name {name!r} must be letters, digits, _ . -")
+    if not re.fullmatch(r"[\w.-]+", name): raise ConfigError(f"{where}: pipeline name {name!r} must be "
+                                                             f"letters, digits, _ . -")
     return Pipeline(name, steps, where)
 
 def order(pipe: Pipeline) -> list[Step]:
     "Steps in dependency order; raises `ConfigError` listing duplicate names, unknown references and cycles."
     names = [s.name for s in pipe.steps]
     errs = [f"step name {n!r} is used {names.count(n)} times" for n in sorted(set(names)) if names.count(n) > 1]
-    errs += [f"step {s.name!r} references {{{r}}}, which is no step" for s in pipe.steps for r in s.needs if r not in names]
+    errs += [f"step {s.name!r} references {{{r}}}, which is no step" for s in pipe.steps
+             for r in s.needs if r not in names]
     if errs: raise ConfigError(f"pipeline {pipe.name}: " + "; ".join(errs))
     out, done, todo = [], set(), list(pipe.steps)
     while todo:   # the first step (in file order) whose references are done: a sorted file keeps its order
         s = next((s for s in todo if set(s.needs) <= done), None)
-        if s is None: raise ConfigError(f"pipeline {pipe.name}: steps {[s.name for s in todo]} reference each other in a cycle")
+        if s is None: raise ConfigError(f"pipeline {pipe.name}: steps {[s.name for s in todo]} reference each "
+                                        f"other in a cycle")
         out.append(s); done.add(s.name); todo.remove(s)
     return out
 
@@ -95,7 +99,8 @@ def plan_pipeline(pipe: Pipeline, *, root: str | Path | None = None) -> dict[str
         except ClipwbError as e:
             errs.append(f"step {s.name!r} ({s.stage}): {e}"); dirs[s.name] = Path(f"<{s.name}>"); continue
         while run_dir in {p[3] for p in plans.values()}:   # two steps with equal parameters planned in one ms
-            time.sleep(0.002); cfg, run_dir, status = plan_run(s.stage, params, root=root, on_stale="new", check=not pending)
+            time.sleep(0.002); cfg, run_dir, status = plan_run(s.stage, params, root=root, on_stale="new",
+                                                               check=not pending)
         dirs[s.name] = run_dir
         plans[s.name] = (s, params, cfg, run_dir, status)
     if errs: raise ConfigError(f"pipeline {pipe.name} is invalid, nothing was started:\n  " + "\n  ".join(errs))
@@ -113,14 +118,16 @@ def _step_record(name, step, run_dir, sub: Submission | None, status: str, error
 
 def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", root: str | Path | None = None,
                  res: Resources | None = None, report: bool = True) -> Path:
-    "Validate and plan the whole file, run it, write `runs/<name>/<time>/pipeline.json` (+ report.html); returns that folder."
+    ("Validate and plan the whole file, run it, write `runs/<name>/<time>/pipeline.json` (+ report.html); "
+     "returns that folder.")
     pipe = src if isinstance(src, Pipeline) else load_pipeline(src)
     root = Path(root or runs_dir()).absolute()
     plans = plan_pipeline(pipe, root=root)
     if executor == "slurm": make_executor("slurm", root / ".submitit" / "probe")   # fails now if there is no SLURM
     out = root / pipe.name / utc_stamp(); out.mkdir(parents=True)
     t0, subs, records, bad = time.time(), {}, {}, {}
-    rec = lambda: {"name": pipe.name, "source": pipe.source, "executor": executor, "started": t0, "finished": time.time(),
+    rec = lambda: {"name": pipe.name, "source": pipe.source, "executor": executor, "started": t0,
+                   "finished": time.time(),
                    "steps": [records[n] for n in plans if n in records]}
     for name, (step, params, cfg, run_dir, status) in plans.items():   # in dependency order
         if status == "complete": subs[name] = Submission(step.stage, run_dir, status, executor); continue
@@ -128,7 +135,8 @@ def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", 
         if executor != "slurm" and (failed := [n for n in step.needs if n in bad]):
             bad[name] = f"not run: dependency {failed[0]!r} failed"; continue
         folder = root / ".submitit" / f"{pipe.name}-{out.name}" / name
-        subs[name] = submit_planned(step.stage, [(params, cfg, run_dir, status)], executor=executor, res=res, folder=folder,
+        subs[name] = submit_planned(step.stage, [(params, cfg, run_dir, status)], executor=executor, res=res,
+                                    folder=folder,
                                     dependency=("afterok:" + ":".join(dep)) if dep and executor == "slurm" else None)[0]
         if executor != "slurm":
             try: wait([subs[name]])
@@ -136,12 +144,15 @@ def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", 
     for name, (step, params, cfg, run_dir, status) in plans.items():
         s = subs.get(name)
         if executor == "slurm" and s is not None and s.job is not None:
-            if failed := [n for n in step.needs if n in bad]:   # SLURM without kill_invalid_depend would keep it pending
+            # SLURM without kill_invalid_depend would keep it pending
+            if failed := [n for n in step.needs if n in bad]:
                 s.job.cancel(check=False); bad[name] = f"not run: dependency {failed[0]!r} failed"
             else:
                 try: wait([s])
                 except ClipwbError as e: bad[name] = str(e)
-        st = "skipped (complete)" if status == "complete" else "failed" if name in bad and not bad[name].startswith("not run") \
+        st = ("skipped "
+              "(complete)") if status == "complete" else "failed" if name in bad and not bad[name].startswith("not "
+                      "run") \
             else "not run" if name in bad else "done"
         records[name] = _step_record(name, step, run_dir, s, st, bad.get(name))
         write_json(out / "pipeline.json", rec())

@@ -94,7 +94,8 @@ class PluginWarning(UserWarning):
 def load_plugins(*, rescan: bool = False  # look for entry points again (a plugin installed into a running process)
                 ) -> dict[str, str]:
     "Import every `clipwb.plugins` entry point once; returns {entry point: 'loaded' or the error}."
-    if _STATE["loading"] or (_STATE["scanned"] and not rescan): return dict(_PLUGINS)   # a plug-in's own lookups do not recurse
+    # a plug-in's own lookups do not recurse
+    if _STATE["loading"] or (_STATE["scanned"] and not rescan): return dict(_PLUGINS)
     from importlib.metadata import entry_points
     _STATE.update(scanned=True, loading=True)
     try:
@@ -106,7 +107,8 @@ def load_plugins(*, rescan: bool = False  # look for entry points again (a plugi
                 _PLUGINS[ep.name] = "loaded"
             except Exception as e:
                 _PLUGINS[ep.name] = f"{type(e).__name__}: {e}"
-                warnings.warn(f"clipwb plug-in '{ep.name}' ({ep.value}) failed to load and is skipped: {_PLUGINS[ep.name]}",
+                warnings.warn(f"clipwb plug-in '{ep.name}' ({ep.value}) failed to load and is skipped: "
+                              f"{_PLUGINS[ep.name]}",
                               PluginWarning, stacklevel=2)
     finally: _STATE["loading"] = False
     return dict(_PLUGINS)

@@ -43,7 +43,8 @@ def scalar_metrics(m: dict, prefix: str = "", depth: int = 2) -> list[tuple[str,
     out = []
     for k, v in m.items():
         if isinstance(v, dict) and depth > 1: out += scalar_metrics(v, f"{prefix}{k}.", depth - 1)
-        elif isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 80) or v is None: out.append((prefix + str(k), v))
+        elif isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 80) or v is None:
+            out.append((prefix + str(k), v))
     return out
 
 def _status_class(st: str) -> str:
@@ -52,7 +53,8 @@ def _status_class(st: str) -> str:
 def _where(s: dict) -> str:
     dev = s.get("device") or {}
     d = dev.get("gpu") or ("CPU" if dev else "")
-    return " · ".join(html.escape(str(x)) for x in (s.get("executor"), s.get("job_id") and f"job {s['job_id']}", s.get("host"), d) if x)
+    return " · ".join(html.escape(str(x))
+                      for x in (s.get("executor"), s.get("job_id") and f"job {s['job_id']}", s.get("host"), d) if x)
 
 # %% ../nbs/80_report.ipynb #2c2c333e
 def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
@@ -66,29 +68,37 @@ def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
     rows = []
     for s in steps:
         rd = Path(s["run_dir"]); nb = rd / f"{s['stage']}.ipynb"
-        link = f'<a href="{rel(nb)}">notebook</a> · <a href="{rel(rd)}">run folder</a>' if nb.is_file() else f'<a href="{rel(rd)}">run folder</a>'
+        link = f'<a href="{rel(nb)}">notebook</a> · <a href="{rel(rd)}">run folder</a>' if nb.is_file() else (f'<a '
+                                                                                                              f'href="{rel(rd)}">run folder</a>')
         secs = "" if s.get("seconds") is None else f"{s['seconds']:.1f}"
-        rows.append(f"<tr><td><a href='#step-{html.escape(s['name'])}'>{html.escape(s['name'])}</a></td><td>{html.escape(s['stage'])}</td>"
-                    f"<td class='{_status_class(s['status'])}'>{html.escape(s['status'])}</td><td>{secs}</td><td>{_where(s)}</td><td>{link}</td></tr>")
+        rows.append(f"<tr><td><a "
+                    f"href='#step-{html.escape(s['name'])}'>{html.escape(s['name'])}</a></td><td>{html.escape(s['stage'])}</td>"
+                    f"<td "
+                    f"class='{_status_class(s['status'])}'>{html.escape(s['status'])}</td><td>{secs}</td><td>{_where(s)}</td><td>{link}</td></tr>")
     parts = [f"<h1>pipeline {html.escape(rec['name'])}</h1>",
              f"<p>started {started} · executor <b>{html.escape(rec['executor'])}</b> · {len(steps)} steps · "
              f"{'all done' if not n_bad else f'<span class=failed>{n_bad} failed or not run</span>'} · "
-             f"{rec['finished'] - rec['started']:.1f} s in all{' · file ' + html.escape(rec['source']) if rec.get('source') else ''}</p>",
-             "<table><tr><th>step</th><th>stage</th><th>status</th><th>seconds</th><th>where (executor · job · host · device)</th><th>links</th></tr>",
+             f"{rec['finished'] - rec['started']:.1f} s in "
+             f"all{' · file ' + html.escape(rec['source']) if rec.get('source') else ''}</p>",
+             "<table><tr><th>step</th><th>stage</th><th>status</th><th>seconds</th><th>where (executor · job · host · "
+             "device)</th><th>links</th></tr>",
              *rows, "</table>"]
     if n_bad:
         parts.append("<h2 id='failures'>Failures</h2>")
         for s in steps:
-            if s.get("error"): parts.append(f"<h3 class='{_status_class(s['status'])}'>{html.escape(s['name'])} ({html.escape(s['status'])})</h3>"
+            if s.get("error"): parts.append(f"<h3 class='{_status_class(s['status'])}'>{html.escape(s['name'])} "
+                                            f"({html.escape(s['status'])})</h3>"
                                             f"<pre>{html.escape(s['error'][-3000:])}</pre>")
     for s in steps:
         rd = Path(s["run_dir"])
-        parts.append(f"<h2 id='step-{html.escape(s['name'])}'>{html.escape(s['name'])} <small>({html.escape(s['stage'])}, "
+        parts.append(f"<h2 id='step-{html.escape(s['name'])}'>{html.escape(s['name'])} "
+                     f"<small>({html.escape(s['stage'])}, "
                      f"<span class='{_status_class(s['status'])}'>{html.escape(s['status'])}</span>)</small></h2>")
         if (rd / "metrics.json").is_file():
             ms = scalar_metrics(read_json(rd / "metrics.json"))
             more = f"<p>… {len(ms) - max_metrics} more in metrics.json</p>" if len(ms) > max_metrics else ""
-            parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in ms[:max_metrics])
+            parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+                                             for k, v in ms[:max_metrics])
                          + f"</table>{more}")
         arts = read_json(rd / "artifacts.json") if (rd / "artifacts.json").is_file() else {}
         for name, p in arts.get("figures", {}).items():

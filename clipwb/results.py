@@ -15,20 +15,26 @@ __all__ = ['START', 'END', 'demo_results', 'model_rows', 'results_markdown', 're
 
 # %% ../nbs/81_results.ipynb #3cb7e41b
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
-_R = ("retrieval/image_retrieval_recall@{k}", "retrieval/text_retrieval_recall@{k}")   # text→image finds images, image→text texts
+# text→image finds images, image→text texts
+_R = ("retrieval/image_retrieval_recall@{k}", "retrieval/text_retrieval_recall@{k}")
 
 def demo_results(pipeline_dir: str | Path) -> dict:
-    "The numbers the README reports, read from a finished pipeline run (`runs/<pipeline>/<time>/`): steps, times, metrics."
+    ("The numbers the README reports, read from a finished pipeline run (`runs/<pipeline>/<time>/`): steps, "
+     "times, metrics.")
     d = Path(pipeline_dir)
-    if not (d / "pipeline.json").is_file(): raise ClipwbError(f"{d} holds no pipeline.json: pass runs/<pipeline>/<time>/")
+    if not (d / "pipeline.json").is_file(): raise ClipwbError(f"{d} holds no pipeline.json: pass "
+                                                              f"runs/<pipeline>/<time>/")
     rec = read_json(d / "pipeline.json")
     steps = []
     for s in rec["steps"]:
         if s["status"] not in ("done", "complete"):
             raise ClipwbError(f"{d}: step {s['name']!r} is {s['status']!r}; the README reports finished pipelines only")
         m = read_json(Path(s["run_dir"]) / "metrics.json")
-        keep = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and "routing/" not in k}
-        steps.append({"name": s["name"], "stage": s["stage"], "seconds": round(float(s["seconds"]), 1), "metrics": keep})
+        keep = {k: v
+                for k, v in m.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and "routing/" not in k}
+        steps.append({"name": s["name"], "stage": s["stage"], "seconds": round(float(s["seconds"]), 1),
+                      "metrics": keep})
     return {"pipeline": rec["name"], "seconds": round(rec["finished"] - rec["started"], 1), "steps": steps}
 
 # %% ../nbs/81_results.ipynb #15283b3c
@@ -38,10 +44,12 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 def _f(v) -> str: return "–" if v is None else f"{v:.3f}"
 
 def _labels(m: dict, prefix: str) -> list[str]:
-    return sorted({k[len(prefix):].split("/")[1] for k in m if k.startswith(prefix + "zeroshot/") and k.endswith("/acc1")})
+    return sorted({k[len(prefix):].split("/")[1]
+                   for k in m if k.startswith(prefix + "zeroshot/") and k.endswith("/acc1")})
 
 def model_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
-    "A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot acc@1 per label, chance last."
+    ("A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot acc@1 per "
+     "label, chance last.")
     labels = _labels(m, next(iter(models.values())))
     head = ["model", "text→image R@1 / R@5", "image→text R@1 / R@5", *[f"zero-shot {l}" for l in labels]]
     rows = []
@@ -57,18 +65,22 @@ def _section(s: dict) -> str:
     if st == "eval":
         return f"**{name}** (`eval`, {int(m.get('n_samples', 0))} held-out pairs):\n\n" + model_rows(m, {"model": ""})
     if st == "cluster":
-        nmi = ", ".join(f"{k.split('/')[1]} {v:.2f}" for k, v in sorted(m.items()) if k.startswith("agreement/") and k.endswith("/nmi"))
+        nmi = ", ".join(f"{k.split('/')[1]} {v:.2f}"
+                        for k, v in sorted(m.items()) if k.startswith("agreement/") and k.endswith("/nmi"))
         return (f"**{name}** (`cluster`, k = {int(m['k'])} per modality, {int(m['cells'])} non-empty cells): "
-                f"imbalance {_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI with the labels: "
+                f"imbalance {_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI "
+                f"with the labels: "
                 f"{nmi or '–'}; seed stability (mean ARI) {_f(m.get('stability/mean_ari'))}.")
     if st == "merge_sweep":
         doms = sorted({k.split("/")[1] for k in m if k.startswith("base/")})
         meths = sorted({k.split("/")[1] for k in m if k.startswith("best/") and k.endswith("/score")})
         rows = [["base (θ₀)", *[_f(m.get(f"base/{d}/score")) for d in doms]],
-                *[[f"input {i}", *[_f(m.get(f"input{i}/{d}/score")) for d in doms]] for i in range(8) if f"input{i}/{doms[0]}/score" in m],
+                *[[f"input {i}", *[_f(m.get(f"input{i}/{d}/score")) for d in doms]]
+                  for i in range(8) if f"input{i}/{doms[0]}/score" in m],
                 *[[f"{x}, best", *[_f(m.get(f"best/{x}/{d}/score")) for d in doms]] for x in meths]]
         head = ["model", *[f"{d} score" for d in doms]]
-        return (f"**{name}** (`merge_sweep`, {int(m.get('points_total', 0))} points; score = mean of zero-shot balanced accuracy "
+        return (f"**{name}** (`merge_sweep`, {int(m.get('points_total', 0))} points; score = mean of zero-shot "
+                f"balanced accuracy "
                 "and retrieval R@5 both ways; “best” is read off the reported split):\n\n"
                 + _table(head, rows))
     if st == "mcl":
@@ -85,7 +97,9 @@ def _section(s: dict) -> str:
     if st == "mode":
         tasks = sorted({k.rsplit("/", 1)[0] for k in m if k.endswith("/weighted") and not k.startswith("mean/")})
         cols = ["dense", "uniform", "weighted"]
-        rows = [[t, *[_f(m.get(f"{t}/{c}")) for c in cols]] for t in tasks] + [["**mean**", *[_f(m.get(f"mean/{c}")) for c in cols]]]
+        rows = [[t, *[_f(m.get(f"{t}/{c}")) for c in cols]] for t in tasks] + [["**mean**",
+                                                                                *[_f(m.get(f"mean/{c}"))
+                                                                                        for c in cols]]]
         head = ["task", "seed continued (dense)", "uniform ensemble", "weighted ensemble"]
         return (f"**{name}** (`mode`, {int(m.get('k', 0))} data experts, acc@1):\n\n"
                 + _table(head, rows))

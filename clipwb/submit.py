@@ -80,7 +80,9 @@ def make_executor(executor: str, folder: str | Path, res: Resources | None = Non
 JOB_END_WAIT = 120.0   # s a job's process waits after SIGTERM for SLURM's SIGKILL (KillWait) before it gives up
 
 class JobInterrupted(BaseException):
-    "SIGTERM stopped the stage and no SIGKILL or requeue followed: the job ends without a result (not an Exception, so submitit writes none)."
+    ("SIGTERM stopped the stage and no SIGKILL or requeue followed: the job ends without a result (not "
+     "an Exception, so "
+     "submitit writes none).")
 
 def _merge_job(run_dir: Path, job: dict) -> None:
     "Put the job's facts under 'job' in env.json (run_stage rewrites env.json when it starts)."
@@ -113,7 +115,8 @@ def _stop_children() -> None:
     _end_procs(psutil.Process().children(recursive=True))
 
 class _NoteSigterm:
-    "While a stage runs in a job's main thread: remember when SIGTERM came, then call the handler that was there (submitit's)."
+    ("While a stage runs in a job's main thread: remember when SIGTERM came, then call the handler that was "
+     "there (submitit's).")
     def __init__(self): self.at = None
     def __enter__(self):
         self.prev = signal.getsignal(signal.SIGTERM)
@@ -125,26 +128,31 @@ class _NoteSigterm:
     def __exit__(self, *exc): signal.signal(signal.SIGTERM, signal.SIG_DFL if self.prev is None else self.prev)
 
 class StageJob(submitit.helpers.Checkpointable):
-    "Run one planned stage run on the node; requeued (preemption, time limit, `scontrol requeue`) it resumes the same run dir."
+    ("Run one planned stage run on the node; requeued (preemption, time limit, `scontrol requeue`) it resumes "
+     "the same run dir.")
     def __call__(self, stage: str, params: dict, run_dir: str, nproc: int = 1) -> dict:
         run_dir, t0 = Path(run_dir), time.time()
         job = {**read_json(run_dir / "job.json"), **_this_job()} if (run_dir / "job.json").is_file() else _this_job()
         in_job = job["job_id"] is not None and threading.current_thread() is threading.main_thread()
         with (_NoteSigterm() if in_job else contextlib.nullcontext()) as term:
             try:
-                info = run_distributed(stage, params, run_dir, nproc) if nproc > 1 else run_stage(stage, params, run_dir=run_dir)
+                info = run_distributed(stage, params, run_dir, nproc) if nproc > 1 else run_stage(stage, params,
+                        run_dir=run_dir)
             except SystemExit:   # submitit's SIGUSR2 handler checkpointed, requeued and exits
                 _stop_children()
                 _merge_job(run_dir, {**job, "state": "requeued", "seconds": time.time() - t0})
                 raise
             except BaseException as e:
                 if term is None or term.at is None:
-                    _merge_job(run_dir, {**job, "state": "failed", "error": f"{type(e).__name__}: {e}", "seconds": time.time() - t0})
+                    _merge_job(run_dir,
+                               {**job, "state": "failed", "error": f"{type(e).__name__}: {e}",
+                                "seconds": time.time() - t0})
                     raise
                 _stop_children()
                 _merge_job(run_dir, {**job, "state": "interrupted", "error": f"SIGTERM, then {type(e).__name__}: {e}",
                                      "seconds": time.time() - t0})
-                log.warning("%s: SIGTERM stopped the stage (cancel, requeue or preemption); waiting for the scheduler", stage)
+                log.warning("%s: SIGTERM stopped the stage (cancel, requeue or preemption); waiting "
+                            "for the scheduler", stage)
                 while time.time() < term.at + JOB_END_WAIT: time.sleep(0.2)   # SIGKILL, or SIGUSR2's exit, ends this
                 raise JobInterrupted(f"{stage}: SIGTERM {JOB_END_WAIT:.0f} s ago and the job was neither killed nor "
                                      f"requeued; run {run_dir} stays resumable") from None
@@ -156,13 +164,15 @@ def _torchrun() -> list[str]:
     exe = Path(sys.executable).parent / "torchrun"
     return [str(exe)] if exe.is_file() else [sys.executable, "-m", "torch.distributed.run"]
 
-def run_distributed(stage: str, params: dict, run_dir: str | Path, nproc: int, *, timeout: int | None = None) -> RunInfo:
+def run_distributed(stage: str, params: dict, run_dir: str | Path, nproc: int, *,
+                    timeout: int | None = None) -> RunInfo:
     "Run the planned `run_dir` of `stage` under `torchrun --nproc_per_node nproc` (gloo on CPU, NCCL on GPUs)."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     if is_complete(run_dir): return RunInfo(stage, run_dir, "complete", read_json(run_dir / "metrics.json"))
     launch = run_dir / "ranks" / "launch.py"; launch.parent.mkdir(exist_ok=True)
     launch.write_text("import sys\nfrom clipwb.submit import _rank_main\n_rank_main(*sys.argv[1:])\n")
-    cmd = _torchrun() + ["--standalone", f"--nproc_per_node={nproc}", str(launch), stage, str(run_dir), json.dumps(params)]
+    cmd = _torchrun() + ["--standalone", f"--nproc_per_node={nproc}", str(launch), stage, str(run_dir),
+                         json.dumps(params)]
     log.info("%s: %d processes under torchrun in %s", stage, nproc, run_dir)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     (run_dir / "torchrun.log").write_text(out.stdout + out.stderr)
@@ -180,7 +190,8 @@ def _rank_main(stage: str, run_dir: str, params_json: str) -> None:
     cls = stage_config(stage); cfg = cls(**cls.validate_params(params))
     own = Path(run_dir) / "ranks" / str(rank); own.mkdir(parents=True, exist_ok=True)
     kernel_uses_this_python()
-    pm.execute_notebook(str(stage_notebook(stage)), str(own / f"{stage}.ipynb"), parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
+    pm.execute_notebook(str(stage_notebook(stage)), str(own / f"{stage}.ipynb"),
+                        parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
                         cwd=str(own), kernel_name="python3", progress_bar=False, language="python")
 
 # %% ../nbs/73_submit.ipynb #3773a049
@@ -203,7 +214,8 @@ def array_values(spec: str) -> tuple[str, list[str]]:
     if not sep or not name.strip() or not values: raise ConfigError(f"--array-from wants param=a,b,c, got {spec!r}")
     return name.strip(), values
 
-def plan_jobs(stage: str, params: dict, *, root: str | Path | None = None, array: str | None = None, force: bool = False):
+def plan_jobs(stage: str, params: dict, *, root: str | Path | None = None, array: str | None = None,
+              force: bool = False):
     "Validate and plan every element (one without `array`) → [(params, cfg, run_dir, status)]; nothing is submitted."
     elems = [dict(params)]
     if array:
@@ -213,7 +225,8 @@ def plan_jobs(stage: str, params: dict, *, root: str | Path | None = None, array
     plans, seen = [], set()
     for p in elems:
         cfg, run_dir, status = plan_run(stage, p, root=root, force=force)
-        if run_dir in seen: raise ConfigError(f"two array elements plan the same run {run_dir}: are the values distinct?")
+        if run_dir in seen: raise ConfigError(f"two array elements plan the same run {run_dir}: are the "
+                                              f"values distinct?")
         seen.add(run_dir); plans.append((p, cfg, run_dir, status))
     return plans
 
@@ -297,7 +310,8 @@ def _tail(path: str | Path, n: int = 10) -> str:
 def run_status(run_dir: str | Path, *, tail: int = 10) -> dict:
     "Queue state, run state and the log tail of a submitted run."
     run_dir = Path(run_dir)
-    if not (run_dir / "job.json").is_file(): raise ClipwbError(f"{run_dir} has no job.json: it was not submitted (clipwb submit)")
+    if not (run_dir / "job.json").is_file(): raise ClipwbError(f"{run_dir} has no job.json: it was not submitted "
+                                                               f"(clipwb submit)")
     job = read_json(run_dir / "job.json")
     return {"run_dir": str(run_dir), "executor": job["executor"], "job_id": job["job_id"], "queue": job_state(job),
             "run": run_state(run_dir), "log": job["stderr"], "log_tail": _tail(job["stderr"], tail)}

@@ -70,7 +70,9 @@ def minilm(*, device: str = "cpu") -> TextEncoder:
         else: os.environ["HF_HUB_OFFLINE"] = old
     enc = lambda texts, bs: st.encode(texts, batch_size=bs, convert_to_numpy=True, normalize_embeddings=True,
                                       show_progress_bar=False)
-    return TextEncoder("minilm", encoder_key("minilm"), int((getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()), enc)
+    return TextEncoder("minilm", encoder_key("minilm"),
+                       int((getattr(st, "get_embedding_dimension", None)
+                            or st.get_sentence_embedding_dimension)()), enc)
 
 # %% ../nbs/50_text_encoders.ipynb #f0d0817c
 def _weights_key(name_or_dir: str) -> str:
@@ -95,7 +97,8 @@ SIMCSE = "princeton-nlp/sup-simcse-bert-base-uncased"
 
 def _simcse_src(path: str | None = None) -> str: return path or os.environ.get("CLIPWB_SIMCSE") or SIMCSE
 
-@TEXT_ENCODERS.register("simcse", key=lambda path=None, max_length=77: f"simcse-{Path(_simcse_src(path)).name}-{max_length}")
+@TEXT_ENCODERS.register("simcse", key=lambda path=None,
+                        max_length=77: f"simcse-{Path(_simcse_src(path)).name}-{max_length}")
 def simcse(*, path: str | None = None, device: str = "cpu", max_length: int = 77) -> TextEncoder:
     "SimCSE BERT (`pooler_output`) from a local folder, `$CLIPWB_SIMCSE`, or the Hugging Face cache; never downloaded."
     import torch
@@ -106,17 +109,21 @@ def simcse(*, path: str | None = None, device: str = "cpu", max_length: int = 77
         model = AutoModel.from_pretrained(src, local_files_only=True).to(get_device(device)).eval()
     except OSError as e:
         raise ConfigError(f"text encoder 'simcse' needs the weights of {SIMCSE} on local disk; none found at {src!r} "
-                          f"({type(e).__name__}). On a machine with hub access run `huggingface-cli download {SIMCSE}`, "
-                          "or pass path=<folder> / set CLIPWB_SIMCSE, or use the offline default encoder 'minilm'") from None
+                          f"({type(e).__name__}). On a machine with hub access run `huggingface-cli "
+                          f"download {SIMCSE}`, "
+                          "or pass path=<folder> / set CLIPWB_SIMCSE, or use the offline default "
+                          "encoder 'minilm'") from None
     dev = get_device(device)
     def enc(texts, bs):
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), bs):
-                t = tok(texts[i:i + bs], padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(dev)
+                t = tok(texts[i:i + bs], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt").to(dev)
                 out.append(model(**t).pooler_output.float().cpu())
         return torch.cat(out).numpy()
-    return TextEncoder("simcse", encoder_key("simcse", path=path, max_length=max_length), int(model.config.hidden_size), enc)
+    return TextEncoder("simcse", encoder_key("simcse", path=path, max_length=max_length),
+                       int(model.config.hidden_size), enc)
 
 # %% ../nbs/50_text_encoders.ipynb #e9a30ae4
 def caption_folder(embeddings: str | Path, encoder: TextEncoder | str) -> Path:
@@ -137,7 +144,9 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
     man_path = out / "manifest.json"
     if man_path.is_file() and (old := read_json(man_path).get("encoder")) != encoder.key:
         raise DataError(f"{out}: holds caption embeddings of encoder {old!r}, not {encoder.key!r}; delete the folder")
-    write_json(man_path, {"encoder": encoder.key, "name": encoder.name, "dim": encoder.dim, "source": str(src), "complete": False})
+    write_json(man_path,
+               {"encoder": encoder.key, "name": encoder.name, "dim": encoder.dim, "source": str(src),
+                "complete": False})
     done, n_new, t0 = set(complete_shards(out)), 0, time.perf_counter()
     shards = complete_shards(src)
     if not shards: raise DataError(f"{src}: no complete embedding shards")
@@ -146,7 +155,8 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
     def flush():   # one encoder call for the pooled shards (the encoder sorts by length and fills every batch)
         nonlocal n_new
         if not pending: return
-        emb = encoder.encode([c for _, m in pending for c in m["caption"].fillna("").astype(str)], batch_size=batch_size)
+        emb = encoder.encode([c for _, m in pending for c in m["caption"].fillna("").astype(str)],
+                             batch_size=batch_size)
         a = 0
         for i, m in pending:
             write_shard(out, i, np.zeros((len(m), 0), np.float32), emb[a:a + len(m)], m[["id"]]); a += len(m)

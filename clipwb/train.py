@@ -121,12 +121,15 @@ def save_checkpoint(run_dir: str | Path, model, opt, state: dict,
 
 def load_checkpoint(run_dir: str | Path, model, opt,
                     step: int | None = None) -> dict | None:  # this step's checkpoint (None: the latest)
-    "Load the latest (or the `step`) checkpoint of `run_dir` into `model` and `opt`; returns its state (with 'rng') or None."
+    ("Load the latest (or the `step`) checkpoint of `run_dir` into `model` and `opt`; returns its state (with "
+     "'rng') or None.")
     cks = _checkpoints(Path(run_dir))
     if step is not None:
         have = [int(c.name[5:]) for c in cks]
-        if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: {have or 'none'}); train the "
-                                             "seed run with keep_checkpoints=True and a checkpoint_every that divides the step")
+        if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: "
+                                             f"{have or 'none'}); train the "
+                                             "seed run with keep_checkpoints=True and a checkpoint_every that "
+                                             "divides the step")
         cks = cks[:have.index(step) + 1]
     if not cks: return None
     d = cks[-1]
@@ -150,8 +153,11 @@ class TrainCfg(StageConfig):
     "Parameters of the train stage."
     data: str = card_field("shapes")    # data card id
     split: str = "train"                # split to train on
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
-    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")
+    # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
+    # for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")
     init: str | None = path_field(None) # start from the weights of this model dir / run dir (None: `model`'s own)
     epochs: int = 1                     # passes over the data
     max_steps: int | None = 4           # stop after this many optimizer steps (None: all epochs)
@@ -163,18 +169,22 @@ class TrainCfg(StageConfig):
     logit_scale: float | None = None    # None: learnable temperature; a value fixes the multiplier (CLIP-MoE: 100)
     patch_dropout: float = 0.0          # fraction of image patches dropped in training (FLIP: 0.5)
     unmasked_frac: float = 0.0          # final fraction of steps with patch dropout off (unmasked tuning)
-    trainable: str | None = None        # train only these: presets 'all', 'mlp', 'mlp:N', 'visual:N', 'text', 'proj', … or comma-separated regexes
-    mcl_labels: str | None = path_field(None)  # MCL: cluster run dir or parquet (id, pseudo); every global batch holds one pseudo-label
+    # train only these: presets 'all', 'mlp', 'mlp:N', 'visual:N', 'text', 'proj', … or comma-separated regexes
+    trainable: str | None = None
+    # MCL: cluster run dir or parquet (id, pseudo); every global batch holds one pseudo-label
+    mcl_labels: str | None = path_field(None)
     mcl_drop_small: bool = True         # MCL: False merges groups smaller than a global batch into one 'rest' group
     seed: int = 0                       # seeds initialisation, data order, augmentation, patch dropout
     data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
-    shard_shuffle: bool | None = None   # sharded data (webdataset): workers read whole shards, shuffled by shard and within (None: with ≥ 2 workers)
+    # sharded data (webdataset): workers read whole shards, shuffled by shard and within (None: with ≥ 2 workers)
+    shard_shuffle: bool | None = None
     checkpoint_every: int = 100         # steps between checkpoints (one is always written at the end)
     keep_checkpoints: bool = False      # keep every checkpoint (a MoDE seed run), not only the latest
     resume_from: str | None = path_field(None)  # start from this train run's checkpoint: weights, optimizer, step, RNG
     resume_step: int | None = None      # … at this step (None: its latest checkpoint)
-    ids: str | None = path_field(None, run=False)  # train only on these sample ids (.parquet with an 'id' column, or .txt)
+    # train only on these sample ids (.parquet with an 'id' column, or .txt)
+    ids: str | None = path_field(None, run=False)
     device: str = "auto"                # 'auto', 'cpu', 'cuda' (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"             # 'fp32', or mixed precision on CUDA: 'amp' (fp16), 'amp_bf16'
     moe_beta: float = 0.01              # MoE models: weight β of the load-balancing loss added to the contrastive loss
@@ -184,10 +194,12 @@ class TrainCfg(StageConfig):
             if not ok: raise ConfigError(f"train: {msg}")
         need(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
         need(self.max_steps is None or self.max_steps >= 1, f"max_steps must be ≥ 1 or None, got {self.max_steps}")
-        need(self.batch_size >= 2, f"batch_size must be ≥ 2 (a contrastive batch needs negatives), got {self.batch_size}")
+        need(self.batch_size >= 2,
+             f"batch_size must be ≥ 2 (a contrastive batch needs negatives), got {self.batch_size}")
         need(self.lr > 0 and self.wd >= 0 and self.warmup >= 0, "lr must be > 0, wd and warmup ≥ 0")
         need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        need(self.logit_scale is None or self.logit_scale > 0, f"logit_scale must be > 0 or None, got {self.logit_scale}")
+        need(self.logit_scale is None or self.logit_scale > 0,
+             f"logit_scale must be > 0 or None, got {self.logit_scale}")
         need(0 <= self.patch_dropout < 1, f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
         need(0 <= self.unmasked_frac <= 1, f"unmasked_frac must be in [0, 1], got {self.unmasked_frac}")
         need(self.data_limit is None or self.data_limit >= 2, f"data_limit must be ≥ 2 or None, got {self.data_limit}")
@@ -205,7 +217,8 @@ class TrainCfg(StageConfig):
     @classmethod
     def validate_params(cls, params):
         if "lock" in params: raise ConfigError("train: parameter 'lock' is now 'trainable' (it names what trains, e.g. "
-                                               f"trainable={params['lock']!r}); open_clip's lock_image names what is frozen")
+                                               f"trainable={params['lock']!r}); open_clip's lock_image "
+                                               f"names what is frozen")
         return super().validate_params(params)
 
 # %% ../nbs/15_train.ipynb #4178bd73
@@ -224,14 +237,16 @@ def _init_distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), created
 
 def _setup_model(cfg: TrainCfg, device):
-    model, preprocess, _ = create_model_and_transforms(cfg.model, device=device, force_patch_dropout=cfg.patch_dropout or None,
+    model, preprocess, _ = create_model_and_transforms(cfg.model, device=device,
+                                                       force_patch_dropout=cfg.patch_dropout or None,
                                                    pretrained=cfg.pretrained,
                                                    seed=cfg.seed)
     if cfg.init:
         kind, ref = resolve_model(cfg.init)
         if kind != "dir": raise ConfigError(f"train: init={cfg.init!r} must be a model folder or train run dir")
         try: model.load_state_dict(load_tensors(Path(ref) / "open_clip_model.safetensors"))
-        except RuntimeError as e: raise ConfigError(f"train: weights in {ref} do not fit model {cfg.model!r}: {e}") from None
+        except RuntimeError as e: raise ConfigError(f"train: weights in {ref} do not fit model "
+                                                    f"{cfg.model!r}: {e}") from None
         model.clipwb_config["init"] = f"dir:{ref}"
     if cfg.trainable: freeze_except(model, cfg.trainable)
     if cfg.logit_scale is not None:
@@ -256,7 +271,8 @@ def _id_pool(ds, ids: str | None, n: int) -> np.ndarray:
     else: want = [l.strip() for l in p.read_text().splitlines() if l.strip()]
     pos = {str(i): j for j, i in enumerate(ds.ids[:n])}
     bad = [i for i in want if i not in pos]
-    if bad: raise DataError(f"train: {len(bad)} ids of {p} are not among the first {n} samples of the data, e.g. {bad[:3]}")
+    if bad: raise DataError(f"train: {len(bad)} ids of {p} are not among the first {n} samples of the "
+                            f"data, e.g. {bad[:3]}")
     return np.array(sorted({pos[i] for i in want}), np.int64)
 
 def _start_from(cfg: TrainCfg, model, opt, total: int) -> dict:
@@ -290,7 +306,8 @@ def _shard_order(cfg: TrainCfg, ds, sampler) -> bool:
     sharded = hasattr(ds, "shard_of")
     if cfg.shard_shuffle and not sharded:
         raise DataError(f"train: shard_shuffle needs sharded data (a webdataset card); '{cfg.data}' is not sharded")
-    return sampler is None and (cfg.shard_shuffle if cfg.shard_shuffle is not None else sharded and cfg.num_workers >= 2)
+    return sampler is None and (cfg.shard_shuffle if cfg.shard_shuffle is not None
+                                else sharded and cfg.num_workers >= 2)
 
 def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     "The train stage: contrastive training → `run_dir/model/` (open_clip local-dir), checkpoints, loss curve."
@@ -318,7 +335,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     if per_epoch == 0 and sampler is not None:
         raise DataError(f"train: no pseudo-label group of {cfg.mcl_labels} holds a global batch of {B} × {world} "
                         f"({sampler.dropped}); use fewer clusters, a smaller batch_size or mcl_drop_small=False")
-    if per_epoch == 0: raise DataError(f"train: {n} samples of {cfg.data}/{cfg.split} make no batch of {B} × {world} processes")
+    if per_epoch == 0: raise DataError(f"train: {n} samples of {cfg.data}/{cfg.split} make no batch of {B} × "
+                                       f"{world} processes")
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
     st = load_checkpoint(run_dir, model, opt)
     if st: _check_resume(st, cfg, run_dir)
@@ -326,9 +344,11 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     rng = st.pop("rng") if st else None
     st = st or {"step": 0, "losses": [], "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict()}
     amp = cfg.precision != "fp32" and device.type == "cuda"
-    if cfg.precision != "fp32" and not amp: log.warning("precision=%s needs CUDA; training in fp32 on %s", cfg.precision, device)
+    if cfg.precision != "fp32" and not amp: log.warning("precision=%s needs CUDA; training in fp32 on %s",
+                                                        cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and cfg.precision == "amp")
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+    net = torch.nn.parallel.DistributedDataParallel(model,
+                                                    device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
     pbar = tqdm(total=total, initial=st["step"], desc="train", disable=rank != 0)
     while st["step"] < total:
@@ -351,7 +371,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
             if cfg.patch_dropout: model.visual.patch_dropout.prob = patch_dropout_at(
                 step, total=total, p=cfg.patch_dropout, unmasked_frac=cfg.unmasked_frac)
             st["skipped"].update({s["id"]: s["reason"] for s in batch["skipped"]})
-            with torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "amp_bf16" else torch.float16, enabled=amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "amp_bf16" else torch.float16,
+                                enabled=amp):
                 img, txt, scale = net(batch["image"].to(device, non_blocking=True), batch["text"].to(device))[:3]
                 loss = clip_loss(img, txt, scale, label_smoothing=cfg.label_smoothing)
                 aux, parts = aux_loss(model, cfg)
@@ -377,7 +398,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     if world > 1: torch.distributed.barrier()   # rank 0 has written the model before any process leaves
     if created_pg: torch.distributed.destroy_process_group()
     metrics = {"steps": st["step"], "final_loss": st["losses"][-1], "train_time_s": st["train_time_s"],
-               "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9), "n_trainable_params": count_params(model, True),
+               "samples_per_s": st["samples"] / max(st["train_time_s"], 1e-9),
+               "n_trainable_params": count_params(model, True),
                "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
                "data_order": "mcl" if sampler is not None else "shards" if shards else "samples",
                "init": model.clipwb_config["init"]}

@@ -33,7 +33,8 @@ def _sift(hb, hp, lo, n, pos):
 
 def _phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, eps, owner, hb, hp, size, queue, starved,
            todo, max_bids):
-    "Forward auction at `eps` from floor prices `price` (in place); returns (bids, starved), starved = -1 if over budget."
+    ("Forward auction at `eps` from floor prices `price` (in place); returns (bids, starved), starved = -1 "
+     "if over budget.")
     n_real, m = cobj.shape
     n_obj, P, qcap, inf = price.shape[0], n_real + n_dummy, queue.shape[0], np.inf
     qh, qn, nbids, nstarved, pmin = 0, 0, 0, 0, inf
@@ -175,7 +176,8 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
     def cands(rows=None, out=None, base=None):
         pk = np.minimum(price[:K], price[K:]) if split else price.copy()
         if base is None: base = pk.copy()
-        return (*_candidates(x, c, pk, base[:K], m, chunk_size, rows, out), np.concatenate([base, base]) if split and len(base) == K else base)
+        return (*_candidates(x, c, pk, base[:K], m, chunk_size, rows, out),
+                np.concatenate([base, base]) if split and len(base) == K else base)
 
     cobj, ccost, bound, bfix, base = cands(); passes += 1
     scale = float(ccost[:, 0].astype(np.float64).sum())
@@ -213,7 +215,8 @@ def _solve(x, c, capacities=None, price=None, *, chunk_size=8192, n_candidates=1
         if eps <= eps_final: break
         eps, todo, relists = (eps_final if eps / theta < 2 * eps_final else eps / theta), fresh, 0
     primal, dual = _dual_gap(x, c, cobj, ccost, bound, owner, price, cap, K, split, n_dummy, base, bfix, chunk_size)
-    info = dict(bids=bids, phases=phases, cold_fallbacks=fallbacks, passes=passes, n_candidates=m, eps=eps, primal=primal, dual=dual,
+    info = dict(bids=bids, phases=phases, cold_fallbacks=fallbacks, passes=passes, n_candidates=m, eps=eps,
+                primal=primal, dual=dual,
                 gap_rel=(primal - dual) / max(abs(primal), 1e-30))
     return owner[:n] % K, price, info
 
@@ -298,7 +301,8 @@ def balanced_kmeans(x, *, k: int, seed: int = 0,
         raise ConfigError(f"balanced_kmeans: k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")
     _check_int("niter", niter); _check_int("chunk_size", chunk_size); _check_int("n_candidates", n_candidates)
     _check_int("max_candidates", max_candidates)
-    if init not in ("random", "kmeans"): raise ConfigError(f"balanced_kmeans: init must be 'random' or 'kmeans', got {init!r}")
+    if init not in ("random", "kmeans"): raise ConfigError(f"balanced_kmeans: init must be 'random' or "
+                                                           f"'kmeans', got {init!r}")
     if predict not in ("balanced", "greedy"):
         raise ConfigError(f"balanced_kmeans: predict must be 'balanced' or 'greedy', got {predict!r}")
     if not 0 < tol < 1: raise ConfigError(f"balanced_kmeans: tol must be in (0, 1), got {tol!r}")

@@ -31,7 +31,8 @@ def _unpack(clustering, spherical: bool | None = None) -> tuple[np.ndarray, np.n
     elif isinstance(clustering, (tuple, list)) and len(clustering) == 2:
         (c, lab), sph = clustering, bool(spherical)
     else:
-        raise ConfigError(f"clustering: pass a Clustering or a (centroids, labels) pair, got {type(clustering).__name__}")
+        raise ConfigError(f"clustering: pass a Clustering or a (centroids, labels) pair, got "
+                          f"{type(clustering).__name__}")
     c, lab = as_points(c, "centroids"), as_labels(lab, "labels", len(c), "number of centroids")
     return c, lab, sph
 
@@ -142,7 +143,8 @@ def exemplars(x,  # [N, D] points the clustering labelled
     x = as_points(x)
     if len(x) != len(lab): raise DataError(f"x has {len(x)} rows but the clustering has {len(lab)} labels")
     if x.shape[1] != c.shape[1]: raise DataError(f"x has dimension {x.shape[1]} but the centroids have {c.shape[1]}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a "
+            f"positive int, got {n!r}")
     order = np.argsort(lab, kind="stable")
     bounds = np.searchsorted(lab[order], np.arange(len(c) + 1))
     out = {}
@@ -176,7 +178,8 @@ def nearest_captions(centroids,  # [K, D] cluster centres (image or text space)
                      unique: bool = True,  # index each distinct caption once
                     ) -> dict[int, list[str]]:
     "The `n` captions whose text embeddings are nearest each centre → `{cluster: [caption, ...]}`, nearest first."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a "
+            f"positive int, got {n!r}")
     captions = [str(s) for s in captions]
     emb = as_points(text_emb, "text_emb")
     if len(captions) != len(emb): raise DataError(f"{len(captions)} captions but text_emb has {len(emb)} rows")
@@ -202,14 +205,16 @@ def term_scores(captions: Sequence[str],  # one caption per sample
                 *, stopwords=STOPWORDS,  # words to ignore
                 alpha0: float = 10.0,  # prior strength α₀ (pseudo-words spread by corpus frequency)
                ):
-    "Log-odds z-score of each word vs the rest, for every cluster whose captions use it → DataFrame `cluster, term, count, z`."
+    ("Log-odds z-score of each word vs the rest, for every cluster whose captions use it → DataFrame `cluster, "
+     "term, count, z`.")
     import pandas as pd
     lab = as_labels(labels, "labels")
     if len(captions) != len(lab): raise DataError(f"{len(captions)} captions but {len(lab)} labels")
     if not alpha0 > 0: raise ConfigError(f"alpha0 must be > 0, got {alpha0!r}")
     docs = [set(tokenize(c, stopwords)) for c in captions]
     vocab = sorted(set().union(*docs)) if docs else []
-    if not vocab: return pd.DataFrame({"cluster": np.zeros(0, np.int64), "term": [], "count": np.zeros(0, np.int64), "z": []})
+    if not vocab: return pd.DataFrame({"cluster": np.zeros(0, np.int64), "term": [],
+                                       "count": np.zeros(0, np.int64), "z": []})
     w, V = {t: i for i, t in enumerate(vocab)}, len(vocab)
     rows = np.repeat(lab, [len(d) for d in docs])                       # one (cluster, word) pair per caption and word
     cols = np.fromiter((w[t] for d in docs for t in d), np.int64, count=len(rows))
@@ -232,7 +237,8 @@ def top_terms(captions: Sequence[str],  # one caption per sample
               alpha0: float = 10.0,  # prior strength of the log-odds (see term_scores)
              ) -> dict[int, list[str]]:
     "The `n` most distinctive words of each cluster's captions (log-odds z vs the rest) → `{cluster: [word, ...]}`."
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a positive int, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1: raise ConfigError(f"n must be a "
+            f"positive int, got {n!r}")
     s = term_scores(captions, labels, stopwords=stopwords, alpha0=alpha0)
     out = {int(k): [] for k in np.unique(as_labels(labels, "labels"))}
     s = s[s["z"] > 0].sort_values(["cluster", "z", "term"], ascending=[True, False, True])
@@ -247,7 +253,8 @@ def stage_flows(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤
     "Nodes (`node, stage, cell, count`) and links (`source, target, value`) of the accumulated cells across stages."
     import pandas as pd
     if len(stage_labels) == 0: raise ConfigError("stage_labels is empty: pass one label array per stage")
-    if max_cells is not None and (isinstance(max_cells, bool) or not isinstance(max_cells, (int, np.integer)) or max_cells < 1):
+    if max_cells is not None and (isinstance(max_cells, bool) or not isinstance(max_cells, (int, np.integer))
+                                  or max_cells < 1):
         raise ConfigError(f"max_cells must be a positive int or None, got {max_cells!r}")
     P, shown, n_cells = None, [], []
     for s, c in enumerate(stage_labels):
@@ -262,9 +269,11 @@ def stage_flows(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤
     nodes, links, offset, prev_ids = [], [], 0, None
     for s, p in enumerate(shown):
         cells, inv, counts = np.unique(p, return_inverse=True, return_counts=True)
-        if cells[0] == -1: cells, counts, inv = np.r_[cells[1:], -1], np.r_[counts[1:], counts[0]], (inv - 1) % len(cells)
+        if cells[0] == -1:
+            cells, counts, inv = np.r_[cells[1:], -1], np.r_[counts[1:], counts[0]], (inv - 1) % len(cells)
         ids = offset + inv.reshape(-1)
-        nodes += [dict(node=offset + i, stage=s, cell=int(c), count=int(n)) for i, (c, n) in enumerate(zip(cells, counts))]
+        nodes += [dict(node=offset + i, stage=s, cell=int(c), count=int(n))
+                  for i, (c, n) in enumerate(zip(cells, counts))]
         if prev_ids is not None:
             key, v = np.unique(prev_ids * (offset + len(cells)) + ids, return_counts=True)
             src, dst = np.divmod(key, offset + len(cells))
@@ -311,12 +320,15 @@ def diagnose(x,  # [N, D] points the clustering labelled
     c, lab, sph = _unpack(clustering)
     x = as_points(x)
     if len(x) != len(lab): raise DataError(f"x has {len(x)} rows but the clustering has {len(lab)} labels")
-    if meta is not None and len(meta) != len(lab): raise DataError(f"meta has {len(meta)} rows but there are {len(lab)} labels")
-    if captions is None and meta is not None and "caption" in meta.columns: captions = meta["caption"].astype(str).tolist()
+    if meta is not None and len(meta) != len(lab): raise DataError(f"meta has {len(meta)} rows but there are "
+                                                                   f"{len(lab)} labels")
+    if captions is None and meta is not None and "caption" in meta.columns:
+        captions = meta["caption"].astype(str).tolist()
     sizes = cluster_sizes(lab, len(c))
     cl_ = clustering if isinstance(clustering, Clustering) else None
     out = dict(k=len(c), n=len(lab), method=cl_.method if cl_ else None, spherical=sph,
-               sizes=sizes["size"].tolist(), imbalance=sizes.attrs["imbalance"], empty_clusters=int((sizes["size"] == 0).sum()),
+               sizes=sizes["size"].tolist(), imbalance=sizes.attrs["imbalance"],
+               empty_clusters=int((sizes["size"] == 0).sum()),
                objective=cl_.objective if cl_ else None, objective_per_iter=list(cl_.objective_per_iter) if cl_ else [])
     ex = exemplars(x, (c, lab), n=n_exemplars, spherical=sph)
     out["exemplars"] = ex
@@ -329,11 +341,13 @@ def diagnose(x,  # [N, D] points the clustering labelled
         if missing: raise DataError(f"known columns {missing} are not in meta (columns: {list(meta.columns)})")
         out["agreement"] = agreement(lab, {k: meta[k] for k in cols}).to_dict("records") if cols else []
     if text_emb is not None:
-        if captions is None: raise ConfigError("text_emb given but no captions: pass captions= or a meta with a 'caption' column")
+        if captions is None: raise ConfigError("text_emb given but no captions: pass captions= or a meta with a "
+                                               "'caption' column")
         out["nearest_captions"] = nearest_captions(c, text_emb, captions, n=n_captions)
     if captions is not None: out["top_terms"] = top_terms(captions, lab, n=n_terms)
     if stability_seeds is not None:
-        if cl_ is None or not cl_.method: raise ConfigError("stability_seeds needs a fitted Clustering (its method and params)")
+        if cl_ is None or not cl_.method: raise ConfigError("stability_seeds needs a fitted Clustering (its "
+                                                            "method and params)")
         import inspect
         from clipwb.cluster.kmeans import CLUSTERERS
         opts = inspect.signature(CLUSTERERS.get(cl_.method)).parameters

@@ -68,7 +68,8 @@ class Clustering:
         return idx
 
     def assign(self, x) -> np.ndarray:
-        "Nearest centroid for each row of `x` (spherical: largest inner product with the normalised centroids); int64 `[N]`."
+        ("Nearest centroid for each row of `x` (spherical: largest inner product with the normalised "
+         "centroids); int64 `[N]`.")
         x = as_points(x)
         if x.shape[1] != self.centroids.shape[1]:
             raise DataError(f"assign: x has dimension {x.shape[1]} but the centroids have {self.centroids.shape[1]}")

@@ -45,7 +45,8 @@ def as_labels(x, name: str, k: int | None = None, kname: str = "k") -> np.ndarra
     return a
 
 def _same_length(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
-    if len(a) != len(b): raise DataError(f"{na} has {len(a)} labels but {nb} has {len(b)}; they must align sample by sample")
+    if len(a) != len(b): raise DataError(f"{na} has {len(a)} labels but {nb} has {len(b)}; they must align "
+                                         f"sample by sample")
 
 def max_stages(k: int) -> int | None:
     "How many stages of `k` clusters fit in int64 (`k**s - 1 ≤ 2**63 - 1`); None when unbounded (k = 1)."
@@ -138,10 +139,12 @@ def load_stage_labels(folder: str | Path,  # the embeddings folder
                       stage: int,  # stage index s ≥ 0
                       *, ids: Sequence[str] | None = None,  # expected ids in order (embeddings' metadata)
                      ):
-    "Read `labels_stage{s:02d}.parquet` → DataFrame (`id`, `cluster`, `pseudo`), checking the id order when `ids` is given."
+    ("Read `labels_stage{s:02d}.parquet` → DataFrame (`id`, `cluster`, `pseudo`), checking the id order when "
+     "`ids` is given.")
     import pandas as pd
     path = _stage_path(folder, stage)
-    if not path.is_file(): raise DataError(f"no labels for stage {stage}: {path} not found; run the cluster stage first")
+    if not path.is_file(): raise DataError(f"no labels for stage {stage}: {path} not found; run the "
+                                           f"cluster stage first")
     return _checked(pd.read_parquet(path), path, ids)
 
 def _checked(df, path: Path, ids):
@@ -162,7 +165,8 @@ def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds label
                 stage: int | None = None,  # MCL stage s (None: the run's own stage)
                 *, ids: Sequence[str] | None = None,  # expected ids in order (the embeddings' metadata)
                ):
-    "A cluster run's labels → DataFrame with `id`, `cluster` (stage s) and `pseudo` (accumulated `P_s`), plus stage columns."
+    ("A cluster run's labels → DataFrame with `id`, `cluster` (stage s) and `pseudo` (accumulated `P_s`), "
+     "plus stage columns.")
     import json
     import pandas as pd
     run = Path(cluster_run)
@@ -179,7 +183,8 @@ def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds label
             raise DataError(f"{run}: holds the labels of stages {have}, not of stage {stage!r}; "
                             "pass the cluster run of that stage")
         diag = run / "diagnostics.json"
-        if not diag.is_file(): raise DataError(f"{diag} not found: K per stage is needed to rebuild stage {stage}'s pseudo-labels")
+        if not diag.is_file(): raise DataError(f"{diag} not found: K per stage is needed to rebuild stage "
+                                               f"{stage}'s pseudo-labels")
         k = json.loads(diag.read_text())["stage"]["k_stage"]
         cols = {f"cluster_s{s:02d}": df[f"cluster_s{s:02d}"].to_numpy() for s in range(int(stage) + 1)}
         P, _ = accumulate_stages(list(cols.values()), k=k)

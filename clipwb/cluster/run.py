@@ -32,9 +32,13 @@ MODALITIES = ("image", "text", "joint")
 @dataclass
 class ClusterCfg(StageConfig):
     "Parameters of the cluster stage."
-    embeddings: str | None = path_field(None)  # embed run dir or shard folder (None: embed `data` with `model` here first)
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")  # model for embedding when `embeddings` is None
-    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    # embed run dir or shard folder (None: embed `data` with `model` here first)
+    embeddings: str | None = path_field(None)
+    # model for embedding when `embeddings` is None
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")
+    # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
+    # for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")
     data: str = card_field("shapes")  # data card id, when `embeddings` is None
     split: str | None = "train"     # split to embed, when `embeddings` is None
     limit: int | None = 128         # samples to embed, when `embeddings` is None (None: all)
@@ -81,8 +85,10 @@ def prev_labels(prev: str | Path, ids) -> "pd.DataFrame":
     got, want = df["id"].astype(str).tolist(), [str(i) for i in ids]
     if got != want:
         bad = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        raise DataError(f"{Path(prev) / 'labels.parquet'}: labels {len(got)} samples but the embeddings have {len(want)}; "
-                        f"first mismatch at row {bad}. The previous stage must cluster the same samples in the same order")
+        raise DataError(f"{Path(prev) / 'labels.parquet'}: labels {len(got)} samples but the embeddings "
+                        f"have {len(want)}; "
+                        f"first mismatch at row {bad}. The previous stage must cluster the same samples "
+                        f"in the same order")
     return df
 
 # %% ../../nbs/38_cluster.run.ipynb #3392e24f
@@ -134,7 +140,8 @@ def _diag_fit(f: Clustering, rows: np.ndarray) -> Clustering:
 
 def _embed_here(cfg: ClusterCfg, run_dir: Path) -> Path:
     from clipwb.embed import EmbedCfg, run_embed
-    ecfg = EmbedCfg(model=cfg.model, pretrained=cfg.pretrained, data=cfg.data, split=cfg.split, limit=cfg.limit, device=cfg.device)
+    ecfg = EmbedCfg(model=cfg.model, pretrained=cfg.pretrained, data=cfg.data, split=cfg.split, limit=cfg.limit,
+                    device=cfg.device)
     run_embed(ecfg, run_dir)
     return run_dir / "embeddings"
 
@@ -159,7 +166,8 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     folder = embeddings_folder(cfg.embeddings) if cfg.embeddings else _embed_here(cfg, run_dir)
     man = read_json(folder / "manifest.json")
     if man.get("modality", "both") == "image" and cfg.modality != "image":
-        raise DataError(f"{folder}: embedded with modality='image' (no text embeddings); cluster it with modality=image "
+        raise DataError(f"{folder}: embedded with modality='image' (no text embeddings); cluster it with "
+                        f"modality=image "
                         "or re-embed with modality=both")
     stream = _streams(cfg.method)
     if stream:   # the clusterer reads the shards batch by batch; only metadata is loaded
@@ -190,7 +198,8 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
                        "cluster": labels, "pseudo": pseudo,
                        **{f"cluster_s{s:02d}": c for s, c in enumerate(stage_cols)}})
     with atomic_path(run_dir / "labels.parquet") as tmp: df.to_parquet(tmp, index=False)
-    save_tensors({f"{m}_centroids": torch.from_numpy(np.asarray(f.centroids, np.float32)) for m, f in fits.items()}, run_dir / "centroids.safetensors",
+    save_tensors({f"{m}_centroids": torch.from_numpy(np.asarray(f.centroids, np.float32)) for m, f in fits.items()},
+                 run_dir / "centroids.safetensors",
                  metadata={"method": cfg.method, "modality": cfg.modality, "k": str(cfg.k)})
     # diagnostics: on the image clustering (text in text-only mode); captions come from the metadata
     main = "text" if cfg.modality == "text" else "image"
@@ -213,7 +222,8 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
         fig = map_figure(img, (pseudo if cfg.stage else labels)[rows], meta,
                          images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)),
                          color_name="cluster" if cfg.stage == 0 else "pseudo-label",
-                         title=f"UMAP of image embeddings, coloured by {'stage' if cfg.stage == 0 else 'accumulated'} label",
+                         title=f"UMAP of image embeddings, coloured by "
+                               f"{'stage' if cfg.stage == 0 else 'accumulated'} label",
                          seed=cfg.seed)
         save_map_html(fig, run_dir / "map.html")
         artifacts["map"] = "map.html"

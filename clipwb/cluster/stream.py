@@ -57,7 +57,8 @@ class EmbeddingSource:
     @property
     def n(self) -> int: return int(self.offsets[-1])
     def __len__(self) -> int: return self.n
-    def __repr__(self): return f"EmbeddingSource({str(self.folder)!r}, {self.modality!r}, shards={len(self.shards)}, n={self.n}, dim={self.dim})"
+    def __repr__(self): return (f"EmbeddingSource({str(self.folder)!r}, {self.modality!r}, shards={len(self.shards)}, "
+                                f"n={self.n}, dim={self.dim})")
 
     def path(self, i: int) -> Path:
         "The `.npy` file of shard `i` for this modality."
@@ -252,11 +253,14 @@ def two_level(x,  # `[N, D]` array or an `EmbeddingSource`
     if k_fine > m:
         raise ConfigError(f"k_fine={k_fine} is more than the {m} sampled rows (fraction={fraction} of N={n}); "
                           "raise fraction or lower k_fine")
-    fine_kw, coarse_kw = _check_method(fine_method, fine_kw, "fine_kw"), _check_method(coarse_method, coarse_kw, "coarse_kw")
+    fine_kw, coarse_kw = _check_method(fine_method, fine_kw, "fine_kw"), _check_method(coarse_method, coarse_kw,
+            "coarse_kw")
     rng = np.random.default_rng(seed)
-    if m == n and CLUSTERERS.meta(fine_method).get("streaming"): fine_in = x if isinstance(x, EmbeddingSource) else src.x
+    if m == n and CLUSTERERS.meta(fine_method).get("streaming"):
+        fine_in = x if isinstance(x, EmbeddingSource) else src.x
     else:
-        if isinstance(x, EmbeddingSource): log.info("two_level: reading a sample of %d of %d rows for the fine fit", m, n)
+        if isinstance(x, EmbeddingSource): log.info("two_level: reading a sample of %d of %d rows "
+                                                    "for the fine fit", m, n)
         fine_in = src.take(np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n))
     fine = fit_clusters(fine_in, fine_method, k=k_fine, seed=seed, **fine_kw)
     del fine_in
@@ -326,13 +330,15 @@ def assign_shards(source: str | Path | EmbeddingSource,  # shard folder or an Em
             if two:
                 f = clustering.assign_fine(x) if len(x) else np.zeros(0, np.int64)
                 df = pd.DataFrame({"id": ids, "fine": f, "coarse": clustering.fine_to_coarse[f]})
-            else: df = pd.DataFrame({"id": ids, "cluster": Clustering.assign(clustering, x) if len(x) else np.zeros(0, np.int64)})
+            else: df = pd.DataFrame({"id": ids,
+                                     "cluster": Clustering.assign(clustering, x) if len(x) else np.zeros(0, np.int64)})
             with atomic_path(p) as tmp: df.to_parquet(tmp, index=False)
             written += 1
         lab = df["coarse" if two else "cluster"].to_numpy(np.int64)
         sizes += np.bincount(lab, minlength=clustering.k)
         if two: fine_sizes += np.bincount(df["fine"].to_numpy(np.int64), minlength=clustering.k_fine)
     counts = dict(n_shards=len(src.shards), n_written=written, n_skipped=skipped, n_points=int(sizes.sum()),
-                  n_tmp_removed=len(stray), sizes=sizes.tolist(), **({"fine_sizes": fine_sizes.tolist()} if two else {}))
+                  n_tmp_removed=len(stray), sizes=sizes.tolist(),
+                  **({"fine_sizes": fine_sizes.tolist()} if two else {}))
     write_json(info_path, {**info, **counts, "complete": True})
     return counts

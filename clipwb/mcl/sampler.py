@@ -63,7 +63,8 @@ class MCLBatchSampler:
     def rank_lists(self) -> list[np.ndarray]:
         "This rank's share of every group this epoch: a multiple of `batch_size` items each."
         rng = np.random.default_rng([self.seed, self.epoch])
-        return [g[rng.permutation(len(g))][:k][self.rank::self.world_size] for g, k in zip(self.groups, self.kept_per_group())]
+        return [g[rng.permutation(len(g))][:k][self.rank::self.world_size]
+                for g, k in zip(self.groups, self.kept_per_group())]
 
     def __iter__(self):
         lists, B = self.rank_lists(), self.batch_size
@@ -97,7 +98,8 @@ def read_labels(source) -> "pd.DataFrame":
     p = Path(source)
     path = p / "labels.parquet" if p.is_dir() else p
     if not path.is_file():
-        raise DataError(f"mcl_labels={source}: {path} not found; pass a cluster run dir or a parquet file with id, pseudo")
+        raise DataError(f"mcl_labels={source}: {path} not found; pass a cluster run dir or a parquet file "
+                        f"with id, pseudo")
     df = pd.read_parquet(path)
     miss = [c for c in ("id", "pseudo") if c not in df.columns]
     if miss: raise DataError(f"{path}: columns {miss} missing (has {list(df.columns)}); MCL labels need id and pseudo")

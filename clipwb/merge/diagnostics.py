@@ -31,7 +31,8 @@ def layer_of(key: str) -> str:
 def _names(models, names) -> list[str]:
     names = [f"m{i}" for i in range(len(models))] if names is None else [str(n) for n in names]
     if len(names) != len(models): raise ConfigError(f"{len(names)} names for {len(models)} models")
-    if len(set(names)) != len(names) or "base" in names: raise ConfigError(f"model names must be unique and not 'base': {names}")
+    if len(set(names)) != len(names) or "base" in names: raise ConfigError(f"model names must be unique and not "
+                                                                           f"'base': {names}")
     return names
 
 def _float_keys(sd: dict, keys: str | None = None) -> list[str]:
@@ -46,7 +47,8 @@ def layer_distances(models: Sequence[dict],        # state dicts with the same k
                     *, names: Sequence[str] | None = None,  # model names (default m0, m1, …)
                     by: str = "key") -> pd.DataFrame:       # 'key', 'layer' or 'model' aggregation
     "L2 distance and relative distance ‖a−b‖/‖b‖ for every pair of models (and to `base`), per key/layer/model."
-    if by not in ("key", "layer", "model"): raise ConfigError(f"layer_distances: by must be 'key', 'layer' or 'model', got {by!r}")
+    if by not in ("key", "layer", "model"): raise ConfigError(f"layer_distances: by must be 'key', 'layer' or "
+                                                              f"'model', got {by!r}")
     models = list(models)
     check_compatible(models, base)
     names = _names(models, names)
@@ -145,6 +147,8 @@ def interpolation_figure(df: pd.DataFrame, *, title: str = "loss along the inter
     ends = df[df.point != ""]
     fig.add_scatter(x=ends.ratio, y=ends.loss, mode="markers+text", text=ends.point, textposition="top center",
                     marker=dict(size=12, symbol="diamond"), name="input models")
-    xt = "λ (scale of the summed task vectors)" if df.attrs.get("path") == "task_arithmetic" else "ratio r (weight of model b)"
+    xt = "λ (scale of the summed task vectors)" if df.attrs.get("path") == "task_arithmetic" else ("ratio r "
+                                                                                                   "(weight of model "
+                                                                                                           "b)")
     if "barrier" in df.attrs: title += f" — barrier {df.attrs['barrier']:.3g}"
     return fig.update_layout(title=title, xaxis_title=xt, yaxis_title="loss")

@@ -90,11 +90,13 @@ def check_merger_meta(name: str, fn: Callable, meta: dict) -> None:
         raise ConfigError(f"{where}: 'grid' must map each hyper-parameter to a non-empty list of values, got {grid!r}")
     if isinstance(needs, str) or any(n not in SWEEP_NEEDS for n in needs):
         raise ConfigError(f"{where}: 'needs' must be a list from {list(SWEEP_NEEDS)}, got {needs!r}")
-    if set(bounds) - set(grid): raise ConfigError(f"{where}: 'bounds' names {sorted(set(bounds) - set(grid))}, not in its grid")
+    if set(bounds) - set(grid): raise ConfigError(f"{where}: 'bounds' names {sorted(set(bounds) - set(grid))}, "
+                                                  f"not in its grid")
     for g, spec in bounds.items():
         if not all(interval(spec)(float(v)) for v in grid[g]):
             raise ConfigError(f"{where}: default grid of '{g}' {list(grid[g])} is outside {spec}")
-    if "point_kwargs" in meta and not callable(meta["point_kwargs"]): raise ConfigError(f"{where}: 'point_kwargs' must be callable")
+    if "point_kwargs" in meta and not callable(meta["point_kwargs"]): raise ConfigError(f"{where}: 'point_kwargs' "
+            f"must be callable")
     kw = [k for n in needs for k in SWEEP_NEEDS[n]] + ([] if "point_kwargs" in meta else list(grid))
     check_kwargs(fn, dict.fromkeys(kw), where=f"{where} (its grid and needs arrive as keywords)")
 
@@ -230,9 +232,11 @@ def ties(models: Sequence[dict], *,
         ) -> dict:
     "TIES-merging: trim, elect sign, disjoint merge; θ_0 + λ·merged."
     base = _need(base, "base", "ties")
-    if merge_func not in ("mean", "sum"): raise ConfigError(f"ties: merge_func must be 'mean' or 'sum', got '{merge_func}'")
+    if merge_func not in ("mean", "sum"): raise ConfigError(f"ties: merge_func must be 'mean' or 'sum', "
+                                                            f"got '{merge_func}'")
     if thresholds is None: thresholds = ties_thresholds(models, base=base, density=density, scope=scope)
-    elif scope not in ("global", "per_tensor"): raise ConfigError(f"ties: scope must be 'global' or 'per_tensor', got '{scope}'")
+    elif scope not in ("global", "per_tensor"): raise ConfigError(f"ties: scope must be 'global' or "
+                                                                  f"'per_tensor', got '{scope}'")
     if len(thresholds) != len(models): raise ConfigError(f"ties: {len(thresholds)} thresholds for {len(models)} models")
     def one(k):
         b = base[k].to(_cdtype(base[k]))
@@ -266,7 +270,8 @@ def regmean_solve(ws: Sequence[Tensor], grams: Sequence[Tensor], *, alpha: float
     for i, (w, g) in enumerate(zip(ws, grams)):
         w = w.to(torch.float64) if layout == "out_in" else w.to(torch.float64).T   # now [out, in]
         if w.ndim != 2 or tuple(g.shape) != (w.shape[1], w.shape[1]):
-            raise MergeError(f"regmean: key '{key}' model {i}: weight {tuple(ws[i].shape)} ({layout}) needs a Gram of shape "
+            raise MergeError(f"regmean: key '{key}' model {i}: weight {tuple(ws[i].shape)} ({layout}) needs "
+                             f"a Gram of shape "
                              f"({w.shape[-1]}, {w.shape[-1]}), got {tuple(g.shape)}")
         g = g.to(torch.float64)
         gt = alpha * g + (1 - alpha) * torch.diag(torch.diagonal(g))
@@ -274,7 +279,8 @@ def regmean_solve(ws: Sequence[Tensor], grams: Sequence[Tensor], *, alpha: float
     if reg: A = A + reg * torch.diagonal(A).mean() * torch.eye(A.shape[0], dtype=A.dtype)
     try: x = torch.linalg.solve(A.T, B.T).T          # X A = B  ⇔  Aᵀ Xᵀ = Bᵀ
     except RuntimeError as e:
-        raise MergeError(f"regmean: the summed Gram of '{key}' is singular; pass reg > 0 (e.g. 1e-4) or alpha < 1") from e
+        raise MergeError(f"regmean: the summed Gram of '{key}' is singular; pass reg > 0 (e.g. "
+                         f"1e-4) or alpha < 1") from e
     if not torch.isfinite(x).all(): raise MergeError(f"regmean: non-finite solution for '{key}'; pass reg > 0")
     return x if layout == "out_in" else x.T
 
@@ -316,7 +322,8 @@ def fisher(models: Sequence[dict], *,
         num = den = 0
         for i, (m, f) in enumerate(zip(models, fishers)):
             if tuple(f[k].shape) != tuple(m[k].shape):
-                raise MergeError(f"fisher: key '{k}': Fisher of model {i} has shape {tuple(f[k].shape)}, parameter {tuple(m[k].shape)}")
+                raise MergeError(f"fisher: key '{k}': Fisher of model {i} has shape {tuple(f[k].shape)}, parameter "
+                                 f"{tuple(m[k].shape)}")
             ft = f[k].to(_cdtype(m[k])) + eps
             num, den = num + ft * m[k].to(ft.dtype), den + ft
         return num / den

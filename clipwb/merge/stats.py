@@ -34,7 +34,8 @@ class Grams(dict):
 
     def normalized(self) -> "Grams":
         "Each gram divided by its row count: the mean of `x xᵀ`."
-        return Grams({k: g / max(self.counts.get(k, 0), 1) for k, g in self.items()}, counts=self.counts, layout=self.layout)
+        return Grams({k: g / max(self.counts.get(k, 0), 1) for k, g in self.items()}, counts=self.counts,
+                     layout=self.layout)
 
 def _linear_targets(model) -> dict[str, tuple[str, torch.nn.Module]]:
     "weight key -> (kind, module) for every linear map of the model."
@@ -89,7 +90,8 @@ class _Acc:
         x = x.detach()
         if masked and self.mask is not None and x.dim() >= 3:   # token inputs; pooled [B, W] inputs have no padding
             m = self.mask if x.shape[:2] == self.mask.shape else self.mask.T if x.shape[:2] == self.mask.T.shape else None
-            if m is None: raise ClipwbError(f"collect_grams: cannot align the text mask {tuple(self.mask.shape)} with the input of {key} {tuple(x.shape)}")
+            if m is None: raise ClipwbError(f"collect_grams: cannot align the text mask {tuple(self.mask.shape)} with "
+                                            f"the input of {key} {tuple(x.shape)}")
             x = x[m]
         x = x.reshape(-1, x.shape[-1]).to(self.dtype)
         if key not in self.buf:
@@ -151,7 +153,8 @@ def _select(targets: dict, modules) -> dict:
     pats = [modules] if isinstance(modules, str) else list(modules)
     for p in pats:
         try: rx = re.compile(p)
-        except re.error as e: raise ConfigError(f"collect_grams: modules pattern {p!r} is not a valid regex: {e}") from None
+        except re.error as e: raise ConfigError(f"collect_grams: modules pattern {p!r} is not a "
+                                                f"valid regex: {e}") from None
         if not any(rx.search(k) for k in targets):
             raise ConfigError(f"collect_grams: modules pattern {p!r} matches no linear weight; keys look like "
                               f"{', '.join(sorted(targets)[:3])} (see linear_weight_keys(model))")
@@ -166,9 +169,11 @@ def collect_grams(model,                                  # open_clip CLIP (or C
                   batches: Iterable,                      # (images [B,3,H,W] | None, tokens [B,L] | None) pairs
                   *, device: str = "cpu",                 # where the forward runs (the model is moved back after)
                   modules: str | Sequence[str] | None = None,  # regexes on weight keys; None: every linear map
-                  text_padding: str = "exclude",          # 'exclude' padded text positions or 'include' them (reference)
+                  # 'exclude' padded text positions or 'include' them (reference)
+                  text_padding: str = "exclude",
                   pad_id: int = 0,                        # the tokenizer's padding id (open_clip: 0)
-                  precision: str = "float32",             # XᵀX in 'float32' (partial sums added into float64) or 'float64'
+                  # XᵀX in 'float32' (partial sums added into float64) or 'float64'
+                  precision: str = "float32",
                   normalize: bool = False) -> Grams:      # divide each gram by its row count
     "Input gram matrices `XᵀX` (float64, CPU) of every linear map of both towers, keyed by weight key."
     if text_padding not in ("exclude", "include"):
@@ -185,11 +190,13 @@ def collect_grams(model,                                  # open_clip CLIP (or C
         for key, (kind, m) in targets.items():
             masked = text_padding == "exclude" and not key.startswith("visual.")
             if kind == "linear":
-                handles.append(m.register_forward_pre_hook(lambda mod, a, key=key, masked=masked: acc.add(key, a[0], masked)))
+                handles.append(m.register_forward_pre_hook(lambda mod, a, key=key,
+                                                           masked=masked: acc.add(key, a[0], masked)))
             elif kind == "mha_in" or (kind == "mha_out" and m not in patched):
                 name = key.rsplit(".", 2)[0] if kind == "mha_out" else key.rsplit(".", 1)[0]
                 k_in, k_out = f"{name}.in_proj_weight", f"{name}.out_proj.weight"
-                m.forward = _mha_forward(m, acc, k_in if k_in in targets else None, k_out if k_out in targets else None, masked)
+                m.forward = _mha_forward(m, acc, k_in if k_in in targets else None,
+                                         k_out if k_out in targets else None, masked)
                 patched.append(m)
             elif kind == "proj":
                 owner, attr = m
@@ -261,10 +268,12 @@ def clip_batch_loss(model, images: torch.Tensor, tokens: torch.Tensor, *, reduct
 def fisher_diagonal(model,                       # any torch model; open_clip CLIP for the default loss
                     batches: Iterable,           # (inputs, targets) pairs; CLIP: (images, tokens)
                     *, device: str = "cpu",      # where the forward/backward runs (the model is moved back after)
-                    per: str = "batch",          # square the gradient of each 'batch' mean loss, or of each 'sample' term
+                    # square the gradient of each 'batch' mean loss, or of each 'sample' term
+                    per: str = "batch",
                     loss_fn: Callable | None = None) -> dict[str, torch.Tensor]:  # (model, a, b, reduction=) -> loss
     "Diagonal empirical Fisher: mean squared gradient of the loss for every trainable parameter (float32, CPU)."
-    if per not in ("batch", "sample"): raise ConfigError(f"fisher_diagonal: per must be 'batch' or 'sample', got {per!r}")
+    if per not in ("batch", "sample"): raise ConfigError(f"fisher_diagonal: per must be 'batch' or "
+                                                         f"'sample', got {per!r}")
     loss_fn = loss_fn or clip_batch_loss
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     if not named: raise ConfigError("fisher_diagonal: the model has no trainable parameter (all requires_grad=False)")

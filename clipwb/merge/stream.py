@@ -46,7 +46,8 @@ class TensorFile:
         self.metadata, self.start = header.pop("__metadata__", None) or {}, 8 + n
         self.entries = dict(sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]))  # file order
         for k, e in self.entries.items():
-            if e["dtype"] not in DTYPES: raise DataError(f"{self.path}: tensor '{k}' has unsupported dtype {e['dtype']}")
+            if e["dtype"] not in DTYPES: raise DataError(f"{self.path}: tensor '{k}' has unsupported "
+                                                         f"dtype {e['dtype']}")
 
     def keys(self) -> list[str]: return list(self.entries)
     def shape(self, key: str) -> tuple: return tuple(self.entries[key]["shape"])
@@ -91,7 +92,8 @@ class TensorWriter:
             raise MergeError(f"TensorWriter: '{key}' written out of order or as {t.dtype} (declared {e['dtype']})")
         b = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
         self._f.write(b.data); self._pos += b.nbytes
-        if self._pos > e["data_offsets"][1]: raise MergeError(f"TensorWriter: '{key}' got more bytes than its shape holds")
+        if self._pos > e["data_offsets"][1]: raise MergeError(f"TensorWriter: '{key}' got more bytes than "
+                                                              f"its shape holds")
 
     def close(self) -> None:
         end = max([e["data_offsets"][1] for k, e in self.entries.items() if k != "__metadata__"], default=0)
@@ -118,8 +120,10 @@ def _configs(dirs: Sequence[Path], labels: Sequence[str]) -> dict:
             raise MergeError(f"{lab} has another architecture (model_cfg in {CONFIG}) than {labels[0]}")
         if ("moe" in c) != ("moe" in cfgs[0]):
             moe, dense = (lab, labels[0]) if "moe" in c else (labels[0], lab)
-            raise MergeError(f"{moe} is an MoE model and {dense} a dense one: merge_models merges tensor by tensor models of one "
-                             "kind; merge an MoE's experts with the merge_sweep stage (an MoE folder stands for its experts) or "
+            raise MergeError(f"{moe} is an MoE model and {dense} a dense one: merge_models merges tensor by "
+                             f"tensor models of one "
+                             "kind; merge an MoE's experts with the merge_sweep stage (an MoE folder stands for "
+                             "its experts) or "
                              "with clipwb.moe.expert_model / collapse")
     return cfgs[0]
 
@@ -164,10 +168,12 @@ def _ties_thresholds(files, base, keys, density, scope, chunk_bytes):
             for r in _rows(base.shape(k), 2, chunk_bytes):
                 b = base.read(k, r); cd = torch.float64 if b.dtype == torch.float64 else torch.float32
                 yield f.read(k, r).to(cd) - b.to(cd)
-    if scope not in ("global", "per_tensor"): raise ConfigError(f"ties: scope must be 'global' or 'per_tensor', got '{scope}'")
+    if scope not in ("global", "per_tensor"): raise ConfigError(f"ties: scope must be 'global' or "
+                                                                f"'per_tensor', got '{scope}'")
     if scope == "global":
         n = sum(math.prod(base.shape(k)) for k in fkeys)
-        return [kth_largest_abs(lambda f=f: tau(f, fkeys), ties_k(density, n)) for f in tqdm(files, desc="ties thresholds", leave=False)]
+        return [kth_largest_abs(lambda f=f: tau(f, fkeys), ties_k(density, n))
+                for f in tqdm(files, desc="ties thresholds", leave=False)]
     return [{k: kth_largest_abs(lambda f=f, k=k: tau(f, [k]), ties_k(density, math.prod(base.shape(k)))) for k in fkeys}
             for f in files]
 
@@ -179,7 +185,8 @@ def merge_models(method: str, models: Sequence[str | Path], *,
                  chunk_mb: float = 64,                 # float32 bytes of all inputs' slices held at once
                  **kw) -> Path:
     "Merge open_clip model folders tensor by tensor into `out` (open_clip local-dir format); returns `out`."
-    if method == "greedy_soup": raise ConfigError("merge_models: greedy_soup evaluates whole models; use merge() in memory")
+    if method == "greedy_soup": raise ConfigError("merge_models: greedy_soup evaluates whole models; use "
+                                                  "merge() in memory")
     fn = MERGERS.get(method)
     extra = {k: v for k, v in (("grams", grams), ("fishers", fishers)) if v is not None}
     check_kwargs(fn, {**kw, **extra}, where=f"mergers '{method}'")
@@ -206,20 +213,25 @@ def merge_models(method: str, models: Sequence[str | Path], *,
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
         meta = {**files[0].metadata, "clipwb.merge": json.dumps(
             {"method": method, "models": labels[:len(models)], "base": str(base) if base else None,
-             **{k: v for k, v in kw.items() if isinstance(v, (int, float, str, bool, list, tuple)) and k != "thresholds"}})}
+             **{k: v
+                for k, v in kw.items() if isinstance(v, (int, float, str, bool, list, tuple)) and k != "thresholds"}})}
         n_in = len(files) + (base_f is not None) + len(extra)
         with atomic_path(out / WEIGHTS) as tmp:
             w = TensorWriter(tmp, [(k, files[0].dtype(k), files[0].shape(k)) for k in keys], meta)
             for k in tqdm(keys, desc=f"merge {method}", leave=False):
-                lay = gram_layout(stats["grams"].items[0], k, kw.get("in_out_keys", MATMUL_PROJECTIONS)) if grams is not None else None
+                lay = gram_layout(stats["grams"].items[0], k,
+                                  kw.get("in_out_keys", MATMUL_PROJECTIONS)) if grams is not None else None
                 whole = k in stats["grams"].keys and lay != "out_in"
                 for r in ([None] if whole else _rows(files[0].shape(k), n_in, chunk)):
                     kws = dict(kw)
                     if grams is not None:
-                        kws["grams"] = [{k: g} for g in stats["grams"].get(k)] if k in stats["grams"].keys else [{}] * len(files)
+                        kws["grams"] = [{k: g}
+                                        for g in stats["grams"].get(k)] if k in stats["grams"].keys else [{}] * len(files)
                         kws["in_out_keys"] = (k,) if lay == "in_out" else ()
                     if fishers is not None:
-                        kws["fishers"] = [{k: f} for f in stats["fishers"].get(k, r)] if k in stats["fishers"].keys else [{}] * len(files)
+                        kws["fishers"] = [{k: f}
+                                          for f in stats["fishers"].get(k,
+                                                                        r)] if k in stats["fishers"].keys else [{}] * len(files)
                     res = MERGERS.create(method, [{k: f.read(k, r)} for f in files],
                                          base={k: base_f.read(k, r)} if base_f else None, **kws)
                     w.write(k, res[k])

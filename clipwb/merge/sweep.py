@@ -57,7 +57,8 @@ DEFAULT_METHODS = ("linear", "task_arithmetic", "ties", "regmean", "fisher", "un
 GRID_COLUMNS = ("merge_ratio", "lam", "density", "alpha")   # grids that are config fields (and always table columns)
 
 def _experts_in(model: str) -> int | None:
-    "Experts of an MoE model folder; None for a dense model, a name, or a folder not made yet (a pipeline's planned step)."
+    ("Experts of an MoE model folder; None for a dense model, a name, or a folder not made yet (a "
+     "pipeline's planned step).")
     from clipwb.models import is_mcl_run, moe_config
     p = Path(str(model).removeprefix("local-dir:"))
     if not p.is_dir(): return None
@@ -66,7 +67,8 @@ def _experts_in(model: str) -> int | None:
     return None if moe is None else int(moe["num_experts"])
 
 def sweep_inputs(models: Sequence[str]) -> list[tuple[str, int | None]]:
-    "`(model, expert)` of every merge input: a dense model is one input (expert None), an MoE model folder one per expert."
+    ("`(model, expert)` of every merge input: a dense model is one input (expert None), an MoE model folder "
+     "one per expert.")
     counts = [_experts_in(m) for m in models]
     return [(m, k) for m, n in zip(models, counts) for k in ([None] if n is None else range(n))]
 
@@ -82,18 +84,28 @@ def _registered(grid: str) -> list[float]:
 @dataclass
 class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
-    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # 2+ models of one architecture: names, model dirs or train run dirs; an MoE model dir stands for its experts
-    base: str | None = path_field("clipwb-micro", kind="model")  # dense θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # merge methods to sweep: any of clipwb.merge.MERGERS
-    merge_ratio: list[float] = field(default_factory=lambda: _registered("merge_ratio"))  # linear: weight r of models[0], in [0, 1]
-    lam: list[float] = field(default_factory=lambda: _registered("lam"))       # task_arithmetic, ties: scale λ of the summed task vectors
-    density: list[float] = field(default_factory=lambda: _registered("density"))  # ties: fraction of each task vector kept, in (0, 1]
-    alpha: list[float] = field(default_factory=lambda: _registered("alpha"))   # regmean: weight of the Grams' off-diagonal, in [0, 1]
-    grids: str | None = None            # other methods' grids as JSON, e.g. '{"q": [0.25, 0.75]}' (None: their registered values)
-    domains: list[str] = card_field(default_factory=lambda: ["shapes"])  # data card ids: every point is evaluated on each
+    # 2+ models of one architecture: names, model dirs or train run dirs; an MoE model dir stands for its experts
+    models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
+    # dense θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
+    base: str | None = path_field("clipwb-micro", kind="model")
+    # merge methods to sweep: any of clipwb.merge.MERGERS
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    # linear: weight r of models[0], in [0, 1]
+    merge_ratio: list[float] = field(default_factory=lambda: _registered("merge_ratio"))
+    # task_arithmetic, ties: scale λ of the summed task vectors
+    lam: list[float] = field(default_factory=lambda: _registered("lam"))
+    # ties: fraction of each task vector kept, in (0, 1]
+    density: list[float] = field(default_factory=lambda: _registered("density"))
+    # regmean: weight of the Grams' off-diagonal, in [0, 1]
+    alpha: list[float] = field(default_factory=lambda: _registered("alpha"))
+    # other methods' grids as JSON, e.g. '{"q": [0.25, 0.75]}' (None: their registered values)
+    grids: str | None = None
+    # data card ids: every point is evaluated on each
+    domains: list[str] = card_field(default_factory=lambda: ["shapes"])
     split: str = "test"                 # split the reported metrics come from
     limit: int | None = 32              # evenly spaced evaluation samples per domain (None: all)
-    stats_domains: list[str] | None = card_field(None)  # card per model for Grams / Fishers (None: domains if aligned, or the one domain)
+    # card per model for Grams / Fishers (None: domains if aligned, or the one domain)
+    stats_domains: list[str] | None = card_field(None)
     stats_split: str = "train"          # split the Grams / Fishers are computed on
     stats_limit: int = 32               # samples per model for Grams / Fishers
     heldout_split: str = "train"        # greedy_soup's selection data: the last heldout_limit samples of this split
@@ -101,7 +113,8 @@ class MergeSweepCfg(StageConfig):
     batch_size: int = 32                # samples per forward pass
     device: str = "auto"                # 'auto', 'cpu', 'cuda' …
     seed: int = 0                       # seeds statistics batches and anything random
-    diagnostics: bool = True            # weight-space diagnostics: task-vector cosines, layer distances, loss along the line
+    # weight-space diagnostics: task-vector cosines, layer distances, loss along the line
+    diagnostics: bool = True
 
     def extra_grids(self) -> dict[str, list[float]]:
         "The `grids` parameter parsed: grid name → values."
@@ -114,9 +127,11 @@ class MergeSweepCfg(StageConfig):
         return {k: [float(x) for x in v] for k, v in g.items()}
 
     def method_grid(self, method: str) -> dict[str, list[float]]:
-        "The values swept for each grid of `method`: the config field of that name, else `grids`, else the registered values."
+        ("The values swept for each grid of `method`: the config field of that name, else `grids`, else the "
+         "registered values.")
         extra = self.extra_grids()
-        return {g: list(getattr(self, g) if g in GRID_COLUMNS else extra.get(g, v)) for g, v in sweep_grid(method).items()}
+        return {g: list(getattr(self, g) if g in GRID_COLUMNS else extra.get(g, v))
+                for g, v in sweep_grid(method).items()}
 
     def inputs(self) -> list[tuple[str, int | None]]:
         "The merge inputs, `sweep_inputs(models)`: an MoE model folder stands for its experts."
@@ -124,7 +139,8 @@ class MergeSweepCfg(StageConfig):
 
     def check(self):
         n = len(self.inputs())
-        _need(n >= 2, f"'models' needs 2 or more models to merge (an MoE model folder counts its experts), got {self.models}")
+        _need(n >= 2,
+              f"'models' needs 2 or more models to merge (an MoE model folder counts its experts), got {self.models}")
         bad = [m for m in self.methods if m in _STRUCTURAL or m not in MERGERS]
         known = [*DEFAULT_METHODS, *sorted(set(MERGERS.names()) - set(DEFAULT_METHODS))]
         _need(self.methods and not bad, f"'methods': unknown or empty {bad or self.methods}; known: {known}")
@@ -133,20 +149,26 @@ class MergeSweepCfg(StageConfig):
         for m in self.methods:
             for g in sweep_grid(m): users.setdefault(g, []).append(m)
         extra = set(self.extra_grids())
-        _need(not extra & set(GRID_COLUMNS), f"'grids' sets {sorted(extra & set(GRID_COLUMNS))}: use their own parameters")
-        _need(extra <= set(users), f"'grids' sets {sorted(extra - set(users))}, which no method in {self.methods} sweeps")
+        _need(not extra & set(GRID_COLUMNS),
+              f"'grids' sets {sorted(extra & set(GRID_COLUMNS))}: use their own parameters")
+        _need(extra <= set(users),
+              f"'grids' sets {sorted(extra - set(users))}, which no method in {self.methods} sweeps")
         for g, ms in users.items():
             v = self.method_grid(ms[0])[g]
             _need(len(v) > 0, f"'{g}' is empty but {ms} sweep it")
-            _need(all(math.isfinite(x) for x in v) and len(set(v)) == len(v), f"'{g}' holds a non-finite or repeated value: {v}")
+            _need(all(math.isfinite(x) for x in v) and len(set(v)) == len(v),
+                  f"'{g}' holds a non-finite or repeated value: {v}")
             for m in ms:
                 spec = MERGERS.meta(m).get("bounds", {}).get(g)
                 _need(spec is None or all(map(interval(spec), v)), f"'{g}' values must lie in {spec}, got {v}")
         needs = {n: [m for m in self.methods if n in sweep_needs(m)] for n in ("base", "grams", "fisher", "heldout")}
-        _need(self.base is not None or not needs["base"], f"{needs['base']} need the base θ_0 (task vectors θ_m − θ_0): set "
+        _need(self.base is not None or not needs["base"],
+              f"{needs['base']} need the base θ_0 (task vectors θ_m − θ_0): set "
               "'base' to the model they were fine-tuned from, or drop these methods")
-        _need(self.base is None or _experts_in(self.base) is None, f"'base' {self.base} is an MoE model; task vectors need one "
-              "dense θ_0: pass the dense model its experts were trained from (for an MoE built from an mcl run, the run's base), "
+        _need(self.base is None or _experts_in(self.base) is None,
+              f"'base' {self.base} is an MoE model; task vectors need one "
+              "dense θ_0: pass the dense model its experts were trained from (for an MoE built from an mcl run, "
+              "the run's base), "
               "or a dense model made of it with clipwb.moe.collapse and saved with clipwb.models.save_model")
         _need(len(self.domains) > 0, "'domains' is empty: name at least one data card to evaluate on")
         for m in self.methods:     # a method whose points map to keywords may refuse the number of models
@@ -156,9 +178,11 @@ class MergeSweepCfg(StageConfig):
                 except ConfigError as e: _need(False, str(e))
         if needs["grams"] or needs["fisher"]: self.stats_domain_list()
         if needs["heldout"]:
-            _need(self.heldout_split != self.split, f"{needs['heldout']} select on 'heldout_split' = {self.heldout_split!r}, which "
+            _need(self.heldout_split != self.split,
+                  f"{needs['heldout']} select on 'heldout_split' = {self.heldout_split!r}, which "
                   "must differ from the reported 'split' (selecting on test data inflates the result)")
-        for k in ("stats_limit", "heldout_limit", "batch_size"): _need(getattr(self, k) >= 1, f"'{k}' must be ≥ 1, got {getattr(self, k)}")
+        for k in ("stats_limit", "heldout_limit", "batch_size"): _need(getattr(self, k) >= 1,
+                                                                       f"'{k}' must be ≥ 1, got {getattr(self, k)}")
         _need(self.limit is None or self.limit >= 1, f"'limit' must be ≥ 1 or None, got {self.limit}")
 
     def stats_domain_list(self) -> list[str]:
@@ -169,7 +193,8 @@ class MergeSweepCfg(StageConfig):
                   f"model ({n} inputs)")
             return list(self.stats_domains)
         if len(self.domains) == n: return list(self.domains)
-        _need(len(self.domains) == 1, f"Grams and Fishers are computed on each model's own domain: set 'stats_domains' (one card per model); "
+        _need(len(self.domains) == 1,
+              f"Grams and Fishers are computed on each model's own domain: set 'stats_domains' (one card per model); "
               f"'domains' {self.domains} is not aligned with the {n} inputs")
         return list(self.domains) * n
 
@@ -181,7 +206,8 @@ def domain_score(metrics: dict) -> float:
     zs = [v for k, v in metrics.items() if k.startswith("zeroshot/") and k.endswith("/mean_per_class_recall")]
     rt = [metrics[k] for k in SCORE_RECALL if k in metrics]
     parts = [float(np.mean(p)) for p in (zs, rt) if p]
-    if not parts: raise DataError(f"merge sweep: no zero-shot mean_per_class_recall nor retrieval recall@5 among metrics "
+    if not parts: raise DataError(f"merge sweep: no zero-shot mean_per_class_recall nor retrieval "
+                                  f"recall@5 among metrics "
                                   f"{sorted(metrics)[:6]} …")
     return float(np.mean(parts))
 
@@ -236,9 +262,12 @@ class _Sweep:
         self.names = input_names(inputs)
         sds, last = [], (None, None)
         for i, (name, k) in enumerate(inputs + ([(cfg.base, None)] if cfg.base else [])):
-            if last[0] != name: last = (name, create_model_and_transforms(name))   # an MoE model once for all its experts
+            # an MoE model once for all its experts
+            if last[0] != name: last = (name, create_model_and_transforms(name))
             model, _, pre = last[1]
-            if i == 0: self.work, self.preprocess = (model if k is None else expert_model(model, 0)).to(self.device).eval(), pre
+            if i == 0:
+                self.work, self.preprocess = (model if k is None
+                                              else expert_model(model, 0)).to(self.device).eval(), pre
             sd = model.state_dict() if k is None else expert_state_dict(model, k)
             sds.append({n: v.detach().to("cpu", copy=True) for n, v in sd.items()})
         check_mergeable(sds, self.names + ([cfg.base] if cfg.base else []))
@@ -256,27 +285,33 @@ class _Sweep:
         from clipwb.cards import TASKS, load_card
         from clipwb.eval.run import evaluate, select_tasks
         self.work.load_state_dict(sd)
-        return evaluate(self.work, ds, preprocess=self.preprocess, tokenizer=self.tokenizer, batch_size=self.cfg.batch_size,
+        return evaluate(self.work, ds, preprocess=self.preprocess, tokenizer=self.tokenizer,
+                        batch_size=self.cfg.batch_size,
                         tasks=select_tasks(TASKS, load_card(ds.card.id)), limit=limit,
                         device=self.device, progress=False)
 
     def heldout_score(self, sd: dict) -> float:
         "Greedy soup's selection score: mean domain score on the tail of `heldout_split`."
         c = self.cfg
-        return float(np.mean([domain_score(self.evaluate(sd, tail_view(self.dataset(d, c.heldout_split), c.heldout_limit), None)["metrics"])
+        return float(np.mean([domain_score(self.evaluate(sd,
+                                                         tail_view(self.dataset(d, c.heldout_split), c.heldout_limit),
+                                                         None)["metrics"])
                               for d in c.domains]))
 
     def stats(self, kind: str) -> list[dict]:
-        "Grams ('grams', per-row means) or diagonal Fishers ('fisher') of each model on its own domain, cached in stats/."
+        ("Grams ('grams', per-row means) or diagonal Fishers ('fisher') of each model on its own domain, "
+         "cached in stats/.")
         if kind not in self._stats:
             from clipwb.merge import stats as S
             c, out = self.cfg, []
             for i, (sd, card) in enumerate(zip(self.models, c.stats_domain_list())):
-                ctx = {"model": self.names[i], "card": card, "split": c.stats_split, "limit": c.stats_limit, "seed": c.seed}
+                ctx = {"model": self.names[i], "card": card, "split": c.stats_split, "limit": c.stats_limit,
+                       "seed": c.seed}
                 path = self.run_dir / "stats" / f"{point_key(kind, {'model': i}, ctx)}.safetensors"
                 if not path.is_file():
                     self.work.load_state_dict(sd)
-                    batches = S.stat_batches(self.dataset(card, c.stats_split), preprocess=self.preprocess, tokenizer=self.tokenizer,
+                    batches = S.stat_batches(self.dataset(card, c.stats_split), preprocess=self.preprocess,
+                                             tokenizer=self.tokenizer,
                                              batch_size=c.batch_size, limit=c.stats_limit, seed=c.seed)
                     st = S.collect_grams(self.work, batches, device=self.device, normalize=True) if kind == "grams" \
                         else S.fisher_diagonal(self.work, batches, device=self.device)
@@ -344,7 +379,8 @@ def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
 def sweep_table(records: list[dict]):
     "One row per point × domain: method, grid values, model, domain, score, metrics (pandas DataFrame)."
     import pandas as pd
-    rows, grids = [], [*GRID_COLUMNS, *dict.fromkeys(g for r in records for g in r["params"] if g not in GRID_COLUMNS + ("model",))]
+    rows, grids = [], [*GRID_COLUMNS,
+                       *dict.fromkeys(g for r in records for g in r["params"] if g not in GRID_COLUMNS + ("model",))]
     for r in records:
         p = r["params"]
         for d, v in r["domains"].items():
@@ -382,7 +418,8 @@ _XTITLE = {"merge_ratio": "merge ratio r (weight of models[0]; r = 1 is models[0
            "lam": "λ (scale of the summed task vectors)", "alpha": "α (weight of the Gram off-diagonal)"}
 
 def curve_figure(table, method: str, models: Sequence[str] = ()):
-    "Score vs the method's first grid, one line per domain (and value of its other grids), the input models and the base marked."
+    ("Score vs the method's first grid, one line per domain (and value of its other grids), the input models and "
+     "the base marked.")
     import plotly.graph_objects as go
     import plotly.colors as pc
     (x, *others), fig = list(sweep_grid(method)), go.Figure()
@@ -391,8 +428,10 @@ def curve_figure(table, method: str, models: Sequence[str] = ()):
     combos = sorted(set(pts[others].itertuples(index=False, name=None))) if others else [()]
     for (dom, *vals), g in pts.groupby(["domain", *others], sort=False):
         g = g.sort_values(x)
-        fig.add_scatter(x=g[x], y=g["score"], mode="lines+markers", name=dom + "".join(f", {o} {v:g}" for o, v in zip(others, vals)),
-                        line=dict(color=col[dom], dash=("solid", "dash", "dot", "dashdot")[combos.index(tuple(vals)) % 4]))
+        fig.add_scatter(x=g[x], y=g["score"], mode="lines+markers",
+                        name=dom + "".join(f", {o} {v:g}" for o, v in zip(others, vals)),
+                        line=dict(color=col[dom],
+                                  dash=("solid", "dash", "dot", "dashdot")[combos.index(tuple(vals)) % 4]))
     n_in = int(table.loc[table["method"] == "input", "model"].nunique())
     for _, row in table[table["method"].isin(["input", "base"])].iterrows():
         dom = row["domain"]
@@ -419,7 +458,8 @@ def summary_figure(table):
         best = g.assign(label=[m if m != "input" else f"input {int(k)}" for m, k in zip(g["method"], g["model"])]) \
                 .groupby("label", sort=False)["score"].max()
         fig.add_bar(x=list(best.index), y=list(best.values), name=dom)
-    return fig.update_layout(barmode="group", title="best point of each method per domain (selected on the reported split)",
+    return fig.update_layout(barmode="group",
+                             title="best point of each method per domain (selected on the reported split)",
                              xaxis_title="method", yaxis_title="domain score (0–1)")
 
 def sweep_figures(table, cfg: MergeSweepCfg) -> dict:
@@ -434,7 +474,8 @@ def layer_distance_figure(df):
     import plotly.graph_objects as go
     fig = go.Figure()
     for (a, b), g in df.groupby(["a", "b"], sort=False): fig.add_bar(x=g["layer"], y=g["rel"], name=f"{a} vs {b}")
-    return fig.update_layout(barmode="group", title="distance between the models per layer", xaxis_title="layer (state-dict prefix)",
+    return fig.update_layout(barmode="group", title="distance between the models per layer",
+                             xaxis_title="layer (state-dict prefix)",
                              yaxis_title="relative L2 distance ‖θ_a − θ_b‖ / ‖θ_b‖", xaxis_tickangle=-45)
 
 def _interpolation(sw: _Sweep, domain: str):
@@ -443,7 +484,8 @@ def _interpolation(sw: _Sweep, domain: str):
     from clipwb.merge import diagnostics as D, stats as S
     c = sw.cfg
     ratios = sorted({0.0, 0.25, 0.5, 0.75, 1.0} | set(c.merge_ratio))
-    ctx = {"models": c.models, "domain": domain, "split": c.split, "limit": c.stats_limit, "seed": c.seed, "ratios": ratios}
+    ctx = {"models": c.models, "domain": domain, "split": c.split, "limit": c.stats_limit, "seed": c.seed,
+           "ratios": ratios}
     path = sw.run_dir / "diagnostics" / f"{point_key('interpolation', {}, ctx)}.json"
     if path.is_file(): rec = read_json(path)
     else:
@@ -453,7 +495,8 @@ def _interpolation(sw: _Sweep, domain: str):
                                    loss_fn=D.clip_loss_fn(sw.work, batches, device=sw.device))
         rec = {"rows": df.to_dict("records"), "attrs": df.attrs}
         write_json(path, rec)
-    df = pd.DataFrame(rec["rows"]).assign(point=lambda d: np.select([d.ratio == 1, d.ratio == 0], ["input 0", "input 1"], ""))
+    df = pd.DataFrame(rec["rows"]).assign(point=lambda d: np.select([d.ratio == 1, d.ratio == 0],
+                                                                    ["input 0", "input 1"], ""))
     df.attrs.update(rec["attrs"])
     return df
 
@@ -468,7 +511,8 @@ def _diagnostics(sw: _Sweep) -> dict:
     figs["layer_distances"] = layer_distance_figure(D.layer_distances(sw.models, sw.base, names=names, by="layer"))
     if len(sw.models) == 2:
         for d in sw.cfg.domains:
-            figs[f"interpolation_loss_{d}"] = D.interpolation_figure(_interpolation(sw, d), title=f"CLIP loss on {d} along "
+            figs[f"interpolation_loss_{d}"] = D.interpolation_figure(_interpolation(sw, d),
+                                                                     title=f"CLIP loss on {d} along "
                                                                     "r·θ(input 0) + (1 − r)·θ(input 1)") \
                 .update_layout(xaxis_title="merge ratio r (weight of input 0)", yaxis_title="CLIP loss (nats)")
     return figs

@@ -48,8 +48,10 @@ def expert_weights(class_embeddings,             # [n, D] unit class embeddings 
     e, F = np.asarray(class_embeddings, np.float64), np.asarray(fine_centres, np.float64)
     h = np.asarray(fine_to_coarse, np.int64)
     if e.ndim != 2 or F.ndim != 2 or e.shape[1] != F.shape[1]:
-        raise DataError(f"expert_weights: class embeddings {e.shape} and fine centres {F.shape} must be [n, D] and [K_f, D]")
-    if len(h) != len(F): raise DataError(f"expert_weights: fine_to_coarse has {len(h)} entries for {len(F)} fine centres")
+        raise DataError(f"expert_weights: class embeddings {e.shape} and fine centres {F.shape} must be [n, "
+                        f"D] and [K_f, D]")
+    if len(h) != len(F): raise DataError(f"expert_weights: fine_to_coarse has {len(h)} entries for "
+                                         f"{len(F)} fine centres")
     if tau <= 0: raise ConfigError(f"expert_weights: tau must be > 0, got {tau}")
     K = int(h.max()) + 1 if k is None else int(k)
     n = len(e)
@@ -64,7 +66,8 @@ def expert_weights(class_embeddings,             # [n, D] unit class embeddings 
 
 # %% ../../nbs/52_mode.ensemble.ipynb #e5c947b0
 def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, device="cpu") -> tuple:
-    "Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices read); a list of models → a list of features, images decoded once."
+    ("Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices read); a list of models → a list of "
+     "features, images decoded once.")
     import torch
     from clipwb.data.datasets import make_loader
     device = get_device(device)
@@ -81,7 +84,8 @@ def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, devi
     out = [torch.cat(f).numpy() for f in feats]
     return (out if many else out[0]), torch.cat(idx).numpy()
 
-def task_logits(model, tokenizer, image_feats, tasks: dict, *, templates="default", device="cpu") -> dict[str, np.ndarray]:
+def task_logits(model, tokenizer, image_feats, tasks: dict, *, templates="default", device="cpu") -> dict[str,
+        np.ndarray]:
     "Raw cosine logits `[N, C]` per task (`tasks`: name → class names) from the model's own text tower."
     import torch
     enc = clip_text_encoder(model, tokenizer, device)
@@ -120,7 +124,8 @@ def weights_figure(weights: "pd.DataFrame", title: str = "MoDE expert weights pe
     fig = go.Figure(go.Heatmap(z=weights.to_numpy(), x=list(weights.columns), y=list(weights.index), zmin=0, zmax=1,
                                colorscale="Viridis", colorbar=dict(title="weight (fraction)"),
                                text=np.round(weights.to_numpy(), 3), texttemplate="%{text}"))
-    return fig.update_layout(title=title, xaxis_title="expert (coarse caption cluster)", yaxis_title="task (card / label)",
+    return fig.update_layout(title=title, xaxis_title="expert (coarse caption cluster)",
+                             yaxis_title="task (card / label)",
                              height=max(300, 40 * len(weights) + 150))
 
 def table_figure(table: "pd.DataFrame", metric: str = "acc1", title: str = "MoDE: zero-shot accuracy per task"):

@@ -51,7 +51,8 @@ class ModeClusters:
         if not (folder / "clusters.json").is_file():
             raise DataError(f"{folder}: no clusters.json (an unfinished or foreign folder); run mode_clusters again")
         t = load_tensors(folder / "clustering.safetensors")
-        return cls(folder, t["fine_centres"].numpy(), t["coarse_centres"].numpy(), t["fine_to_coarse"].numpy().astype(np.int64),
+        return cls(folder, t["fine_centres"].numpy(), t["coarse_centres"].numpy(),
+                   t["fine_to_coarse"].numpy().astype(np.int64),
                    read_json(folder / "clusters.json"))
 
     def assignments(self):
@@ -79,7 +80,8 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
                   k_fine: int = 32,                     # fine clusters (paper: 1024)
                   seed: int = 0,                        # clustering seed
                   assign: str = "greedy",               # 'greedy' (the paper) or 'balanced'
-                  fraction: float | None = None,        # share of pairs the fine clusters are fitted on (None: all, at most STREAM_SAMPLE)
+                  # share of pairs the fine clusters are fitted on (None: all, at most STREAM_SAMPLE)
+                  fraction: float | None = None,
                   niter: int = 20,                      # balanced k-means iterations at each level
                   batch_size: int = 256,                # captions per encoder call
                   progress: bool = True) -> ModeClusters:
@@ -89,12 +91,14 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     key = encoder_key(encoder, **(encoder_kw or {}))
     params = dict(encoder=key, k=k, k_fine=k_fine, seed=int(seed), assign=assign,
                   fraction="auto" if fraction is None else float(fraction), niter=int(niter))
-    folder = caption_folder(embeddings, key) / f"two_level_{hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
+    folder = caption_folder(embeddings,
+                            key) / f"two_level_{hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
     if (folder / "clusters.json").is_file(): return ModeClusters.load(folder)
     enc = text_encoder(encoder, **(encoder_kw or {}))
     cap = encode_captions(embeddings, enc, batch_size=batch_size, progress=progress)
     src = shard_source(cap["folder"], "text")
-    if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine clusters; lower k_fine")
+    if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine "
+                                       f"clusters; lower k_fine")
     if fraction is None:   # never more than the cluster stage's STREAM_SAMPLE rows in memory for the fine fit
         from clipwb.cluster.run import STREAM_SAMPLE
         fraction = min(1.0, STREAM_SAMPLE / src.n)
@@ -105,7 +109,8 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     counts = assign_shards(src, tl, folder, progress=progress)
     save_tensors({"fine_centres": _torch_t(tl.fine.centroids), "coarse_centres": _torch_t(tl.coarse.centroids),
                   "fine_to_coarse": _torch_t(tl.fine_to_coarse)}, folder / "clustering.safetensors")
-    info = {**params, "encoder_name": encoder, "encoder_kw": encoder_kw or {}, "dim": enc.dim, "captions": cap["folder"],
+    info = {**params, "encoder_name": encoder, "encoder_kw": encoder_kw or {}, "dim": enc.dim,
+            "captions": cap["folder"],
             **{k_: counts[k_] for k_ in ("sizes", "fine_sizes", "n_points", "n_shards")},
             "n_fine_points": tl.params["n_fine_points"]}   # rows the fine fit held in memory
     write_json(folder / "clusters.json", info)       # last: marks the folder complete
@@ -119,7 +124,8 @@ def _torch_t(a):
 
 # %% ../../nbs/51_mode.experts.ipynb #fc4e811a
 def expert_ids(clusters: ModeClusters, coarse: int, *, ooc_ratio: float = 0.02, seed: int = 0) -> "pd.DataFrame":
-    "Ids expert `coarse` trains on: its cluster's pairs plus a seeded `ooc_ratio` share of each shard's others (`in_cluster` flag)."
+    ("Ids expert `coarse` trains on: its cluster's pairs plus a seeded `ooc_ratio` share of each shard's others "
+     "(`in_cluster` flag).")
     import pandas as pd
     check_int("coarse", coarse, lo=0, hi=clusters.k - 1, where="mode: ")
     if not 0 <= ooc_ratio < 1: raise ConfigError(f"mode: ooc_ratio must be in [0, 1), got {ooc_ratio}")
@@ -127,7 +133,8 @@ def expert_ids(clusters: ModeClusters, coarse: int, *, ooc_ratio: float = 0.02, 
     for i, a in clusters.assignments():
         mine = a.coarse.to_numpy() == coarse
         others = np.flatnonzero(~mine)
-        pick = np.random.default_rng([int(seed), int(coarse), i]).choice(others, int(round(ooc_ratio * len(others))), replace=False)
+        pick = np.random.default_rng([int(seed), int(coarse), i]).choice(others, int(round(ooc_ratio * len(others))),
+                                                                         replace=False)
         keep = mine.copy(); keep[pick] = True
         parts.append(pd.DataFrame({"id": a.id[keep].astype(str).to_numpy(), "in_cluster": mine[keep]}))
     return pd.concat(parts, ignore_index=True)
@@ -147,11 +154,13 @@ def pick_seed_step(seed_model: str | Path, seed_step: int | None = None) -> int:
     _, total, steps = seed_schedule(seed_model)
     before = [s for s in steps if s < total]
     if seed_step is None:
-        if not before: raise DataError(f"seed_model={seed_model}: no checkpoint before its last step {total} (kept: {steps}); "
+        if not before: raise DataError(f"seed_model={seed_model}: no checkpoint before its last step {total} "
+                                       f"(kept: {steps}); "
                                        "train the seed with keep_checkpoints=True and checkpoint_every < its steps")
         return before[-1]
     if seed_step not in before:
-        raise DataError(f"seed_model={seed_model}: no kept checkpoint at step {seed_step} before step {total} (kept: {steps}); "
+        raise DataError(f"seed_model={seed_model}: no kept checkpoint at step {seed_step} before step {total} "
+                        f"(kept: {steps}); "
                         "train the seed with keep_checkpoints=True and a checkpoint_every that divides seed_step")
     return seed_step
 
@@ -165,12 +174,16 @@ def expert_train_config(seed_model: str | Path, seed_step: int, ids_file: str | 
 # %% ../../nbs/51_mode.experts.ipynb #ca01ea31
 @dataclass
 class ModeSetup(StageConfig):
-    "Parameters the mode_expert and mode stages share: the seed, its embeddings, the caption encoder and the clustering."
-    seed_model: str | None = path_field(None)  # finished train run with kept checkpoints (None: train a micro seed here)
+    ("Parameters the mode_expert and mode stages share: the seed, its embeddings, the caption encoder and "
+     "the clustering.")
+    # finished train run with kept checkpoints (None: train a micro seed here)
+    seed_model: str | None = path_field(None)
     seed_step: int | None = None     # its checkpoint to continue from (None: the latest before its last step)
-    embeddings: str | None = path_field(None)  # embed run of the seed's training data (None: embed it here with the seed)
+    # embed run of the seed's training data (None: embed it here with the seed)
+    embeddings: str | None = path_field(None)
     encoder: str = "minilm"          # caption encoder: minilm, clip, simcse
-    encoder_model: str | None = path_field(None, kind="name_or_path")  # clip: the open_clip model (None: the seed's); simcse: the weights folder
+    # clip: the open_clip model (None: the seed's); simcse: the weights folder
+    encoder_model: str | None = path_field(None, kind="name_or_path")
     k: int = 2                       # coarse clusters, one expert each
     k_fine: int = 8                  # fine clusters
     assign: str = "greedy"           # 'greedy' (nearest fine centre, the paper) or 'balanced'
@@ -180,11 +193,15 @@ class ModeSetup(StageConfig):
 
     def check(self):
         name = type(self).__name__
-        if self.assign not in ASSIGN_MODES: raise ConfigError(f"{name}: assign must be one of {ASSIGN_MODES}, got {self.assign!r}")
-        if self.encoder not in TEXT_ENCODERS: raise ConfigError(f"{name}: unknown encoder {self.encoder!r}; known: {TEXT_ENCODERS.names()}")
-        if not 1 <= self.k <= self.k_fine: raise ConfigError(f"{name}: need 1 <= k <= k_fine, got k={self.k}, k_fine={self.k_fine}")
+        if self.assign not in ASSIGN_MODES: raise ConfigError(f"{name}: assign must be one of {ASSIGN_MODES}, got "
+                                                              f"{self.assign!r}")
+        if self.encoder not in TEXT_ENCODERS: raise ConfigError(f"{name}: unknown encoder {self.encoder!r}; known: "
+                                                                f"{TEXT_ENCODERS.names()}")
+        if not 1 <= self.k <= self.k_fine: raise ConfigError(f"{name}: need 1 <= k <= k_fine, got k={self.k}, "
+                                                             f"k_fine={self.k_fine}")
         if not 0 <= self.ooc_ratio < 1: raise ConfigError(f"{name}: ooc_ratio must be in [0, 1), got {self.ooc_ratio}")
-        if self.fraction is not None and not 0 < self.fraction <= 1: raise ConfigError(f"{name}: fraction must be in (0, 1], got {self.fraction}")
+        if self.fraction is not None and not 0 < self.fraction <= 1: raise ConfigError(f"{name}: fraction must be in "
+                f"(0, 1], got {self.fraction}")
 
     def setup(self) -> dict:
         "The shared parameters as a dict."
@@ -205,13 +222,15 @@ class ModeExpertCfg(ModeSetup):
 
     def check(self):
         super().check()
-        if not 0 <= self.coarse < self.k: raise ConfigError(f"mode_expert: coarse must be in [0, {self.k}), got {self.coarse}")
+        if not 0 <= self.coarse < self.k: raise ConfigError(f"mode_expert: coarse must be in [0, {self.k}), "
+                                                            f"got {self.coarse}")
 
 # %% ../../nbs/51_mode.experts.ipynb #1defe395
 SMOKE_SEED = dict(data="shapes", model="clipwb-micro", data_limit=64, batch_size=16, epochs=2, max_steps=None,
                   checkpoint_every=2, keep_checkpoints=True, lr=1e-3, warmup=2)
 
-def seed_and_embeddings(seed_model: str | None, embeddings: str | None, run_dir: Path, *, device: str = "auto") -> tuple[Path, Path]:
+def seed_and_embeddings(seed_model: str | None, embeddings: str | None, run_dir: Path, *,
+                        device: str = "auto") -> tuple[Path, Path]:
     "The seed run and the embed run to use: given ones, or a smoke seed / an embedding of its data made in `run_dir`."
     from clipwb.embed import EmbedCfg, run_embed
     from clipwb.train import TrainCfg, run_train
@@ -219,7 +238,8 @@ def seed_and_embeddings(seed_model: str | None, embeddings: str | None, run_dir:
         seed = run_dir / "seed"
         if not (seed / "metrics.json").is_file():
             res = run_train(TrainCfg(**SMOKE_SEED, device=device), seed)
-            TrainCfg(**SMOKE_SEED, device=device).to_json(seed / "config.json"); write_json(seed / "metrics.json", res.metrics)
+            TrainCfg(**SMOKE_SEED, device=device).to_json(seed / "config.json"); write_json(seed / "metrics.json",
+                    res.metrics)
     else: seed = Path(seed_model)
     if embeddings is not None: return seed, Path(embeddings)
     scfg, _, _ = seed_schedule(seed)
@@ -242,11 +262,14 @@ def run_mode_expert(cfg: ModeExpertCfg, run_dir: str | Path) -> Result:
     scfg, total, _ = seed_schedule(seed)
     pool = set(map(str, load_dataset(scfg["data"], scfg["split"]).ids[:scfg["data_limit"]]))
     out = ids[ids.id.isin(pool)]
-    if len(out) < len(ids): log.warning("mode_expert: %d assigned ids are not in the seed's training data; dropped", len(ids) - len(out))
+    if len(out) < len(ids): log.warning("mode_expert: %d assigned ids are not in the seed's training data; dropped",
+                                        len(ids) - len(out))
     with atomic_path(run_dir / "ids.parquet") as tmp: out.to_parquet(tmp, index=False)
     res = run_train(expert_train_config(seed, step, run_dir / "ids.parquet", device=cfg.device), run_dir)
     info = dict(seed_model=str(seed), seed_step=step, total_steps=total, embeddings=str(emb), clusters=str(mc.folder),
-                coarse=cfg.coarse, k=mc.k, n_in_cluster=int(out.in_cluster.sum()), n_out_of_cluster=int((~out.in_cluster).sum()))
+                coarse=cfg.coarse, k=mc.k, n_in_cluster=int(out.in_cluster.sum()),
+                n_out_of_cluster=int((~out.in_cluster).sum()))
     write_json(run_dir / "expert.json", info)
-    return Result(metrics={**res.metrics, **{k: v for k, v in info.items() if k not in ("embeddings", "clusters", "seed_model")}},
+    return Result(metrics={**res.metrics,
+                           **{k: v for k, v in info.items() if k not in ("embeddings", "clusters", "seed_model")}},
                   artifacts={**res.artifacts, "ids": "ids.parquet", "expert": "expert.json"}, figures=res.figures)

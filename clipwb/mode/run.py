@@ -26,7 +26,8 @@ __all__ = ['log', 'card_tasks', 'evaluate_mode', 'ModeCfg', 'run_mode']
 
 # %% ../../nbs/53_mode.run.ipynb #42aed682
 def card_tasks(ds, indices) -> tuple[dict, dict]:
-    "Zero-shot tasks of a dataset: `{label: class names}` and `{label: targets of ds[indices]}` (labels known for some sample)."
+    ("Zero-shot tasks of a dataset: `{label: class names}` and `{label: targets of ds[indices]}` (labels known "
+     "for some sample).")
     names, targets = {}, {}
     for lab in ds.label_names():
         t = np.asarray(ds.targets(lab))[np.asarray(indices, np.int64)]
@@ -40,7 +41,8 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
                   data: list[str],                   # data cards to evaluate on (every label is a task)
                   *, split: str = "test", limit: int | None = None, metric: str = "acc1",
                   s0: float = 5.0, tau: float = 8.0, T: int = 200, batch_size: int = 64, device="cpu") -> dict:
-    "Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → comparison table."
+    ("Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → "
+     "comparison table.")
     import pandas as pd
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
@@ -54,7 +56,8 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     for card, ds in cards:
         tpl, idx = getattr(ds, "templates", None) or "default", None
         for js in groups.values():
-            feats, got = image_features([loaded[j][0] for j in js], ds, even_subset(len(ds), limit), preprocess=loaded[js[0]][2],
+            feats, got = image_features([loaded[j][0] for j in js], ds, even_subset(len(ds), limit),
+                                        preprocess=loaded[js[0]][2],
                                         batch_size=batch_size, device=device)
             if idx is None:
                 idx = got
@@ -66,13 +69,16 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
                                                    clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
             elif not np.array_equal(idx, got): raise DataError(f"mode: models read different samples of {card}")
             for j, f in zip(js, feats):
-                for lab, lg in task_logits(loaded[j][0], get_tokenizer(models[j]), f, names, templates=tpl, device=device).items():
+                for lab, lg in task_logits(loaded[j][0], get_tokenizer(models[j]), f, names, templates=tpl,
+                                           device=device).items():
                     logits.setdefault(f"{card}/{lab}", {})[j] = lg
     if not targets: raise DataError(f"mode: none of the cards {data} has a labelled sample in split {split!r}")
     K = len(experts)
     table = ensemble_table({t: [lg[j] for j in range(K)] for t, lg in logits.items()},
-                           {t: lg[K] for t, lg in logits.items()} if dense is not None else None, targets, weights, metric=metric)
-    wdf = pd.DataFrame(np.stack([weights[t] for t in logits]), index=list(logits), columns=[f"expert_{k}" for k in range(K)])
+                           {t: lg[K] for t, lg in logits.items()} if dense is not None else None, targets, weights,
+                           metric=metric)
+    wdf = pd.DataFrame(np.stack([weights[t] for t in logits]), index=list(logits),
+                       columns=[f"expert_{k}" for k in range(K)])
     wdf.index.name = "task"
     return {"table": table, "weights": wdf, "n_classes": n_classes, "n_samples": n_samples, "metric": metric}
 
@@ -97,7 +103,8 @@ class ModeCfg(ModeSetup):
         if self.metric not in ("acc1", "acc5", "mean_per_class_recall"):
             raise ConfigError(f"mode: metric must be acc1, acc5 or mean_per_class_recall, got {self.metric!r}")
         if not self.eval_data: raise ConfigError("mode: eval_data must name at least one data card")
-        if self.limit is not None and self.limit < 1: raise ConfigError(f"mode: limit must be ≥ 1 or None, got {self.limit}")
+        if self.limit is not None and self.limit < 1: raise ConfigError(f"mode: limit must be ≥ 1 or None, "
+                                                                        f"got {self.limit}")
         if self.tau <= 0 or self.batch_size < 1: raise ConfigError("mode: tau must be > 0 and batch_size ≥ 1")
 
     def expert_params(self, seed_model, coarse: int, embeddings, seed_step=None) -> dict:
@@ -112,7 +119,8 @@ def _runs_root(cfg: ModeCfg, run_dir: Path) -> Path:
     return run_dir.parent.parent if run_dir.parent.name == "mode" else run_dir / "runs"
 
 def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
-    "The mode stage: clusters, every expert as a `mode_expert` run (finished ones skipped), evaluation table and figures."
+    ("The mode stage: clusters, every expert as a `mode_expert` run (finished ones skipped), evaluation "
+     "table and figures.")
     from clipwb.pipeline import run_stage           # the experts are ordinary stage runs
     from clipwb.io import save_figure
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
@@ -126,19 +134,24 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
         info = run_stage("mode_expert", cfg.expert_params(seed, c, emb, step), root=_runs_root(cfg, run_dir))
         log.info("mode: expert %d %s (%s)", c, info.status, info.run_dir)
         runs.append({"coarse": c, "run_dir": str(info.run_dir), "status": info.status,
-                     "n_in_cluster": info.metrics["n_in_cluster"], "n_out_of_cluster": info.metrics["n_out_of_cluster"]})
-    write_json(run_dir / "experts.json", {"seed_model": str(seed), "seed_step": step, "clusters": str(mc.folder), "experts": runs})
-    ev = evaluate_mode([r["run_dir"] for r in runs], seed, mc, cfg.eval_data, split=cfg.split, limit=cfg.limit, metric=cfg.metric,
+                     "n_in_cluster": info.metrics["n_in_cluster"],
+                     "n_out_of_cluster": info.metrics["n_out_of_cluster"]})
+    write_json(run_dir / "experts.json",
+               {"seed_model": str(seed), "seed_step": step, "clusters": str(mc.folder), "experts": runs})
+    ev = evaluate_mode([r["run_dir"] for r in runs], seed, mc, cfg.eval_data, split=cfg.split, limit=cfg.limit,
+                       metric=cfg.metric,
                        s0=cfg.s0, tau=cfg.tau, T=cfg.T, batch_size=cfg.batch_size, device=cfg.device)
     tab, w = ev["table"], ev["weights"]
     with atomic_path(run_dir / "table.csv") as tmp: tab.to_csv(tmp, float_format="%.4f")
     with atomic_path(run_dir / "weights.csv") as tmp: w.to_csv(tmp, float_format="%.4f")
-    write_json(run_dir / "results.json", {"metric": cfg.metric, "table": tab.to_dict(orient="index"), "weights": w.to_dict(orient="index"),
+    write_json(run_dir / "results.json",
+               {"metric": cfg.metric, "table": tab.to_dict(orient="index"), "weights": w.to_dict(orient="index"),
                                           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"], "experts": runs,
                                           "seed_model": str(seed), "seed_step": step, "clusters": mc.info})
     mean = tab.loc["mean"]
     metrics = {f"mean/{c}": float(v) for c, v in mean.items()}
-    metrics.update({f"{t}/{c}": float(tab.loc[t, c]) for t in tab.index if t != "mean" for c in ("dense", "uniform", "weighted")})
+    metrics.update({f"{t}/{c}": float(tab.loc[t, c]) for t in tab.index if t != "mean"
+                    for c in ("dense", "uniform", "weighted")})
     metrics.update(dict(k=mc.k, k_fine=mc.k_fine, seed_step=step, n_tasks=len(tab) - 1, cluster_sizes=mc.info["sizes"],
                         weighted_minus_dense=float(mean["weighted"] - mean["dense"]),
                         weighted_minus_uniform=float(mean["weighted"] - mean["uniform"])))

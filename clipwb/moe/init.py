@@ -24,11 +24,13 @@ __all__ = ['log', 'expand_experts', 'expert_models', 'check_shared', 'from_exper
 
 # %% ../../nbs/43_moe.init.ipynb #81f3f484
 def expand_experts(e) -> list:
-    "One `experts` entry as model paths: a run folder with `experts.json` (an mcl run) gives its models, anything else itself."
+    ("One `experts` entry as model paths: a run folder with `experts.json` (an mcl run) gives its models, "
+     "anything else itself.")
     return listed_models(e) or [e]   # a run dir with experts.json (an mcl run): its models
 
 def expert_models(experts: str | Path | Sequence[str | Path]) -> list[str]:
-    "Expert models from a list (or comma-separated string) of model dirs, train run dirs or names; a run dir with `experts.json` stands for its models."
+    ("Expert models from a list (or comma-separated string) of model dirs, train run dirs or names; a run dir with "
+     "`experts.json` stands for its models.")
     if isinstance(experts, (str, Path)): experts = [s.strip() for s in str(experts).split(",") if s.strip()]
     experts = [m for e in experts for m in expand_experts(e)]
     out = [str(ref) for kind, ref in map(resolve_model, experts)]
@@ -47,22 +49,28 @@ def check_shared(state_dicts: Sequence[dict], names: Sequence, *, strict: bool =
     for sd, name in zip(state_dicts[1:], names[1:]):
         if set(sd) != set(ref):
             k = sorted(set(sd) ^ set(ref))[0]
-            raise DataError(f"MoE experts: key '{k}' is in only one of {names[0]} and {name}: the models must share an architecture")
+            raise DataError(f"MoE experts: key '{k}' is in only one of {names[0]} and {name}: the models must share "
+                            f"an architecture")
         for k, v in ref.items():
             if _mlp_key(k) or torch.equal(v, sd[k]): continue
             if sd[k].shape != v.shape:
-                raise DataError(f"MoE experts: '{k}' has shape {tuple(sd[k].shape)} in {name} but {tuple(v.shape)} in {names[0]}")
+                raise DataError(f"MoE experts: '{k}' has shape {tuple(sd[k].shape)} in {name} but "
+                                f"{tuple(v.shape)} in {names[0]}")
             if strict:
                 raise DataError(f"MoE experts: non-MLP weight '{k}' differs between the base {names[0]} and {name} "
-                                f"(max |Δ| = {(v.float() - sd[k].float()).abs().max():.3g}); experts must train only their MLPs "
-                                "(train with trainable='mlp'), or pass strict=False to take every non-MLP weight from the base")
+                                f"(max |Δ| = {(v.float() - sd[k].float()).abs().max():.3g}); experts must train "
+                                f"only their MLPs "
+                                "(train with trainable='mlp'), or pass strict=False to take every non-MLP "
+                                "weight from the base")
             diff.append(k)
-    if diff: log.warning("MoE experts: %d non-MLP tensors differ from the base (first: %s); using the base's", len(diff), diff[0])
+    if diff: log.warning("MoE experts: %d non-MLP tensors differ from the base (first: %s); using the base's",
+                         len(diff), diff[0])
     return diff
 
 def from_experts(model_dirs, *, top_k: int = 2, moe_layers: int | None = None, strict: bool = True,
                  device: str = "cpu", **moe_opts):
-    "An MoE model whose expert i in every MoE layer is model i's MLP; other weights from the first (base) model (`expert_models` lists what `model_dirs` may be)."
+    ("An MoE model whose expert i in every MoE layer is model i's MLP; other weights from the first (base) model "
+     "(`expert_models` lists what `model_dirs` may be).")
     dirs = expert_models(model_dirs)
     if top_k > len(dirs): raise ConfigError(f"from_experts: top_k={top_k} but only {len(dirs)} expert models")
     model = create_model(dirs[0], device=device)
@@ -104,7 +112,9 @@ def _dense(model, combine) -> dict:
 def dense_state_dict(model, method: str = "uniform_soup", **kw) -> dict:
     "The MoE model's state dict with each MoE layer's experts merged into one dense MLP by a MERGERS `method`."
     from clipwb.merge.methods import merge
-    return _dense(model, lambda ex: merge(method, ex, **({"base": ex[0], **kw} if method in ("task_arithmetic", "ties") else kw)))
+    return _dense(model,
+                  lambda ex: merge(method, ex,
+                                   **({"base": ex[0], **kw} if method in ("task_arithmetic", "ties") else kw)))
 
 def _n_experts(model) -> int:
     model = getattr(model, "module", model)
@@ -112,7 +122,8 @@ def _n_experts(model) -> int:
     return int(model.clipwb_config["moe"]["num_experts"])
 
 def expert_state_dict(model, k: int) -> dict:
-    "Dense state dict of expert `k`: the MoE model with every MoE layer's MLP replaced by its expert `k` (router dropped)."
+    ("Dense state dict of expert `k`: the MoE model with every MoE layer's MLP replaced by its expert `k` "
+     "(router dropped).")
     n = _n_experts(model)
     if not 0 <= k < n: raise ConfigError(f"expert {k}: the MoE model has experts 0 … {n - 1}")
     return _dense(model, lambda ex: ex[k])

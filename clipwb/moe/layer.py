@@ -159,7 +159,8 @@ def towers(model) -> dict[str, nn.Module]:
     text = model.text if hasattr(model, "text") else model
     out = {"image": model.visual.transformer, "text": getattr(text, "transformer", None)}
     if out["text"] is None or not hasattr(out["image"], "resblocks"):
-        raise ConfigError("MoE: the model is not an open_clip CLIP with transformer towers (visual.transformer, transformer)")
+        raise ConfigError("MoE: the model is not an open_clip CLIP with transformer towers "
+                          "(visual.transformer, transformer)")
     return out
 
 def moe_blocks(model, moe_layers: int | None = None) -> dict[str, list[int]]:
@@ -187,7 +188,8 @@ def apply_moe(model, *, num_experts: int, top_k: int = 2, moe_layers: int | None
     "Replace the MLP of the last `moe_layers` blocks of both towers by `MoEMLP`s, experts copied from it; in place."
     if has_moe(model): raise ConfigError("apply_moe: the model already has MoE layers")
     if num_experts < 1: raise ConfigError(f"apply_moe: num_experts must be ≥ 1, got {num_experts}")
-    if moe_layers is not None and moe_layers < 1: raise ConfigError(f"apply_moe: moe_layers must be ≥ 1 or None, got {moe_layers}")
+    if moe_layers is not None and moe_layers < 1: raise ConfigError(f"apply_moe: moe_layers must be ≥ 1 or None, "
+                                                                    f"got {moe_layers}")
     rlog = RoutingLog()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

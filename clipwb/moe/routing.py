@@ -85,7 +85,8 @@ class RoutingStats:
 
 def routing_tables(routing: dict[str, Routing], labels: dict[str, np.ndarray] | None = None,
                    label_names: dict[str, list] | None = None) -> RoutingStats:
-    "Load, label × expert, per-layer entropy/MI and CLS/patch tables from routings; `labels`: column → label per dataset row (< 0: unknown)."
+    ("Load, label × expert, per-layer entropy/MI and CLS/patch tables from routings; `labels`: column → label per "
+     "dataset row (< 0: unknown).")
     import pandas as pd
     labels = labels or {}
     load, lab, lay, cp = [], [], [], []
@@ -123,13 +124,15 @@ def routing_tables(routing: dict[str, Routing], labels: dict[str, np.ndarray] | 
 def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | None = None, *,
                   preprocess=None, tokenizer=None, limit: int | None = 256, batch_size: int = 64,
                   device="cpu") -> RoutingStats:
-    "Routing tables of `model` over `limit` evenly spaced samples of `dataset`; `labels`: the dataset's label columns (None: all) or {name: label per dataset row}."
+    ("Routing tables of `model` over `limit` evenly spaced samples of `dataset`; `labels`: the dataset's label columns "
+     "(None: all) or {name: label per dataset row}.")
     if preprocess is None or tokenizer is None:
         import open_clip
         from open_clip.transform import PreprocessCfg, image_transform_v2
         from clipwb.models import get_tokenizer
         m = getattr(model, "module", model)
-        preprocess = preprocess or image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(m)), is_train=False)
+        preprocess = preprocess or image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(m)),
+                                                      is_train=False)
         tokenizer = tokenizer or get_tokenizer(m.clipwb_config["source"])
     names = {}
     if labels is None or isinstance(labels, (list, tuple)):
@@ -137,7 +140,8 @@ def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | No
         labels = {c: np.asarray(dataset.targets(c)) for c in cols}
         names = {c: list(dataset.classnames(c)) for c in cols}
     for c, y in labels.items():
-        if len(y) != len(dataset): raise DataError(f"routing_stats: label '{c}' has {len(y)} values for {len(dataset)} samples")
+        if len(y) != len(dataset): raise DataError(f"routing_stats: label '{c}' has {len(y)} values for "
+                                                   f"{len(dataset)} samples")
     routing = collect_routing(model, dataset, preprocess=preprocess, tokenizer=tokenizer,
                               indices=even_subset(len(dataset), limit), batch_size=batch_size, device=device)
     return routing_tables(routing, {c: np.asarray(y) for c, y in labels.items()}, names)
@@ -171,7 +175,8 @@ def label_expert_figure(st: RoutingStats, label_col: str, *, tower: str = "image
     for j, l in enumerate(layers):
         p = d[d.layer == l].pivot(index="label", columns="expert", values="fraction")
         y = [str(names[c]) if names and 0 <= c < len(names) else str(c) for c in p.index]
-        fig.add_heatmap(z=p.to_numpy(), x=[f"expert {e}" for e in p.columns], y=y, zmin=0, zmax=1, visible=j == len(layers) - 1,
+        fig.add_heatmap(z=p.to_numpy(), x=[f"expert {e}" for e in p.columns], y=y, zmin=0, zmax=1,
+                        visible=j == len(layers) - 1,
                         colorscale="Viridis", colorbar=dict(title="fraction of the label's tokens"),
                         hovertemplate=f"{label_col}=%{{y}}, %{{x}}: %{{z:.2f}}<extra>block {l}</extra>")
     steps = [dict(method="update", label=f"block {l}", args=[{"visible": [i == j for i in range(len(layers))]}])

@@ -29,7 +29,8 @@ TRAIN_PARTS = {"router": "router", "router+experts": r"router,\.mlp\.experts\."}
 @dataclass
 class MoeCfg(StageConfig):
     "Parameters of the moe stage."
-    experts: list[str] = field(default_factory=lambda: ["clipwb-micro", "clipwb-micro"])  # MCL run dir (experts.json) or models, base first
+    # MCL run dir (experts.json) or models, base first
+    experts: list[str] = field(default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
     init: str = "mcl"                   # 'mcl' (expert i is model i's MLPs) or 'upcycle' (copies of the base MLP)
     num_experts: int | None = None      # upcycle: number of experts (None: as many as `experts`)
     top_k: int = 2                      # experts per token
@@ -71,7 +72,8 @@ class MoeCfg(StageConfig):
         pending = any("/" in str(e) and not Path(str(e)).exists() for e in self.experts)
         n = None if pending else sum(len(expand_experts(e)) for e in self.experts)
         E = self.num_experts if self.init == "upcycle" and self.num_experts else n
-        need(self.top_k >= 1 and (E is None or self.top_k <= E), f"top_k must be in [1, {E}] (the number of experts), got {self.top_k}")
+        need(self.top_k >= 1 and (E is None or self.top_k <= E),
+             f"top_k must be in [1, {E}] (the number of experts), got {self.top_k}")
         need(self.num_experts is None or self.num_experts >= 1, f"num_experts must be ≥ 1, got {self.num_experts}")
         need(self.moe_layers is None or self.moe_layers >= 1, f"moe_layers must be ≥ 1 or None, got {self.moe_layers}")
         need(0 <= self.dropout < 1 and self.jitter >= 0 and self.z_loss >= 0 and self.beta >= 0,
@@ -93,7 +95,8 @@ def _prefixed(prefix: str, metrics: dict) -> dict:
     return {f"{prefix}/{k}": v for k, v in metrics.items() if not k.startswith("chance/")}
 
 def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
-    "The moe stage: build → router-train (train stage) → evaluate MoE and base (eval stage) → routing statistics and heatmaps."
+    ("The moe stage: build → router-train (train stage) → evaluate MoE and base (eval stage) → routing "
+     "statistics and heatmaps.")
     from clipwb.data.datasets import load_dataset
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
@@ -102,8 +105,10 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     models = expert_models(cfg.experts)
     init_dir = save_model(build_moe(cfg), run_dir / "init")
     tcfg = TrainCfg(data=cfg.data, split=cfg.split, model=str(init_dir), epochs=cfg.epochs, max_steps=cfg.max_steps,
-                    batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup, label_smoothing=cfg.label_smoothing,
-                    logit_scale=cfg.logit_scale, trainable=TRAIN_PARTS[cfg.train], seed=cfg.seed, data_limit=cfg.data_limit,
+                    batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup,
+                    label_smoothing=cfg.label_smoothing,
+                    logit_scale=cfg.logit_scale, trainable=TRAIN_PARTS[cfg.train], seed=cfg.seed,
+                    data_limit=cfg.data_limit,
                     device=cfg.device, moe_beta=cfg.beta)
     tres = run_train(tcfg, run_dir / "train")
     final = run_dir / "train" / "model"
@@ -111,18 +116,21 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     ev = lambda model, sub: run_eval(EvalCfg(model=str(model), data=data, split=cfg.eval_split, limit=cfg.eval_limit,
                                              device=cfg.device), run_dir / sub).metrics
     em = ev(final, "eval")
-    metrics = {**_prefixed("train", tres.metrics), **_prefixed("eval", em), **{k: v for k, v in em.items() if k.startswith("chance/")}}
+    metrics = {**_prefixed("train", tres.metrics), **_prefixed("eval", em),
+               **{k: v for k, v in em.items() if k.startswith("chance/")}}
     if cfg.baseline: metrics.update(_prefixed("base", ev(models[0], "eval_base")))
     moe = create_model(final)
     ds = load_dataset(data, cfg.eval_split)
     st = routing_stats(moe, ds, labels=cfg.labels, limit=cfg.routing_limit or cfg.eval_limit, device=cfg.device)
-    for name in ("load", "label_expert", "layers", "cls_patch"): getattr(st, name).to_csv(run_dir / f"routing_{name}.csv", index=False)
+    for name in ("load", "label_expert", "layers", "cls_patch"):
+        getattr(st, name).to_csv(run_dir / f"routing_{name}.csv", index=False)
     for _, row in st.layers.iterrows():
         for k, v in row.items():
             if k.startswith("mi/") or k in ("routing_entropy", "load_entropy"):
                 metrics[f"routing/{row.tower}/block{row.layer}/{k.replace('mi/', 'mi_')}"] = float(v)
     write_json(run_dir / "experts.json", {"models": models, "init": cfg.init})
-    metrics.update(num_experts=moe.clipwb_config["moe"]["num_experts"], top_k=cfg.top_k, time_s=time.perf_counter() - t0)
+    metrics.update(num_experts=moe.clipwb_config["moe"]["num_experts"], top_k=cfg.top_k,
+                   time_s=time.perf_counter() - t0)
     figs = {"loss": tres.figures["loss"], **routing_figures(st)}
     arts = {"model": "train/model", "init": "init", "eval": "eval/results.json", "experts": "experts.json",
             **{f"routing_{n}": f"routing_{n}.csv" for n in ("load", "label_expert", "layers", "cls_patch")}}

@@ -131,13 +131,15 @@ class ClusterBrowser:
 
     def _exemplars(self, x, centroids, dense, n) -> dict[int, list[int]]:
         if x is None:
-            if centroids is not None: raise ConfigError("ClusterBrowser: centroids need x (the embeddings) to rank members")
+            if centroids is not None: raise ConfigError("ClusterBrowser: centroids need x (the embeddings) "
+                                                        "to rank members")
             order = np.argsort(dense, kind="stable")
             bounds = np.searchsorted(dense[order], np.arange(len(self.clusters) + 1))
             return {c: order[bounds[j]:bounds[j] + min(n, bounds[j + 1] - bounds[j])].tolist()
                     for j, c in enumerate(self.clusters)}
         x = as_points(x)
-        if len(x) != len(dense): raise DataError(f"ClusterBrowser: x has {len(x)} rows but there are {len(dense)} labels")
+        if len(x) != len(dense): raise DataError(f"ClusterBrowser: x has {len(x)} rows but there are "
+                                                 f"{len(dense)} labels")
         if centroids is None:
             c = np.zeros((len(self.clusters), x.shape[1]))
             np.add.at(c, dense, x)
@@ -227,7 +229,8 @@ def _run_labels(run: Path | None, labels, ids: list[str], column: str) -> np.nda
         if p.suffix != ".parquet": raise ConfigError(f"labels file {p}: expected .parquet or .npy")
         df = pd.read_parquet(p)
         if "id" in df.columns and df["id"].astype(str).tolist() != ids:
-            raise DataError(f"{p}: its ids are not the embeddings' ids in order; labels were computed on other embeddings")
+            raise DataError(f"{p}: its ids are not the embeddings' ids in order; labels were computed on "
+                            f"other embeddings")
     else: return np.asarray(labels)
     if column not in df.columns: raise DataError(f"labels have no column {column!r} (columns: {list(df.columns)})")
     return df[column].to_numpy()
@@ -247,7 +250,8 @@ def _from_run(cls, run: str | Path,  # a cluster run dir, or a folder of img_emb
     if (folder / "labels.parquet").is_file():
         diag = folder / "diagnostics.json"
         emb = json.loads(diag.read_text()).get("stage", {}).get("embeddings") if diag.is_file() else None
-        if not emb: raise DataError(f"{diag}: no record of the embeddings this cluster run used; rerun the cluster stage")
+        if not emb: raise DataError(f"{diag}: no record of the embeddings this cluster run used; rerun "
+                                    f"the cluster stage")
         folder = Path(emb)
     else: cluster_run = None
     img, _, meta = load_embeddings(folder)

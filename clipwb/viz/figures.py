@@ -75,7 +75,8 @@ def agreement_figure(df,  # agreement(...) DataFrame: factor, nmi, ari, n_classe
     missing = {"factor", "nmi", "ari"} - set(df.columns)
     if missing: raise DataError(f"agreement_figure: the DataFrame lacks columns {sorted(missing)}; pass agreement(...)")
     extra = [f"{c} classes, {u} used, {m} missing" for c, u, m in
-             zip(df.get("n_classes", [""] * len(df)), df.get("n_used", [""] * len(df)), df.get("n_missing", [""] * len(df)))]
+             zip(df.get("n_classes", [""] * len(df)), df.get("n_used", [""] * len(df)),
+                 df.get("n_missing", [""] * len(df)))]
     fig = go.Figure([go.Bar(x=df["factor"].astype(str), y=df[m], name=m.upper(), customdata=extra,
                             hovertemplate="%{x}: " + m.upper() + " %{y:.3f}<br>%{customdata}<extra></extra>")
                      for m in ("nmi", "ari")])
@@ -99,7 +100,8 @@ def stability_figure(st: dict,  # stability(...) result
     lab = [str(s) for s in seeds]
     fig = go.Figure(go.Heatmap(z=ari, x=lab, y=lab, zmin=0, zmax=1, colorscale="Viridis", customdata=acc,
                                colorbar_title="ARI",
-                               hovertemplate="seeds %{y} vs %{x}<br>ARI %{z:.3f}<br>matched %{customdata:.3f}<extra></extra>"))
+                               hovertemplate="seeds %{y} vs %{x}<br>ARI %{z:.3f}<br>matched "
+                                             "%{customdata:.3f}<extra></extra>"))
     fig.update_layout(title=f"Seed stability: mean ARI {st['mean_ari']:.3f}, "
                             f"mean matched accuracy {st['mean_matched_accuracy']:.3f}",
                       xaxis_title="seed", yaxis_title="seed", xaxis_type="category", yaxis_type="category")
@@ -116,7 +118,8 @@ def sankey_figure(stage_labels: Sequence,  # per-stage labels c_0..c_S (each 0 â
     nodes, links = stage_flows(stage_labels, k=k, max_cells=max_cells)
     cells, S = nodes.attrs["cells"], len(stage_labels)
     n = int(nodes.query("stage == 0")["count"].sum())
-    label = [f"{'other' if c < 0 else f'P{s}={c}'} (n={m})" for s, c, m in zip(nodes["stage"], nodes["cell"], nodes["count"])]
+    label = [f"{'other' if c < 0 else f'P{s}={c}'} (n={m})"
+             for s, c, m in zip(nodes["stage"], nodes["cell"], nodes["count"])]
     fig = go.Figure(go.Sankey(
         arrangement="snap",
         node=dict(label=label, customdata=nodes["stage"].to_numpy(), pad=4, thickness=12,
@@ -126,7 +129,8 @@ def sankey_figure(stage_labels: Sequence,  # per-stage labels c_0..c_S (each 0 â
     for s in range(S):
         fig.add_annotation(x=s / max(S - 1, 1), y=1.0, xref="paper", yref="paper", yanchor="bottom", showarrow=False,
                            xanchor="left" if s == 0 else "right" if s == S - 1 else "center",
-                           text=f"stage {s}: {cells[s]} cells" + (f" ({max_cells} drawn)" if max_cells and cells[s] > max_cells else ""))
+                           text=f"stage {s}: {cells[s]} cells" + (f" ({max_cells} drawn)"
+                                                                  if max_cells and cells[s] > max_cells else ""))
     per_stage = int(nodes.groupby("stage").size().max())
     fig.update_layout(title=f"{title}: {' â†’ '.join(map(str, cells))} non-empty (K={k}, N={n}; widths = samples)",
                       height=int(min(1600, max(400, 14 * per_stage))), font_size=10, margin=dict(t=90))

@@ -37,7 +37,8 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
               batch_size: int = 16384,         # queries per faiss search call (progress bar step)
               ivf_probe: int | None = None,    # None: exact flat search; else approximate IVF probing this many lists
               ) -> tuple[np.ndarray, np.ndarray]:
-    "kNN graph `(indices [N,k] int64, distances [N,k] float32)` by faiss, self first, in umap's `precomputed_knn` format."
+    ("kNN graph `(indices [N,k] int64, distances [N,k] float32)` by faiss, self first, in umap's "
+     "`precomputed_knn` format.")
     faiss = import_faiss()
     x = as_points(x)
     n, d = x.shape
@@ -146,12 +147,14 @@ def _as_thumbs(thumbnails, index: np.ndarray) -> dict[str, str]:
     return {str(int(i)): u for i, u in zip(index, thumbnails) if u}
 
 def cluster_map(xy,                                   # [N, 2] layout (umap_embed)
-                *, color=None,                        # [N] categories (int/str/bool) or values (float); None: one colour
+                # [N] categories (int/str/bool) or values (float); None: one colour
+                *, color=None,
                 captions: Sequence[str] | None = None,  # [N] hover text; None: the point index
                 thumbnails=None,                      # [N] data URIs (None where missing) or {point index: URI}
                 title: str = "UMAP",
                 color_name: str = "cluster",          # legend / colour bar title
-                index=None,                           # [N] point ids shown on hover and keying thumbnails; default 0..N-1
+                # [N] point ids shown on hover and keying thumbnails; default 0..N-1
+                index=None,
                 max_legend: int = 48,                 # more categories than this: one trace, no legend
                 marker_size: float | None = None,     # None: 6 px, smaller for many points
                 ):
@@ -167,7 +170,8 @@ def cluster_map(xy,                                   # [N, 2] layout (umap_embe
         if len(v) != n: raise DataError(f"cluster_map: {name} has {len(v)} entries for {n} points")
     size = marker_size or (6 if n <= 2000 else 4 if n <= 20000 else 3)
     hov = np.array([_hover_caption(c) for c in caps], dtype=object)
-    tmpl = f"{html.escape(color_name)}: %{{customdata[1]}}<br>%{{customdata[0]}}<br>point %{{customdata[2]}}<extra></extra>"
+    tmpl = (f"{html.escape(color_name)}: %{{customdata[1]}}<br>%{{customdata[0]}}<br>point "
+            f"%{{customdata[2]}}<extra></extra>")
     def trace(m, name, marker, **kw):
         lab = [f"{v:.4g}" for v in col[m]] if col.dtype.kind == "f" else [str(v) for v in col[m]]
         cd = np.stack([hov[m], np.array(lab, dtype=object), index[m].astype(object)], 1)
@@ -186,7 +190,8 @@ def cluster_map(xy,                                   # [N, 2] layout (umap_embe
             fig.add_trace(trace(np.ones(n, bool), color_name, dict(color=[pal[c % len(pal)] for c in codes]),
                                 showlegend=False))
     fig.update_layout(title=title, xaxis_title="UMAP 1", yaxis_title="UMAP 2", legend_title_text=color_name,
-                      template="plotly_white", hovermode="closest", meta={"clipwb_thumbnails": _as_thumbs(thumbnails, index)})
+                      template="plotly_white", hovermode="closest",
+                      meta={"clipwb_thumbnails": _as_thumbs(thumbnails, index)})
     return fig
 
 # %% ../../nbs/35_viz.umap.ipynb #9901c01b
@@ -230,7 +235,8 @@ _HOVER_JS = """
 
 def save_map_html(fig,                          # a cluster_map figure
                   path: str | Path,             # the .html file to write
-                  thumbnails=None,              # None: those in the figure; a list in point-index order, or {index: URI}
+                  # None: those in the figure; a list in point-index order, or {index: URI}
+                  thumbnails=None,
                   ) -> Path:
     "Write `fig` as standalone HTML whose hover also shows the point's thumbnail image."
     import plotly.graph_objects as go
