@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import io
 import json
+import re
 import textwrap
 import tokenize
 import types
@@ -215,13 +216,24 @@ def comment_help(src: str, name: str | None = None) -> dict[str, str]:
         out[node.target.id] = " ".join(tail or above)
     return out
 
+def _class_source(k: type) -> str:
+    "The source of class `k`; for one defined in a notebook cell (`__main__`), the cell IPython keeps in linecache."
+    try: return inspect.getsource(k)
+    except (OSError, TypeError):
+        if k.__module__ != "__main__": raise
+    import linecache
+    pat = re.compile(rf"^class {re.escape(k.__name__)}\b", re.M)
+    for name, entry in reversed(list(linecache.cache.items())):   # the latest cell that defines it
+        if str(name).startswith("<") and len(entry) > 2 and pat.search(src := "".join(entry[2])): return src
+    raise OSError("source code not available")
+
 def param_help(cls) -> dict[str, str]:
     "Field name → help of a config class or instance: the comments beside its fields in the source, bases included."
     cls = cls if isinstance(cls, type) else type(cls)
     found = {}
     for k in reversed(cls.__mro__):
         if not vars(k).get("__annotations__") or not dataclasses.is_dataclass(k): continue
-        try: src = inspect.getsource(k)
+        try: src = _class_source(k)
         except (OSError, TypeError) as e:
             raise ConfigError(f"{k.__name__}: no source to read its parameter help from ({e}); the help of a config "
                               "field is the comment beside it: define config classes in a module, not in "
