@@ -60,7 +60,8 @@ def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bo
     h = hashlib.sha1(repr((card.id, ds.split, type(ds).__name__, repr(pil_part), n, tuple(probe.shape))).encode())
     h.update(Path(card.file).read_bytes() if getattr(card, "file", None) and Path(card.file).is_file() else b"")
     for i in range(n): h.update(str(ds.ids[i]).encode() + b"\0")
-    path = cache_dir("decoded") / f"{card.id}-{ds.split}-{'x'.join(map(str, probe.shape))}-n{n}-{h.hexdigest()[:16]}.npy"
+    dims = "x".join(map(str, probe.shape))
+    path = cache_dir("decoded") / f"{card.id}-{ds.split}-{dims}-n{n}-{h.hexdigest()[:16]}.npy"
     bad_path = path.with_suffix(".skipped.json")
     if not (path.is_file() and bad_path.is_file()):
         from tqdm.auto import tqdm
@@ -155,7 +156,8 @@ def encode_texts(model, tokenizer, texts: list[str], *, batch_size: int = 256, d
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            out.append(l2_normalize(model.to(device).eval().encode_text(tokenizer(texts[i:i + batch_size]).to(device))).cpu())
+            tokens = tokenizer(texts[i:i + batch_size]).to(device)
+            out.append(l2_normalize(model.to(device).eval().encode_text(tokens)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, embedding_dim(model)), np.float32)
 
 def embedding_dim(model) -> int:
@@ -257,7 +259,8 @@ def _caption_option(cfg: EmbedCfg) -> dict:
     from clipwb.cards import load_card
     from clipwb.data.readers import DATASETS
     fmt = load_card(cfg.data).format
-    return {"require_caption": False} if fmt in DATASETS and "require_caption" in inspect.signature(DATASETS.get(fmt)).parameters else {}
+    takes = fmt in DATASETS and "require_caption" in inspect.signature(DATASETS.get(fmt)).parameters
+    return {"require_caption": False} if takes else {}
 
 def run_embed(cfg: EmbedCfg, run_dir: str | Path) -> Result:
     "The embed stage: card + model → `run_dir/embeddings/` shards and manifest."

@@ -38,7 +38,8 @@ class StageFailed(ClipwbError):
 
 def load_stages() -> None:
     "Import every module that registers a stage, then the plug-in packages (`clipwb.registry.load_plugins`)."
-    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run, clipwb.merge.sweep, clipwb.mcl.run, clipwb.mode.experts, clipwb.mode.run  # noqa: F401
+    import clipwb.data.datasets, clipwb.train, clipwb.embed, clipwb.eval.run, clipwb.cluster.run  # noqa: F401
+    import clipwb.merge.sweep, clipwb.mcl.run, clipwb.mode.experts, clipwb.mode.run  # noqa: F401
     import clipwb.moe.run  # noqa: F401
     load_plugins()
 
@@ -361,5 +362,5 @@ def write_index(runs: list[RunInfo], out: str | Path, title: str = "clipwb runs"
         parts.append(f"<h2>{html.escape(head)}</h2><p>{' · '.join(links)}</p><table>{rows}</table>")
     style = "<style>body{font-family:sans-serif;max-width:60em;margin:auto}td{padding:2px 12px}</style>"
     return atomic_write_text(out / "index.html",
-                             f"<!doctype html><html><head><meta "
-                             f"charset='utf-8'><title>{html.escape(title)}</title>{style}</head><body>{''.join(parts)}</body></html>")
+                             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                             f"{style}</head><body>{''.join(parts)}</body></html>")

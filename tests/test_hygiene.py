@@ -171,3 +171,23 @@ def test_no_references_to_documents_outside_the_repository():
     bad = [f for f in out if f.endswith((".ipynb", ".py", ".md", ".yaml", ".yml", ".sh", ".ini", ".txt"))
            and f != "tests/test_hygiene.py" and pat.search((ROOT / f).read_text(errors="replace"))]
     assert not bad, f"files citing documents that are not in the repository: {bad}"
+
+
+LINE_LIMIT = 120
+
+
+def test_lines_fit_the_limit():
+    """Notebook code cells and the modules generated from them: no line over 120 characters. nbdev writes each
+    module's `__all__` on one line, so that line is not counted; `python tools/wrap_long_lines.py` wraps most
+    long lines without changing the code's syntax tree (then `nbdev_export`)."""
+    long = []
+    for py in sorted((ROOT / "clipwb").rglob("*.py")):
+        if py.name != "_modidx.py":
+            long += [f"{py.relative_to(ROOT)}:{i} ({len(l)})" for i, l in enumerate(py.read_text().splitlines(), 1)
+                     if len(l) > LINE_LIMIT and not l.startswith("__all__ = [")]
+    for nb in NBS:
+        for c in _cells(nb):
+            if c["cell_type"] == "code":
+                long += [f"{nb.relative_to(ROOT)} ({len(l)}): {l.strip()[:50]}…"
+                         for l in "".join(c["source"]).splitlines() if len(l) > LINE_LIMIT]
+    assert not long, f"{len(long)} lines over {LINE_LIMIT} characters: {long[:15]}"

@@ -88,7 +88,8 @@ class TensorWriter:
     def write(self, key: str, t: torch.Tensor) -> None:
         "Append (part of) tensor `key`; parts must come in file order with the declared dtype."
         e = self.entries[key]
-        if t.dtype != DTYPES[e["dtype"]] or not e["data_offsets"][0] <= self._pos < e["data_offsets"][1] + (t.numel() == 0):
+        start, end = e["data_offsets"]
+        if t.dtype != DTYPES[e["dtype"]] or not start <= self._pos < end + (t.numel() == 0):
             raise MergeError(f"TensorWriter: '{key}' written out of order or as {t.dtype} (declared {e['dtype']})")
         b = t.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
         self._f.write(b.data); self._pos += b.nbytes
@@ -225,13 +226,12 @@ def merge_models(method: str, models: Sequence[str | Path], *,
                 for r in ([None] if whole else _rows(files[0].shape(k), n_in, chunk)):
                     kws = dict(kw)
                     if grams is not None:
-                        kws["grams"] = [{k: g}
-                                        for g in stats["grams"].get(k)] if k in stats["grams"].keys else [{}] * len(files)
+                        have = k in stats["grams"].keys
+                        kws["grams"] = [{k: g} for g in stats["grams"].get(k)] if have else [{}] * len(files)
                         kws["in_out_keys"] = (k,) if lay == "in_out" else ()
                     if fishers is not None:
-                        kws["fishers"] = [{k: f}
-                                          for f in stats["fishers"].get(k,
-                                                                        r)] if k in stats["fishers"].keys else [{}] * len(files)
+                        have = k in stats["fishers"].keys
+                        kws["fishers"] = [{k: f} for f in stats["fishers"].get(k, r)] if have else [{}] * len(files)
                     res = MERGERS.create(method, [{k: f.read(k, r)} for f in files],
                                          base={k: base_f.read(k, r)} if base_f else None, **kws)
                     w.write(k, res[k])
