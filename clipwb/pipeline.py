@@ -250,10 +250,10 @@ def hold_run_dir(run_dir: str | Path, *, wait: float = 120.0) -> Path:
             if time.monotonic() - t0 > wait:
                 f.close()
                 raise RunBusy(f"{run_dir} is being written by process {holder} (a run of the same parameters "
-                              f"still going?); "
-                              "stop it or wait for it, then rerun") from None
-            if not said: log.info("waiting for process %s (a killed run's "
-                                  "kernel?) to leave %s", holder, run_dir); said = True
+                              "still going?); stop it or wait for it, then rerun") from None
+            if not said:
+                log.info("waiting for process %s (a killed run's kernel?) to leave %s", holder, run_dir)
+                said = True
             time.sleep(0.1)
     f.seek(0); f.truncate(); f.write(f"{os.getpid()}\n"); f.flush()
     _HELD[lock] = f

@@ -74,10 +74,15 @@ def _interleave(per: list[list]) -> list:
     "The loader hands batch j to worker j mod n: interleave the workers' batch lists."
     return [b for j in range(max(map(len, per), default=0)) for b in (p[j] for p in per if j < len(p))]
 
+def _by_shard(ds, indices: Sequence[int]) -> dict[int, list[int]]:
+    "Shard → its indices among `indices`, in their order (shards in order of first use)."
+    groups: dict[int, list[int]] = {}
+    for i in indices: groups.setdefault(ds.shard_of(int(i)), []).append(int(i))
+    return groups
+
 def shard_batches(ds, order: Sequence[int], batch_size: int, num_workers: int) -> list[list[int]]:
     "Batches of `order` for a sharded dataset, worker w of n reading only the shards w::n (in order of first use)."
-    groups: dict[int, list[int]] = {}
-    for i in order: groups.setdefault(ds.shard_of(i), []).append(int(i))
+    groups = _by_shard(ds, order)
     n = max(num_workers, 1)
     per = [[i for g in list(groups.values())[w::n] for i in g] for w in range(n)]
     return _interleave([[p[a:a + batch_size] for a in range(0, len(p), batch_size)] for p in per])
@@ -85,8 +90,7 @@ def shard_batches(ds, order: Sequence[int], batch_size: int, num_workers: int) -
 def shard_epoch_batches(ds, pool: Sequence[int], batch_size: int, *, num_workers: int, seed: int,
                         world: int = 1, rank: int = 0) -> list[list[int]]:
     "One training epoch of `pool` for sharded data, the webdataset way (see above); the same count on every rank."
-    groups: dict[int, list[int]] = {}
-    for i in pool: groups.setdefault(ds.shard_of(int(i)), []).append(int(i))
+    groups = _by_shard(ds, pool)
     shards = sorted(groups)
     ranks = [shards[r::world] for r in range(world)]            # fixed: a process keeps its shards every epoch
     count = min(sum(len(groups[s]) for s in rs) for rs in ranks) // batch_size
