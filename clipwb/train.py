@@ -10,7 +10,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -254,8 +254,11 @@ def _setup_model(cfg: TrainCfg, device):
         model.logit_scale.requires_grad_(False)
     return model, preprocess
 
-def _check_resume(st: dict, cfg: TrainCfg, run_dir: Path) -> None:
+def _check_resume(st: dict, cfg: TrainCfg, run_dir: Path, shard_order=lambda num_workers: False) -> None:
+    "Refuse to continue a checkpoint under other parameters; `shard_order(n)`: whether n workers read shard by shard."
     free = {"device", "num_workers", "checkpoint_every", "keep_checkpoints"}
+    # the worker count fixes the batch order of shard-by-shard epochs: continuing under another would repeat or skip
+    if shard_order(st["cfg"].get("num_workers", 0)) or shard_order(cfg.num_workers): free.discard("num_workers")
     diff = {k: (v, getattr(cfg, k)) for k, v in st["cfg"].items() if k not in free and getattr(cfg, k, None) != v}
     if diff: raise ConfigError(f"{run_dir} holds a checkpoint trained with other parameters {diff} "
                                "(checkpoint value, new value); use a new run_dir")
@@ -339,7 +342,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
                                        f"{world} processes")
     total = cfg.epochs * per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * per_epoch)
     st = load_checkpoint(run_dir, model, opt)
-    if st: _check_resume(st, cfg, run_dir)
+    if st: _check_resume(st, cfg, run_dir, lambda nw: _shard_order(replace(cfg, num_workers=nw), ds, sampler))
     elif cfg.resume_from: st = _start_from(cfg, model, opt, total)
     rng = st.pop("rng") if st else None
     st = st or {"step": 0, "losses": [], "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict()}

@@ -2,9 +2,49 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from e2e_helpers import run
+
+
+def _recomputed_table(expert_dirs, weights, data="shapes", split="test", limit=32):
+    """Zero-shot top-1 of each expert and of the uniform and weighted ensembles, computed here from the saved expert
+    weights with open_clip's own forward passes: CLIP prompt ensembling (mean of unit prompt embeddings per class,
+    renormalised), cosine logits, Σ_k w_k·logits_k, argmax."""
+    from clipwb.data.datasets import load_dataset
+    from clipwb.models import create_model_and_transforms, get_tokenizer
+    ds = load_dataset(data, split)
+    idx = [i * len(ds) // limit for i in range(limit)] if limit < len(ds) else list(range(len(ds)))
+    from clipwb.eval.zeroshot import TEMPLATES     # the card names a template set (the text, not code)
+    templates = list(TEMPLATES[ds.templates]) if isinstance(ds.templates, str) else list(ds.templates)
+    assert all("{c}" in t for t in templates)
+    out = {}
+    logits = {}
+    for k, d in enumerate(expert_dirs):
+        model, _, pre = create_model_and_transforms(str(d))
+        tok = get_tokenizer(str(d))
+        model.eval()
+        with torch.no_grad():
+            img = model.encode_image(torch.stack([pre(ds[i].image) for i in idx]))
+            img = img / img.norm(dim=-1, keepdim=True)
+            for lab in ds.label_names():
+                names = ds.classnames(lab)
+                cls = []
+                for c in names:
+                    t = model.encode_text(tok([tpl.replace("{c}", c) for tpl in templates]))
+                    m = (t / t.norm(dim=-1, keepdim=True)).mean(0)
+                    cls.append(m / m.norm())
+                logits.setdefault(lab, []).append((img @ torch.stack(cls).T).double().numpy())
+    for lab, lgs in logits.items():
+        y = np.asarray(ds.targets(lab))[idx]
+        acc = lambda l: float((l.argmax(1) == y).mean())
+        w = np.asarray(weights[f"{data}/{lab}"])
+        out[f"{data}/{lab}"] = {**{f"expert_{k}": acc(l) for k, l in enumerate(lgs)},
+                                "uniform": acc(sum(lgs) / len(lgs)),
+                                "weighted": acc(sum(wk * l for wk, l in zip(w, lgs)))}
+    return out
 
 
 @pytest.mark.e2e
@@ -29,5 +69,13 @@ def test_mode_reuses_array_experts(tmp_path):
     for t, w in res["weights"].items():
         assert abs(sum(w.values()) - 1) < 1e-6, t
     assert out["metrics"]["mean/weighted"] == pytest.approx(tab["mean"]["weighted"])
+    # every expert and ensemble cell recomputed independently from the saved experts and the reported weights
+    w = {t: [res["weights"][t][f"expert_{k}"] for k in range(2)] for t in res["weights"]}
+    mine = _recomputed_table([Path(x["run_dir"]) / "model" for x in experts], w, limit=32)
+    assert set(mine) == set(tab) - {"mean"}
+    for t, row in mine.items():
+        for col, v in row.items():
+            assert tab[t][col] == pytest.approx(v, abs=1 / 32 + 1e-9), (t, col)   # one sample: a near tie may flip
+        assert sum(tab[t][col] == pytest.approx(v, abs=1e-9) for col, v in row.items()) >= len(row) - 1, t
     for f in ("table.csv", "weights.csv", "figures/weights.html", "figures/table.html"):
         assert (rd / f).is_file(), f

@@ -220,5 +220,13 @@ def test_training_on_shards_reads_each_workers_own_shards(tmp_path, cache, monke
     m = run_train(TrainCfg(**cfg, num_workers=2), tmp_path / "run").metrics
     assert (m["data_order"], m["steps"], m["n_samples"]) == ("shards", 3, 32)
     assert run_train(TrainCfg(**cfg), tmp_path / "run0").metrics["data_order"] == "samples"
+    # the worker count fixes a shard-by-shard batch order: a checkpoint is not continued under another count …
+    from clipwb.core import ConfigError
+    with pytest.raises(ConfigError, match="num_workers"):
+        run_train(TrainCfg(**cfg, num_workers=0), tmp_path / "run")
+    with pytest.raises(ConfigError, match="num_workers"):
+        run_train(TrainCfg(**cfg, num_workers=2), tmp_path / "run0")
+    # … while in sample order (here 1 worker) it changes nothing and stays free
+    assert run_train(TrainCfg(**cfg, num_workers=1), tmp_path / "run0").metrics["data_order"] == "samples"
     with pytest.raises(DataError, match="shard_shuffle needs sharded data"):
         run_train(TrainCfg(**{**cfg, "data": "shapes"}, shard_shuffle=True), tmp_path / "run1")

@@ -8,5 +8,5 @@ __all__ = []
 # %% ../../nbs/41a_mcl.__init__.ipynb #64529508
 from .sampler import MCLBatchSampler, pseudo_labels_for, read_labels
 from .run import (ConcatCLIP, MclCfg, accuracy_table, concat_model, experiment_table, load_concat,
-                            mcl_figures, run_mcl,
+                            mcl_figures, oracle_labels, run_mcl,
                              run_step, suppression_experiment)

@@ -10,18 +10,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Sequence
 
 import numpy as np
 
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
-from ..io import read_json, write_json
+from ..io import atomic_path, read_json, write_json
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STEP_FUNCTIONS', 'CLUSTERINGS', 'ConcatCLIP', 'concat_model', 'load_concat', 'run_step', 'MclCfg', 'run_mcl',
-           'accuracy_table', 'mcl_figures', 'suppression_experiment', 'experiment_table']
+           'accuracy_table', 'mcl_figures', 'suppression_experiment', 'oracle_labels', 'experiment_table']
 
 # %% ../../nbs/41_mcl.run.ipynb #32b7faf6
 def _torch():
@@ -197,6 +198,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
         rows.append({"stage": s + 1, "cells": cl.metrics["pseudo_cells"], "cells_this_stage": cl.metrics["cells"],
                      "dropped_samples": tr.metrics["mcl/samples"], "dropped_groups": tr.metrics["mcl/groups"],
                      "final_loss": tr.metrics["final_loss"], "steps": tr.metrics["steps"],
+                     "nmi": {k.split("/")[1]: v for k, v in cl.metrics.items()
+                             if k.startswith("agreement/") and k.endswith("/nmi")},
                      "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir)})
     evals = [run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split, limit=cfg.eval_limit,
                                    device=cfg.device), root=root).metrics for m in models]
@@ -256,9 +259,10 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            model: str = "clipwb-micro", base_steps: int = 300, stage_steps: int = 200,
                            stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
                            lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
-                           drop_small: bool = True, eval_limit: int | None = None) -> dict:
+                           drop_small: bool = True, eval_limit: int | None = None,
+                           oracle: Sequence[str] | None = None) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
-     "'stages': rows}.")
+     "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base.")
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
@@ -279,7 +283,26 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     st = read_json(root / f"mcl-s{seed}" / "stages.json")
     models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},
               "integration": st["integration"], "control": control.metrics}
+    if oracle:      # the cells a perfect clustering of the easy feature would give: MCL's batching without its errors
+        orc = root / f"oracle-{'-'.join(oracle)}-s{seed}"
+        if not (orc / "model").exists():
+            labels = oracle_labels(data, "train", oracle, orc / "labels.parquet")
+            run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stage_steps, batch_size=batch_size,
+                                    trainable=trainable, mcl_labels=str(labels), mcl_drop_small=drop_small, **tr), orc)
+        models["oracle"] = run_eval(EvalCfg.tiny(model=str(orc / "model"), data=data, split="test",
+                                                 limit=eval_limit), orc / "eval").metrics
     return {"models": models, "stages": st["stages"]}
+
+def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path) -> Path:
+    "Write `id, pseudo` where `pseudo` numbers the joint value of the known `labels` of every sample (a labels file)."
+    import pandas as pd
+    from clipwb.data.datasets import load_dataset
+    ds = load_dataset(data, split)
+    key = pd.Series(["|".join(map(str, t)) for t in zip(*(ds.targets(lab) for lab in labels))])
+    df = pd.DataFrame({"id": list(ds.ids), "pseudo": pd.factorize(key)[0]})
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp: df.to_parquet(tmp)
+    return out
 
 def experiment_table(runs: list[dict], factors: list[str] | None = None) -> "pd.DataFrame":
     "Mean ± sd over seeds of zero-shot top-1 per factor (columns) and model (rows), with a 'chance' row."
