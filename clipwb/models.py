@@ -152,9 +152,8 @@ def init_of(name_or_dir: str | Path, pretrained: str | None = "auto") -> tuple[s
             return f"mcl:{ref}", None
         model_id = str(ref)[len("hf-hub:"):]
         if _hf_cached(model_id, ["open_clip_config.json"]) is None and _offline():
-            raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this "
-                              f"machine is offline; "
-                              "download the model once with internet, or save it as a model folder "
+            raise ConfigError(f"{ref}: open_clip_config.json is not in the Hugging Face cache and this machine is "
+                              "offline; download the model once with internet, or save it as a model folder "
                               "(clipwb.models.save_model)")
         return f"pretrained:{ref}", None
     if p == "none" or (p is None and (pretrained is None or ref in TINY_MODELS)): return "random", None
@@ -274,8 +273,7 @@ def save_model(model, dir: str | Path) -> Path:
                           "or set model.clipwb_config = {'model_cfg': <open_clip model config dict>})")
     if "members" in cfg:
         raise ClipwbError(f"save_model: the model is the integration of {len(cfg['members'])} models and has no "
-                          f"weights of its "
-                          "own; refer to it by its mcl run folder, or save its members")
+                          "weights of its own; refer to it by its mcl run folder, or save its members")
     d = Path(dir); d.mkdir(parents=True, exist_ok=True)
     save_tensors(model.state_dict(), d / "open_clip_model.safetensors", metadata={"format": "pt"})
     pp = {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
@@ -299,9 +297,8 @@ def check_same_tokenizer(models: list[str | Path], *, where: str = "models") -> 
         if kk != keys[0]:
             diff = {k: (keys[0][k], kk[k]) for k in TOKENIZER_KEYS if kk[k] != keys[0][k]}
             raise ConfigError(f"{where}: {m} tokenizes differently from {models[0]} ({diff}: the first model's vs this "
-                              f"one's); one token "
-                              "tensor feeds every model, so they must share the tokenizer (MCL stage models "
-                              "share their base's)")
+                              "one's); one token tensor feeds every model, so they must share the tokenizer (MCL "
+                              "stage models share their base's)")
 
 def mcl_members(run_dir: str | Path) -> list[str]:
     "The stage models an mcl run folder integrates (its `experts.json`), checked to resolve and to share one tokenizer."

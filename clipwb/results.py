@@ -67,9 +67,8 @@ def _section(s: dict) -> str:
     if st == "cluster":
         nmi = ", ".join(f"{k.split('/')[1]} {v:.2f}"
                         for k, v in sorted(m.items()) if k.startswith("agreement/") and k.endswith("/nmi"))
-        return (f"**{name}** (`cluster`, k = {int(m['k'])} per modality, {int(m['cells'])} non-empty cells): "
-                f"imbalance {_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI "
-                f"with the labels: "
+        return (f"**{name}** (`cluster`, k = {int(m['k'])} per modality, {int(m['cells'])} non-empty cells): imbalance "
+                f"{_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI with the labels: "
                 f"{nmi or '–'}; seed stability (mean ARI) {_f(m.get('stability/mean_ari'))}.")
     if st == "merge_sweep":
         doms = sorted({k.split("/")[1] for k in m if k.startswith("base/")})

@@ -80,9 +80,8 @@ def make_executor(executor: str, folder: str | Path, res: Resources | None = Non
 JOB_END_WAIT = 120.0   # s a job's process waits after SIGTERM for SLURM's SIGKILL (KillWait) before it gives up
 
 class JobInterrupted(BaseException):
-    ("SIGTERM stopped the stage and no SIGKILL or requeue followed: the job ends without a result (not "
-     "an Exception, so "
-     "submitit writes none).")
+    ("SIGTERM stopped the stage and no SIGKILL or requeue followed: the job ends without a result (not an Exception, "
+     "so submitit writes none).")
 
 def _merge_job(run_dir: Path, job: dict) -> None:
     "Put the job's facts under 'job' in env.json (run_stage rewrites env.json when it starts)."

@@ -109,10 +109,9 @@ def simcse(*, path: str | None = None, device: str = "cpu", max_length: int = 77
         model = AutoModel.from_pretrained(src, local_files_only=True).to(get_device(device)).eval()
     except OSError as e:
         raise ConfigError(f"text encoder 'simcse' needs the weights of {SIMCSE} on local disk; none found at {src!r} "
-                          f"({type(e).__name__}). On a machine with hub access run `huggingface-cli "
-                          f"download {SIMCSE}`, "
-                          "or pass path=<folder> / set CLIPWB_SIMCSE, or use the offline default "
-                          "encoder 'minilm'") from None
+                          f"({type(e).__name__}). On a machine with hub access run `huggingface-cli download "
+                          f"{SIMCSE}`, or pass path=<folder> / set CLIPWB_SIMCSE, or use the offline default encoder "
+                          "'minilm'") from None
     dev = get_device(device)
     def enc(texts, bs):
         out = []

@@ -126,9 +126,8 @@ def load_checkpoint(run_dir: str | Path, model, opt,
     cks = _checkpoints(Path(run_dir))
     if step is not None:
         have = [int(c.name[5:]) for c in cks]
-        if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: "
-                                             f"{have or 'none'}); train the "
-                                             "seed run with keep_checkpoints=True and a checkpoint_every that "
+        if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: {have or 'none'}); train "
+                                             "the seed run with keep_checkpoints=True and a checkpoint_every that "
                                              "divides the step")
         cks = cks[:have.index(step) + 1]
     if not cks: return None

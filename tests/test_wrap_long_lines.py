@@ -35,3 +35,24 @@ def test_leaves_what_it_cannot_wrap():
     assert wll.wrap_cell(one_token) == (one_token, [one_token])
     short = "y = 1  # fits"
     assert wll.wrap_cell(short) == (short, [])
+
+
+SPLIT = '''def g(run_dir, step, have):
+    if step not in have: raise DataError(f"{run_dir}: no checkpoint at step {step} (kept: "
+                                         f"{have or 'none'}); train the "
+                                         "seed run with keep_checkpoints=True and a checkpoint_every that "
+                                         "divides {the} step")
+    return ("a whole line that was wrapped on purpose and reads well as it stands, "
+            "so it stays")
+'''
+
+
+def test_rejoins_a_message_split_mid_phrase():
+    new = wll.rejoin_strings(SPLIT)
+    assert ast.dump(ast.parse(new)) == ast.dump(ast.parse(SPLIT))
+    lines = new.splitlines()
+    assert len(lines) == len(SPLIT.splitlines()) - 1 and max(map(len, lines)) <= wll.LIMIT
+    assert "(kept: {have or 'none'}); train " in lines[1]       # the short piece joined its neighbours
+    assert '{the} step")' in new and '{{the}}' not in new         # a piece with no field stays a plain literal
+    assert new.endswith('''well as it stands, "\n            "so it stays")\n''')   # no short piece: untouched
+    assert wll.rejoin_strings(new) == new

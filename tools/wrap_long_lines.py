@@ -12,6 +12,10 @@ are rewritten by these moves, tried in order until the line fits:
 5. `a; b` becomes two lines;
 6. as 2, in any bracket of the line.
 
+Before that, a message that an earlier wrap split mid-phrase is flowed again: adjacent one-line string literals
+(same prefix, each continuation on its own line) with a short piece (< 30 characters) that is not the last are
+joined and re-split greedily at spaces, so that every line but the last is as full as the limit allows.
+
 A rewritten cell must parse to the same syntax tree as before (comments aside); otherwise the cell is left as
 it was. Cells with IPython magics are skipped. What could not be wrapped is listed, so a person can do it.
 Run `nbdev_export` afterwards (the modules are generated from the notebooks).
@@ -192,9 +196,85 @@ def _split_semicolons(lines, r, toks):
     return lines[:r] + [_indent(line) + p for p in parts] + lines[r + 1:]
 
 
+SHORT = 30
+
+
+def _literal(tok):
+    "(prefix, body) of a one-line single- or double-quoted string token, or None."
+    t = tok.string
+    pre = t[:len(t) - len(t.lstrip("rRbBfFuU"))]
+    q = t[len(pre):]
+    if pre.lower() not in ("", "f") or len(q) < 2 or q[0] not in "\"'" or q[:3] in ('"""', "'''") or q[-1] != q[0]:
+        return None
+    return pre, q[0], q[1:-1]
+
+
+def _pieces(body: str, first: int, rest: int, fstring: bool) -> list[str]:
+    "Split `body` after spaces into pieces of at most `first`, then `rest` characters (never inside `{...}`)."
+    cuts, depth, i = [], 0, 0
+    while i < len(body):
+        c = body[i]
+        if fstring and body[i:i + 2] in ("{{", "}}"): i += 2; continue
+        if fstring and c == "{": depth += 1
+        elif fstring and c == "}": depth -= 1
+        elif c == "\\": i += 2; continue
+        elif c == " " and depth == 0: cuts.append(i + 1)
+        i += 1
+    out, start = [], 0
+    while len(body) - start > (first if not out else rest):
+        room = first if not out else rest
+        fits = [c for c in cuts if start < c <= start + room]
+        if not fits: break
+        out.append(body[start:fits[-1]]); start = fits[-1]
+    return out + [body[start:]]
+
+
+def rejoin_strings(src: str) -> str:
+    "Flow again the implicitly concatenated one-line literals of `src` that hold a short piece before their last."
+    lines = src.split("\n")
+    toks = _tokens(src)
+    runs, i = [], 0
+    while i < len(toks):
+        j = i
+        while (j + 1 < len(toks) and toks[j].type == tokenize.STRING and toks[j + 1].type == tokenize.NL) or \
+                (j + 1 < len(toks) and toks[j].type == tokenize.NL and toks[j + 1].type == tokenize.STRING):
+            j += 1
+        run = [t for t in toks[i:j + 1] if t.type == tokenize.STRING]
+        if len(run) >= 2 and toks[i].type == tokenize.STRING: runs.append(run)
+        i = j + 1
+    for run in reversed(runs):
+        lits = [_literal(t) for t in run]
+        if any(l is None for l in lits) or len({l[1] for l in lits}) != 1: continue
+        if any(l[0] and l[0] != "f" for l in lits) or any("\\" in l[2] for l in lits): continue
+        fstr = any(l[0] == "f" for l in lits)
+        if fstr:   # a plain piece joins an f-string with its braces doubled: the same string
+            lits = [(l[0], l[1], l[2] if l[0] else l[2].replace("{", "{{").replace("}", "}}")) for l in lits]
+        if any(t.start[0] != t.end[0] for t in run): continue
+        if any(lines[t.start[0] - 1][:t.start[1]].strip() for t in run[1:]): continue    # a continuation starts its line
+        if not any(len(l[2]) < SHORT for l in lits[:-1]): continue
+        pre, q = ("f" if fstr else ""), lits[0][1]
+        col, tail = run[1].start[1], lines[run[-1].end[0] - 1][run[-1].end[1]:]
+        first_room = LIMIT - run[0].start[1] - len(pre) - 2
+        rest_room = LIMIT - col - len(pre) - 2
+        body = "".join(l[2] for l in lits)
+        parts = _pieces(body, first_room, rest_room, fstr)
+        if len(parts) >= len(run): continue
+        if len(parts[-1]) + len(tail) + col + len(pre) + 2 > LIMIT and len(parts) > 1: continue
+        head = lines[run[0].start[0] - 1][:run[0].start[1]]
+        def lit(p):      # a piece without a replacement field is written as a plain literal
+            field = "{" in p.replace("{{", "").replace("}}", "")
+            return (pre + q + p + q) if field or not fstr else q + p.replace("{{", "{").replace("}}", "}") + q
+        new = [head + lit(parts[0])] + [" " * col + lit(p) for p in parts[1:]]
+        new[-1] += tail
+        cand = lines[:run[0].start[0] - 1] + new + lines[run[-1].end[0]:]
+        if _same_tree(src, "\n".join(cand)) and all(len(l) <= LIMIT for l in new): lines = cand
+    return "\n".join(lines)
+
+
 def wrap_cell(src: str) -> tuple[str, list[str]]:
     "The cell with its long lines wrapped, and the long lines that are left."
     if any(l.lstrip().startswith(("%", "!")) for l in src.split("\n")) or not _same_tree(src, src): return src, []
+    src0, src = src, rejoin_strings(src)
     lines, stuck = src.split("\n"), set()
     for _ in range(400):
         todo = [r for r, l in enumerate(lines) if len(l) > LIMIT and l not in stuck]
@@ -209,7 +289,8 @@ def wrap_cell(src: str) -> tuple[str, list[str]]:
                 break
         else:
             stuck.add(lines[r])
-    return "\n".join(lines), [l for l in lines if len(l) > LIMIT]
+    out = "\n".join(lines)
+    return (out if _same_tree(src0, out) else src0), [l for l in lines if len(l) > LIMIT]
 
 
 def wrap_notebook(path: Path, check: bool = False) -> tuple[int, list[str]]:

@@ -85,10 +85,9 @@ def prev_labels(prev: str | Path, ids) -> "pd.DataFrame":
     got, want = df["id"].astype(str).tolist(), [str(i) for i in ids]
     if got != want:
         bad = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-        raise DataError(f"{Path(prev) / 'labels.parquet'}: labels {len(got)} samples but the embeddings "
-                        f"have {len(want)}; "
-                        f"first mismatch at row {bad}. The previous stage must cluster the same samples "
-                        f"in the same order")
+        raise DataError(f"{Path(prev) / 'labels.parquet'}: labels {len(got)} samples but the embeddings have "
+                        f"{len(want)}; first mismatch at row {bad}. The previous stage must cluster the same samples "
+                        "in the same order")
     return df
 
 # %% ../../nbs/38_cluster.run.ipynb #3392e24f
@@ -167,8 +166,7 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     man = read_json(folder / "manifest.json")
     if man.get("modality", "both") == "image" and cfg.modality != "image":
         raise DataError(f"{folder}: embedded with modality='image' (no text embeddings); cluster it with "
-                        f"modality=image "
-                        "or re-embed with modality=both")
+                        "modality=image or re-embed with modality=both")
     stream = _streams(cfg.method)
     if stream:   # the clusterer reads the shards batch by batch; only metadata is loaded
         img, text = shard_source(folder, "image"), shard_source(folder, "text")

@@ -58,9 +58,8 @@ def _skip(path: Path, id: str, reason: str, member: str | None = None) -> dict:
     return {"id": id, "reason": reason, "shard": path.name, **({"member": member} if member else {})}
 
 def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
-    ("One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members (`bytes` for the "
-     "`read` extensions), "
-     "and skip records.")
+    ("One pass over a tar: `{key: {ext: (offset, size)}}` for safe regular members (`bytes` for the `read` "
+     "extensions), and skip records.")
     groups, skipped, n, size = {}, [], 0, path.stat().st_size
     with open(path, "rb") as f:
         try:

@@ -41,9 +41,8 @@ class ConcatCLIP(_torch().nn.Module):
                         for k in sorted(set(pps[0]) | set(pps[i])) if pps[0].get(k) != pps[i].get(k)}
                 if ctx[i] != ctx[0]: diff["context_length"] = (ctx[0], ctx[i])
                 raise ConfigError(f"ConcatCLIP: member {i} differs from member 0 in {diff} (member 0's vs member "
-                                  f"{i}'s); one image "
-                                  "tensor and one token tensor feed every member, so they must share preprocessing and "
-                                  "context length (MCL stage models do)")
+                                  f"{i}'s); one image tensor and one token tensor feed every member, so they must "
+                                  "share preprocessing and context length (MCL stage models do)")
         self.members = _torch().nn.ModuleList(models)
         self.text_projection = None
         self.visual = SimpleNamespace(output_dim=sum(_out_dim(m) for m in models), preprocess_cfg=dict(pps[0]))

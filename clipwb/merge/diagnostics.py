@@ -147,8 +147,7 @@ def interpolation_figure(df: pd.DataFrame, *, title: str = "loss along the inter
     ends = df[df.point != ""]
     fig.add_scatter(x=ends.ratio, y=ends.loss, mode="markers+text", text=ends.point, textposition="top center",
                     marker=dict(size=12, symbol="diamond"), name="input models")
-    xt = "λ (scale of the summed task vectors)" if df.attrs.get("path") == "task_arithmetic" else ("ratio r "
-                                                                                                   "(weight of model "
-                                                                                                           "b)")
+    xt = "λ (scale of the summed task vectors)" if df.attrs.get("path") == "task_arithmetic" else ("ratio r (weight of "
+                                                                                                   "model b)")
     if "barrier" in df.attrs: title += f" — barrier {df.attrs['barrier']:.3g}"
     return fig.update_layout(title=title, xaxis_title=xt, yaxis_title="loss")

@@ -270,9 +270,8 @@ def regmean_solve(ws: Sequence[Tensor], grams: Sequence[Tensor], *, alpha: float
     for i, (w, g) in enumerate(zip(ws, grams)):
         w = w.to(torch.float64) if layout == "out_in" else w.to(torch.float64).T   # now [out, in]
         if w.ndim != 2 or tuple(g.shape) != (w.shape[1], w.shape[1]):
-            raise MergeError(f"regmean: key '{key}' model {i}: weight {tuple(ws[i].shape)} ({layout}) needs "
-                             f"a Gram of shape "
-                             f"({w.shape[-1]}, {w.shape[-1]}), got {tuple(g.shape)}")
+            raise MergeError(f"regmean: key '{key}' model {i}: weight {tuple(ws[i].shape)} ({layout}) needs a Gram of "
+                             f"shape ({w.shape[-1]}, {w.shape[-1]}), got {tuple(g.shape)}")
         g = g.to(torch.float64)
         gt = alpha * g + (1 - alpha) * torch.diag(torch.diagonal(g))
         A, B = A + gt, B + w @ gt

@@ -121,11 +121,9 @@ def _configs(dirs: Sequence[Path], labels: Sequence[str]) -> dict:
             raise MergeError(f"{lab} has another architecture (model_cfg in {CONFIG}) than {labels[0]}")
         if ("moe" in c) != ("moe" in cfgs[0]):
             moe, dense = (lab, labels[0]) if "moe" in c else (labels[0], lab)
-            raise MergeError(f"{moe} is an MoE model and {dense} a dense one: merge_models merges tensor by "
-                             f"tensor models of one "
-                             "kind; merge an MoE's experts with the merge_sweep stage (an MoE folder stands for "
-                             "its experts) or "
-                             "with clipwb.moe.expert_model / collapse")
+            raise MergeError(f"{moe} is an MoE model and {dense} a dense one: merge_models merges tensor by tensor "
+                             "models of one kind; merge an MoE's experts with the merge_sweep stage (an MoE folder "
+                             "stands for its experts) or with clipwb.moe.expert_model / collapse")
     return cfgs[0]
 
 # %% ../../nbs/62_merge.stream.ipynb #8939fa1a

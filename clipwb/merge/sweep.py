@@ -206,9 +206,8 @@ def domain_score(metrics: dict) -> float:
     zs = [v for k, v in metrics.items() if k.startswith("zeroshot/") and k.endswith("/mean_per_class_recall")]
     rt = [metrics[k] for k in SCORE_RECALL if k in metrics]
     parts = [float(np.mean(p)) for p in (zs, rt) if p]
-    if not parts: raise DataError(f"merge sweep: no zero-shot mean_per_class_recall nor retrieval "
-                                  f"recall@5 among metrics "
-                                  f"{sorted(metrics)[:6]} …")
+    if not parts: raise DataError("merge sweep: no zero-shot mean_per_class_recall nor retrieval recall@5 among "
+                                  f"metrics {sorted(metrics)[:6]} …")
     return float(np.mean(parts))
 
 # %% ../../nbs/64_merge.sweep.ipynb #312888f6

@@ -58,9 +58,8 @@ def check_shared(state_dicts: Sequence[dict], names: Sequence, *, strict: bool =
                                 f"{tuple(v.shape)} in {names[0]}")
             if strict:
                 raise DataError(f"MoE experts: non-MLP weight '{k}' differs between the base {names[0]} and {name} "
-                                f"(max |Δ| = {(v.float() - sd[k].float()).abs().max():.3g}); experts must train "
-                                f"only their MLPs "
-                                "(train with trainable='mlp'), or pass strict=False to take every non-MLP "
+                                f"(max |Δ| = {(v.float() - sd[k].float()).abs().max():.3g}); experts must train only "
+                                "their MLPs (train with trainable='mlp'), or pass strict=False to take every non-MLP "
                                 "weight from the base")
             diff.append(k)
     if diff: log.warning("MoE experts: %d non-MLP tensors differ from the base (first: %s); using the base's",
