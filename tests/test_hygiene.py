@@ -173,6 +173,22 @@ def test_no_references_to_documents_outside_the_repository():
     assert not bad, f"files citing documents that are not in the repository: {bad}"
 
 
+def test_no_importorskip_of_a_hard_dependency():
+    """A test skipped because a required package is missing would pass silently where the install is broken."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "settings.ini")
+    names = {re.split(r"[<>=!~ ]", r)[0].lower() for r in cfg["DEFAULT"]["requirements"].split()}
+    mods = {"open_clip" if n == "open_clip_torch" else "PIL" if n == "pillow" else "yaml" if n == "pyyaml"
+            else "sklearn" if n == "scikit-learn" else "umap" if n == "umap-learn" else n.replace("-", "_")
+            for n in names}
+    bad = []
+    for f in sorted((ROOT / "tests").glob("*.py")) + sorted((ROOT / "nbs").rglob("*.ipynb")):
+        for m in re.findall(r"importorskip\(\\?[\"']([\w.]+)", f.read_text()):
+            if m.split(".")[0] in mods: bad.append(f"{f.name}: {m}")
+    assert "torch" in mods and "open_clip" in mods and not bad, bad
+
+
 LINE_LIMIT = 120
 
 

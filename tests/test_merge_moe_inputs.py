@@ -5,10 +5,9 @@ import copy
 import json
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from clipwb.core import ConfigError  # noqa: E402
+from clipwb.core import ConfigError
 
 EVAL = dict(domains=["shapes"], limit=16, batch_size=16, stats_limit=8, heldout_limit=8, diagnostics=False)
 
