@@ -34,7 +34,7 @@ test: install browser
 	$(VENV)/bin/nbdev_test --path nbs/15_train.ipynb --flags slow
 	bash tools/slurm_local.sh up || echo "make test: the local SLURM did not start; the slurm tests will be skipped"; \
 	export SLURM_CONF=$${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}/slurm.conf; \
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
 	bash tools/slurm_local.sh down; exit $$rc
 
 test-fast: install ## pytest without the papermill end-to-end tests
