@@ -11,7 +11,7 @@ Per seed, on CPU with `clipwb-micro` (`clipwb.mcl.suppression_experiment`):
   integration  the concatenated normalised embeddings of the base and every stage model
   oracle   (with --oracle colour background) one stage trained from the base on cells of the true easy feature:
            MCL's batching with perfect clusters, which separates "do one-cell batches lift the hard factor?" from
-           "do the clusters find the easy feature?"
+           "do the clusters find the easy feature?" (--oracle-noise p moves a share p of its samples to random cells)
 Prints held-out (test split) zero-shot top-1 per factor, mean ± sd over seeds, with chance levels,
 cells and dropped samples per stage, and writes them as JSON to --out. Runs are kept under --root
 and reused, so an interrupted experiment resumes.
@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--keep-small", action="store_true", help="merge cells smaller than a batch into a rest group")
     ap.add_argument("--oracle", nargs="*", default=None, help="labels whose joint value makes the oracle's cells")
+    ap.add_argument("--oracle-noise", type=float, default=0.0, help="share of oracle samples moved to random cells")
     ap.add_argument("--root", default="runs/mcl_experiment")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -42,7 +43,7 @@ def main():
     runs = [suppression_experiment(a.root, seed=s, base_steps=a.base_steps, base_batch_size=a.base_batch_size,
                                    stage_steps=a.stage_steps, stages=a.stages, k=a.k, clustering=a.clustering,
                                    trainable=a.trainable, lr=a.lr, batch_size=a.batch_size, drop_small=not a.keep_small,
-                                   oracle=a.oracle)
+                                   oracle=a.oracle, oracle_noise=a.oracle_noise)
             for s in a.seeds]
     table = experiment_table(runs, ["shape", "position", "colour", "background"])
     print(f"zero-shot top-1 on shapes-suppress/test, mean ± sd over seeds {a.seeds}; {vars(a)}")

@@ -259,9 +259,10 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
                            lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
                            drop_small: bool = True, eval_limit: int | None = None,
-                           oracle: Sequence[str] | None = None) -> dict:
+                           oracle: Sequence[str] | None = None, oracle_noise: float = 0.0) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
-     "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base.")
+     "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base "
+     "(`oracle_noise` of its samples moved to random cells).")
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
@@ -283,22 +284,29 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},
               "integration": st["integration"], "control": control.metrics}
     if oracle:      # the cells a perfect clustering of the easy feature would give: MCL's batching without its errors
-        orc = root / f"oracle-{'-'.join(oracle)}-s{seed}"
+        orc = root / (f"oracle-{'-'.join(oracle)}" + (f"-noise{oracle_noise:g}" if oracle_noise else "") + f"-s{seed}")
         if not (orc / "model").exists():
-            labels = oracle_labels(data, "train", oracle, orc / "labels.parquet")
+            labels = oracle_labels(data, "train", oracle, orc / "labels.parquet", noise=oracle_noise, seed=seed)
             run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stage_steps, batch_size=batch_size,
                                     trainable=trainable, mcl_labels=str(labels), mcl_drop_small=drop_small, **tr), orc)
         models["oracle"] = run_eval(EvalCfg.tiny(model=str(orc / "model"), data=data, split="test",
                                                  limit=eval_limit), orc / "eval").metrics
     return {"models": models, "stages": st["stages"]}
 
-def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path) -> Path:
-    "Write `id, pseudo` where `pseudo` numbers the joint value of the known `labels` of every sample (a labels file)."
+def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path, *, noise: float = 0.0,
+                  seed: int = 0) -> Path:
+    ("Write `id, pseudo` where `pseudo` numbers the joint value of the known `labels` of every sample (a labels "
+     "file); `noise`: the share of samples then moved to a uniformly drawn cell (impure cells, as a clustering makes).")
     import pandas as pd
     from clipwb.data.datasets import load_dataset
+    if not 0 <= noise <= 1: raise ConfigError(f"oracle_labels: noise is a share in [0, 1], got {noise}")
     ds = load_dataset(data, split)
     key = pd.Series(["|".join(map(str, t)) for t in zip(*(ds.targets(lab) for lab in labels))])
-    df = pd.DataFrame({"id": list(ds.ids), "pseudo": pd.factorize(key)[0]})
+    pseudo = pd.factorize(key)[0]
+    rng = np.random.default_rng(seed)
+    moved = rng.random(len(pseudo)) < noise
+    pseudo[moved] = rng.integers(pseudo.max() + 1, size=int(moved.sum()))
+    df = pd.DataFrame({"id": list(ds.ids), "pseudo": pseudo})
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp: df.to_parquet(tmp)
     return out
