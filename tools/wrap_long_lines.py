@@ -13,8 +13,9 @@ are rewritten by these moves, tried in order until the line fits:
 6. as 2, in any bracket of the line.
 
 Before that, a message that an earlier wrap split mid-phrase is flowed again: adjacent one-line string literals
-(same prefix, each continuation on its own line) with a short piece (< 30 characters) that is not the last are
-joined and re-split greedily at spaces, so that every line but the last is as full as the limit allows.
+(plain or f-strings without backslashes, each continuation on its own line) with a short piece (< 30 characters)
+that is not the last are joined and re-split greedily at spaces, so that every line but the last is as full as the
+limit allows.
 
 A rewritten cell must parse to the same syntax tree as before (comments aside); otherwise the cell is left as
 it was. Cells with IPython magics are skipped. What could not be wrapped is listed, so a person can do it.
@@ -200,7 +201,7 @@ SHORT = 30
 
 
 def _literal(tok):
-    "(prefix, body) of a one-line single- or double-quoted string token, or None."
+    "(prefix, quote, body) of a one-line single- or double-quoted string token, or None."
     t = tok.string
     pre = t[:len(t) - len(t.lstrip("rRbBfFuU"))]
     q = t[len(pre):]
@@ -210,14 +211,13 @@ def _literal(tok):
 
 
 def _pieces(body: str, first: int, rest: int, fstring: bool) -> list[str]:
-    "Split `body` after spaces into pieces of at most `first`, then `rest` characters (never inside `{...}`)."
+    "Split `body` (no backslashes) after spaces into pieces of at most `first`, then `rest` characters (not in `{}`)."
     cuts, depth, i = [], 0, 0
     while i < len(body):
         c = body[i]
         if fstring and body[i:i + 2] in ("{{", "}}"): i += 2; continue
         if fstring and c == "{": depth += 1
         elif fstring and c == "}": depth -= 1
-        elif c == "\\": i += 2; continue
         elif c == " " and depth == 0: cuts.append(i + 1)
         i += 1
     out, start = [], 0
@@ -250,7 +250,7 @@ def rejoin_strings(src: str) -> str:
         if fstr:   # a plain piece joins an f-string with its braces doubled: the same string
             lits = [(l[0], l[1], l[2] if l[0] else l[2].replace("{", "{{").replace("}", "}}")) for l in lits]
         if any(t.start[0] != t.end[0] for t in run): continue
-        if any(lines[t.start[0] - 1][:t.start[1]].strip() for t in run[1:]): continue    # a continuation starts its line
+        if any(lines[t.start[0] - 1][:t.start[1]].strip() for t in run[1:]): continue   # continuations start lines
         if not any(len(l[2]) < SHORT for l in lits[:-1]): continue
         pre, q = ("f" if fstr else ""), lits[0][1]
         col, tail = run[1].start[1], lines[run[-1].end[0] - 1][run[-1].end[1]:]
@@ -274,7 +274,7 @@ def rejoin_strings(src: str) -> str:
 def wrap_cell(src: str) -> tuple[str, list[str]]:
     "The cell with its long lines wrapped, and the long lines that are left."
     if any(l.lstrip().startswith(("%", "!")) for l in src.split("\n")) or not _same_tree(src, src): return src, []
-    src0, src = src, rejoin_strings(src)
+    src = rejoin_strings(src)      # same syntax tree: the moves below are checked against it
     lines, stuck = src.split("\n"), set()
     for _ in range(400):
         todo = [r for r, l in enumerate(lines) if len(l) > LIMIT and l not in stuck]
@@ -289,8 +289,7 @@ def wrap_cell(src: str) -> tuple[str, list[str]]:
                 break
         else:
             stuck.add(lines[r])
-    out = "\n".join(lines)
-    return (out if _same_tree(src0, out) else src0), [l for l in lines if len(l) > LIMIT]
+    return "\n".join(lines), [l for l in lines if len(l) > LIMIT]
 
 
 def wrap_notebook(path: Path, check: bool = False) -> tuple[int, list[str]]:
