@@ -15,7 +15,7 @@ from ..registry import Registry
 log = get_logger("clipwb.cluster.kmeans")
 
 # %% auto #0
-__all__ = ['log', 'CLUSTERERS', 'import_faiss', 'as_points', 'imbalance', 'Clustering', 'fit_clusters', 'kmeans']
+__all__ = ['log', 'CLUSTERERS', 'SEEDINGS', 'import_faiss', 'as_points', 'imbalance', 'Clustering', 'fit_clusters', 'kmeans']
 
 # %% ../../nbs/30_cluster.kmeans.ipynb #d738649f
 def import_faiss():
@@ -88,10 +88,14 @@ def fit_clusters(x, method: str = "kmeans", *, k: int, seed: int = 0, **kw) -> C
     return CLUSTERERS.create(method, x, k=k, seed=seed, **kw)
 
 # %% ../../nbs/30_cluster.kmeans.ipynb #530699cc
+SEEDINGS = ("random", "kmeans++")
+
 @CLUSTERERS.register("kmeans")
 def kmeans(x, *, k: int, seed: int = 0, niter: int = 20, spherical: bool = False,
            max_points_per_centroid: int = 256, nredo: int = 1, gpu: bool | str = "auto",
-           verbose: bool = False) -> Clustering:
+           verbose: bool = False,
+           seeding: str = "random",  # "random": faiss's k distinct points; "kmeans++": scikit-learn's D² seeding
+           ) -> Clustering:
     "faiss k-means of the rows of `x` into `k` clusters; labels come from a final assignment of every point."
     faiss = import_faiss()
     x = as_points(x)
@@ -102,6 +106,7 @@ def kmeans(x, *, k: int, seed: int = 0, niter: int = 20, spherical: bool = False
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(f"kmeans: {name} must be a positive int, got {v!r}")
     if gpu not in ("auto", True, False): raise ConfigError(f"kmeans: gpu must be 'auto', True or False, got {gpu!r}")
+    if seeding not in SEEDINGS: raise ConfigError(f"kmeans: seeding must be one of {SEEDINGS}, got {seeding!r}")
     k, ngpu = int(k), faiss.get_num_gpus()
     if gpu is True and ngpu == 0:
         raise ConfigError("kmeans: gpu=True but faiss sees no GPU; install faiss-gpu or pass gpu='auto'")
@@ -111,12 +116,22 @@ def kmeans(x, *, k: int, seed: int = 0, niter: int = 20, spherical: bool = False
         log.warning(f"kmeans: faiss trains on a random subset of {n_train} of {n} points "
                     f"(k={k} x max_points_per_centroid={max_points_per_centroid}); all {n} points are assigned "
                     f"to the final centroids. Raise max_points_per_centroid to train on more.")
-    km = faiss.Kmeans(d, k, niter=int(niter), seed=int(seed), spherical=bool(spherical), nredo=int(nredo),
-                      max_points_per_centroid=int(max_points_per_centroid), verbose=bool(verbose),
-                      gpu=use_gpu)
-    km.train(x)
+    def fit(run_seed: int, runs: int, init=None):
+        km = faiss.Kmeans(d, k, niter=int(niter), seed=run_seed, spherical=bool(spherical), nredo=runs,
+                          max_points_per_centroid=int(max_points_per_centroid), verbose=bool(verbose), gpu=use_gpu)
+        km.train(x, init_centroids=init)
+        return km
+    if seeding == "random": km = fit(int(seed), int(nredo))
+    else:   # faiss takes given centres for one run only: restarts are ours, each seeded afresh, the best kept
+        from sklearn.cluster import kmeans_plusplus
+        rng, km = np.random.default_rng(seed), None
+        for r in range(int(nredo)):
+            pts = x if n_train == n else x[np.sort(rng.choice(n, n_train, replace=False))]
+            init = np.ascontiguousarray(kmeans_plusplus(pts, k, random_state=int(seed) + r)[0], dtype=np.float32)
+            run = fit(int(seed) + r, 1, init)
+            if km is None or (run.obj[-1] > km.obj[-1] if spherical else run.obj[-1] < km.obj[-1]): km = run
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32).reshape(k, d)
-    params = dict(k=k, seed=int(seed), niter=int(niter), spherical=bool(spherical), nredo=int(nredo),
+    params = dict(k=k, seed=int(seed), niter=int(niter), spherical=bool(spherical), nredo=int(nredo), seeding=seeding,
                   max_points_per_centroid=int(max_points_per_centroid), gpu=use_gpu, n_points=n,
                   n_train_points=n_train)
     c = Clustering(centroids, np.zeros(0, np.int64), 0.0, [float(v) for v in km.obj],

@@ -48,6 +48,7 @@ class ClusterCfg(StageConfig):
     k_fine: int = 16                # fine clusters (two_level only)
     niter: int = 20                 # clustering iterations (methods that take it)
     spherical: bool = False         # cosine k-means (normalised centres)
+    seeding: str = "random"         # kmeans starting centres: 'random' (faiss) or 'kmeans++' (D² seeding)
     seed: int = 0                   # clustering seed
     stage: int = 0                  # MCL stage index s of these embeddings
     prev: str | None = path_field(None)  # cluster run dir of stage s−1 (pseudo-labels accumulate)
@@ -61,6 +62,12 @@ class ClusterCfg(StageConfig):
         import clipwb.cluster  # noqa: F401  (registers every clusterer)
         if self.method not in CLUSTERERS.names():
             raise ConfigError(f"parameter 'method': unknown clusterer {self.method!r}; known: {CLUSTERERS.names()}")
+        from clipwb.cluster.kmeans import SEEDINGS
+        if self.seeding not in SEEDINGS:
+            raise ConfigError(f"parameter 'seeding' must be one of {SEEDINGS}, got {self.seeding!r}")
+        if self.seeding != "random" and "seeding" not in inspect.signature(CLUSTERERS.get(self.method)).parameters:
+            raise ConfigError(f"parameter 'seeding': clusterer {self.method!r} has no seeding option; "
+                              f"'{self.seeding}' applies to method 'kmeans'")
         for name in ("k", "k_fine", "niter"):
             if getattr(self, name) < 1: raise ConfigError(f"parameter '{name}' must be ≥ 1, got {getattr(self, name)}")
         if self.stage < 0: raise ConfigError(f"parameter 'stage' must be ≥ 0, got {self.stage}")
@@ -174,7 +181,7 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     else: img, text, meta = load_embeddings(folder)
     ids = meta["id"].astype(str).tolist()
     if len(ids) < cfg.k: raise DataError(f"{folder}: {len(ids)} samples cannot make k={cfg.k} clusters")
-    opts = dict(niter=cfg.niter, spherical=cfg.spherical, k_fine=cfg.k_fine)
+    opts = dict(niter=cfg.niter, spherical=cfg.spherical, k_fine=cfg.k_fine, seeding=cfg.seeding)
     if cfg.method == "two_level": opts["fraction"] = min(1.0, STREAM_SAMPLE / len(ids))
     labels, fits = cluster_stage(img, text, modality=cfg.modality, method=cfg.method, k=cfg.k, seed=cfg.seed, **opts)
     k_stage = cfg.k * cfg.k if cfg.modality == "joint" else cfg.k

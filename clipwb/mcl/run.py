@@ -5,7 +5,9 @@
 # %% ../../nbs/41_mcl.run.ipynb #de1ca256
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +120,8 @@ class MclCfg(StageConfig):
     k_text: int = 2
     method: str = "kmeans"              # clusterer (cluster stage's `method`)
     niter: int = 20                     # clustering iterations
+    # kmeans starting centres: 'kmeans++' (purer cells than faiss's 'random' starts) or 'random'
+    seeding: str = "kmeans++"
     # what trains (train stage presets): 'mlp' (CLIP-MoE), 'visual:6' (MCL), 'all', regexes
     trainable: str | None = "mlp"
     max_steps: int | None = 4           # optimizer steps per stage (None: `epochs` passes)
@@ -183,7 +187,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
         cl = run_step("cluster",
                       dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
-                                      niter=cfg.niter, seed=cfg.seed, stage=s, prev=prev, stability_seeds=0,
+                                      niter=cfg.niter, seeding=cfg.seeding, seed=cfg.seed, stage=s, prev=prev,
+                           stability_seeds=0,
                            map_points=0),
                       root=root)
         prev = str(cl.run_dir)
@@ -259,10 +264,13 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
                            lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
                            drop_small: bool = True, eval_limit: int | None = None,
-                           oracle: Sequence[str] | None = None, oracle_noise: float = 0.0) -> dict:
+                           oracle: Sequence[str] | None = None, oracle_noise: float = 0.0,
+                           seeding: str = "kmeans++", probe: Sequence[str] | None = None,
+                           probe_limit: int | None = 5000) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
      "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base "
-     "(`oracle_noise` of its samples moved to random cells).")
+     "(`oracle_noise` of its samples moved to random cells); `seeding`: the stage clusterings' k-means starts; "
+     "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples).")
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
@@ -279,7 +287,8 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=None, stages=stages, clustering=clustering,
                         k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4,
                         batch_size=batch_size, lr=lr,
-                        warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small), root / f"mcl-s{seed}")
+                        warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small, seeding=seeding),
+            root / f"mcl-s{seed}")
     st = read_json(root / f"mcl-s{seed}" / "stages.json")
     models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},
               "integration": st["integration"], "control": control.metrics}
@@ -291,7 +300,24 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                                     trainable=trainable, mcl_labels=str(labels), mcl_drop_small=drop_small, **tr), orc)
         models["oracle"] = run_eval(EvalCfg.tiny(model=str(orc / "model"), data=data, split="test",
                                                  limit=eval_limit), orc / "eval").metrics
+    if probe:
+        members = read_json(root / f"mcl-s{seed}" / "experts.json")["models"]
+        dirs = {"base": [members[0]], **{f"stage {s}": [m] for s, m in enumerate(members[1:], 1)},
+                "integration": members, "control": [str(ctrl / "model")]}
+        if oracle: dirs["oracle"] = [str(orc / "model")]
+        for name, ds in dirs.items(): models[name].update(_cached_probe(root / "probes", ds, data, probe, probe_limit))
     return {"models": models, "stages": st["stages"]}
+
+def _cached_probe(folder: Path, dirs: list[str], data: str, factors: Sequence[str], limit: int | None) -> dict:
+    "`probe_model` of the models `dirs`, kept in `folder` under a key of its inputs (so a rerun reuses it)."
+    from clipwb.eval.probe import probe_model
+    key = dict(models=[str(d) for d in dirs], data=data, factors=list(factors), limit=limit)
+    path = folder / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]}.json"
+    if path.is_file(): return read_json(path)["metrics"]
+    metrics = probe_model(dirs, data, factors=factors, train_limit=limit)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, {**key, "metrics": metrics})
+    return metrics
 
 def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path, *, noise: float = 0.0,
                   seed: int = 0) -> Path:
@@ -311,14 +337,15 @@ def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path,
     with atomic_path(out) as tmp: df.to_parquet(tmp)
     return out
 
-def experiment_table(runs: list[dict], factors: list[str] | None = None) -> "pd.DataFrame":
-    "Mean ± sd over seeds of zero-shot top-1 per factor (columns) and model (rows), with a 'chance' row."
+def experiment_table(runs: list[dict], factors: list[str] | None = None, task: str = "zeroshot") -> "pd.DataFrame":
+    ("Mean ± sd over seeds of top-1 per factor (columns) and model (rows), with a 'chance' row; `task`: "
+     "'zeroshot' or 'probe'.")
     import pandas as pd
     first = runs[0]["models"]["base"]
-    factors = factors or sorted({k.split("/")[1] for k in first if k.startswith("zeroshot/") and k.endswith("/acc1")})
+    factors = factors or sorted({k.split("/")[1] for k in first if k.startswith(f"{task}/") and k.endswith("/acc1")})
     rows = {}
     for name in runs[0]["models"]:
-        vals = {f: np.array([r["models"][name][f"zeroshot/{f}/acc1"] for r in runs]) for f in factors}
+        vals = {f: np.array([r["models"][name][f"{task}/{f}/acc1"] for r in runs]) for f in factors}
         rows[name] = {f: f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}" for f, v in vals.items()}
-    rows["chance"] = {f: f"{first[f'chance/zeroshot/{f}/acc1']:.3f}" for f in factors}
+    rows["chance"] = {f: f"{first[f'chance/{task}/{f}/acc1']:.3f}" for f in factors}
     return pd.DataFrame(rows).T
