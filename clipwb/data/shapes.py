@@ -5,6 +5,7 @@
 # %% ../../nbs/11_data.shapes.ipynb #142ec47e
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 
@@ -120,6 +121,11 @@ def index_hash(key: str) -> float:
     "A stable uniform number in [0, 1) from a string (splits by hashing)."
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
+@functools.lru_cache(maxsize=8)
+def _all_factors(n: int, seed: int, variant: str, test_fraction: float) -> tuple:
+    "`(is_test, factors)` of samples 0..n−1, made once per process (the splits and loaders reopen a card often)."
+    return tuple((index_hash(f"shapes-{i}") < test_fraction, shape_factors(seed, i, variant)) for i in range(n))
+
 class ShapesDataset(PairDataset):
     "Seeded generated shapes; labels are the factors of the variant (default: shape/colour/size/position/texture)."
     def __init__(self, *, n: int = 2000, size: int = 64, seed: int = 0, test_fraction: float = 0.1,
@@ -130,11 +136,9 @@ class ShapesDataset(PairDataset):
         factors, _ = _variant(variant)
         self.size, self.seed, self.variant = size, seed, variant
         def recs():
-            for i in range(n):
-                is_test = index_hash(f"shapes-{i}") < test_fraction
+            for i, (is_test, f) in enumerate(_all_factors(n, seed, variant, test_fraction)):
                 if split is not None and is_test != (split == "test"): continue
-                f = shape_factors(seed, i, variant)
-                yield {"id": f"shapes-{i:06d}", "caption": f["caption"], "loc": f,
+                yield {"id": f"shapes-{i:06d}", "caption": f["caption"], "loc": dict(f),
                        "labels": {k: f[k] for k in factors}}
         super().__init__(recs(), label_names=list(factors), classnames={k: list(v) for k, v in factors.items()},
                          split=split, limit=limit, templates=kw.pop("templates", "shapes"), **kw)

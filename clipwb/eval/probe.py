@@ -68,7 +68,8 @@ def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: 
         n = len(ds)
         idx = np.arange(n) if limit is None or limit >= n else np.linspace(0, n - 1, limit).round().astype(int)
         e = encode_dataset(model, ds, preprocess=pre, tokenizer=tok, indices=idx, batch_size=batch_size,
-                           device=device, modality="image", progress=progress)
+                           device=device, modality="image", progress=progress,
+                           cache_decoded=False)   # decode only the chosen rows
         enc[split] = e["image"]
         ys[split] = {f: ds.targets(f)[e["index"]] for f in factors}
         nclass = {f: len(ds.classnames(f)) for f in factors}

@@ -266,15 +266,25 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            drop_small: bool = True, eval_limit: int | None = None,
                            oracle: Sequence[str] | None = None, oracle_noise: float = 0.0,
                            seeding: str = "kmeans++", probe: Sequence[str] | None = None,
-                           probe_limit: int | None = 5000) -> dict:
+                           probe_limit: int | None = 5000, data_limit: int | None = None) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
      "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base "
      "(`oracle_noise` of its samples moved to random cells); `seeding`: the stage clusterings' k-means starts; "
-     "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples).")
+     "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples); "
+     "`data_limit`: the first training samples only. A root keeps one setting per seed: another is refused.")
     from clipwb.eval.run import EvalCfg, run_eval
     from clipwb.train import TrainCfg, run_train
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
-    tr = dict(data=data, data_limit=None, epochs=10**4, lr=lr, warmup=20, seed=seed, checkpoint_every=10**6)
+    # base, control and oracle folders are named by seed only: they must not be reused under other settings
+    fixed = dict(data=data, data_limit=data_limit, model=model, base_steps=base_steps, stage_steps=stage_steps,
+                 stages=stages, trainable=trainable, lr=lr, batch_size=batch_size,
+                 base_batch_size=base_batch_size or batch_size, drop_small=drop_small)
+    kept = root / f"experiment-s{seed}.json"
+    if kept.is_file() and (old := read_json(kept)) != fixed:
+        diff = ", ".join(f"{k}={old.get(k)!r} (asked {v!r})" for k, v in fixed.items() if old.get(k) != v)
+        raise ConfigError(f"{root}: its seed-{seed} runs were made with {diff}; pass another root")
+    write_json(kept, fixed)
+    tr = dict(data=data, data_limit=data_limit, epochs=10**4, lr=lr, warmup=20, seed=seed, checkpoint_every=10**6)
     base, ctrl = root / f"base-s{seed}", root / f"control-s{seed}"
     if not (base / "model").exists():
         run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size,
@@ -284,7 +294,8 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                                 trainable=trainable, **tr), ctrl)
     control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit),
                        ctrl / "eval")
-    run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=None, stages=stages, clustering=clustering,
+    run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=data_limit, stages=stages,
+                        clustering=clustering,
                         k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4,
                         batch_size=batch_size, lr=lr,
                         warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small, seeding=seeding),
@@ -295,7 +306,8 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     if oracle:      # the cells a perfect clustering of the easy feature would give: MCL's batching without its errors
         orc = root / (f"oracle-{'-'.join(oracle)}" + (f"-noise{oracle_noise:g}" if oracle_noise else "") + f"-s{seed}")
         if not (orc / "model").exists():
-            labels = oracle_labels(data, "train", oracle, orc / "labels.parquet", noise=oracle_noise, seed=seed)
+            labels = oracle_labels(data, "train", oracle, orc / "labels.parquet", noise=oracle_noise, seed=seed,
+                                   limit=data_limit)
             run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stage_steps, batch_size=batch_size,
                                     trainable=trainable, mcl_labels=str(labels), mcl_drop_small=drop_small, **tr), orc)
         models["oracle"] = run_eval(EvalCfg.tiny(model=str(orc / "model"), data=data, split="test",
@@ -305,28 +317,30 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
         dirs = {"base": [members[0]], **{f"stage {s}": [m] for s, m in enumerate(members[1:], 1)},
                 "integration": members, "control": [str(ctrl / "model")]}
         if oracle: dirs["oracle"] = [str(orc / "model")]
-        for name, ds in dirs.items(): models[name].update(_cached_probe(root / "probes", ds, data, probe, probe_limit))
+        for name, ds in dirs.items():
+            models[name].update(_cached_probe(root / "probes", ds, data, probe, probe_limit, eval_limit))
     return {"models": models, "stages": st["stages"]}
 
-def _cached_probe(folder: Path, dirs: list[str], data: str, factors: Sequence[str], limit: int | None) -> dict:
+def _cached_probe(folder: Path, dirs: list[str], data: str, factors: Sequence[str], limit: int | None,
+                  test_limit: int | None) -> dict:
     "`probe_model` of the models `dirs`, kept in `folder` under a key of its inputs (so a rerun reuses it)."
     from clipwb.eval.probe import probe_model
-    key = dict(models=[str(d) for d in dirs], data=data, factors=list(factors), limit=limit)
+    key = dict(models=[str(d) for d in dirs], data=data, factors=list(factors), limit=limit, test_limit=test_limit)
     path = folder / f"{hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16]}.json"
     if path.is_file(): return read_json(path)["metrics"]
-    metrics = probe_model(dirs, data, factors=factors, train_limit=limit)
+    metrics = probe_model(dirs, data, factors=factors, train_limit=limit, test_limit=test_limit)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(path, {**key, "metrics": metrics})
     return metrics
 
 def oracle_labels(data: str, split: str, labels: Sequence[str], out: str | Path, *, noise: float = 0.0,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, limit: int | None = None) -> Path:
     ("Write `id, pseudo` where `pseudo` numbers the joint value of the known `labels` of every sample (a labels "
      "file); `noise`: the share of samples then moved to a uniformly drawn cell (impure cells, as a clustering makes).")
     import pandas as pd
     from clipwb.data.datasets import load_dataset
     if not 0 <= noise <= 1: raise ConfigError(f"oracle_labels: noise is a share in [0, 1], got {noise}")
-    ds = load_dataset(data, split)
+    ds = load_dataset(data, split, limit=limit)
     key = pd.Series(["|".join(map(str, t)) for t in zip(*(ds.targets(lab) for lab in labels))])
     pseudo = pd.factorize(key)[0]
     rng = np.random.default_rng(seed)
