@@ -136,3 +136,14 @@ def test_mcl_run_folder_is_checked_before_work(mcl_dir, tmp_path):
     (bad / "experts.json").write_text(json.dumps({"models": [str(mcl_dir / "stage3"), "mean"]}))
     with pytest.raises(ConfigError, match="member 1 differs from member 0 in \\{'mean'"):
         create_model(bad)
+
+
+@pytest.mark.parametrize("method, seeding", [("kmeans", "kmeans++"), ("balanced_kmeans", "random")])
+def test_mcl_seeding_reaches_kmeans_only(tmp_path, method, seeding):
+    """The mcl stage's k-means++ default reaches a kmeans cluster step; other clusterers keep their own starts."""
+    import json
+    from clipwb.mcl import run_mcl
+    run_mcl(MclCfg.tiny(stages=1, max_steps=1, method=method, data_limit=32, eval_limit=8), tmp_path)
+    (cfg,) = list((tmp_path / "steps" / "cluster").glob("*/config.json"))
+    got = json.loads(cfg.read_text())
+    assert (got["method"], got["seeding"]) == (method, seeding)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ class MclCfg(StageConfig):
     k_text: int = 2
     method: str = "kmeans"              # clusterer (cluster stage's `method`)
     niter: int = 20                     # clustering iterations
-    # kmeans starting centres: 'kmeans++' (purer cells than faiss's 'random' starts) or 'random'
+    # starting centres of method kmeans (other clusterers keep their own): 'kmeans++' (purer cells) or 'random'
     seeding: str = "kmeans++"
     # what trains (train stage presets): 'mlp' (CLIP-MoE), 'visual:6' (MCL), 'all', regexes
     trainable: str | None = "mlp"
@@ -143,6 +144,9 @@ class MclCfg(StageConfig):
         if self.clustering not in CLUSTERINGS:
             raise ConfigError(f"mcl: clustering must be one of {CLUSTERINGS}, got {self.clustering!r}")
         if self.stages < 1: raise ConfigError(f"mcl: stages must be ≥ 1, got {self.stages}")
+        from clipwb.cluster.kmeans import SEEDINGS
+        if self.seeding not in SEEDINGS: raise ConfigError(f"mcl: seeding must be one of {SEEDINGS}, got "
+                                                           f"{self.seeding!r}")
         if min(self.k_image, self.k_text) < 1: raise ConfigError("mcl: k_image and k_text must be ≥ 1")
         if self.clustering == "joint" and self.k_text != self.k_image:
             raise ConfigError(f"mcl: joint clustering uses one k for both towers (the cluster stage's k); "
@@ -182,14 +186,16 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     root, t0 = run_dir / "steps", time.perf_counter()
     base = _base_dir(cfg, run_dir)
     models, rows, prev = [base], [], None
+    import clipwb.cluster  # noqa: F401  (registers every clusterer)
+    from clipwb.cluster.kmeans import CLUSTERERS
+    takes_seeding = "seeding" in inspect.signature(CLUSTERERS.get(cfg.method)).parameters
     common = dict(data=cfg.data, split=cfg.split, device=cfg.device)
     for s in range(cfg.stages):
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
         cl = run_step("cluster",
                       dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
-                                      niter=cfg.niter, seeding=cfg.seeding, seed=cfg.seed, stage=s, prev=prev,
-                           stability_seeds=0,
-                           map_points=0),
+                           niter=cfg.niter, seed=cfg.seed, stage=s, prev=prev, stability_seeds=0, map_points=0,
+                           **({"seeding": cfg.seeding} if takes_seeding else {})),
                       root=root)
         prev = str(cl.run_dir)
         tr = run_step("train", dict(model=base, data_limit=cfg.data_limit, mcl_labels=prev, trainable=cfg.trainable,
