@@ -65,8 +65,8 @@ def _section(s: dict) -> str:
     if st == "eval":
         return f"**{name}** (`eval`, {int(m.get('n_samples', 0))} held-out pairs):\n\n" + model_rows(m, {"model": ""})
     if st == "cluster":
-        nmi = ", ".join(f"{k.split('/')[1]} {v:.2f}"
-                        for k, v in sorted(m.items()) if k.startswith("agreement/") and k.endswith("/nmi"))
+        from clipwb.cluster.run import nmi_by_factor
+        nmi = ", ".join(f"{f} {v:.2f}" for f, v in nmi_by_factor(m).items())
         return (f"**{name}** (`cluster`, k = {int(m['k'])} per modality, {int(m['cells'])} non-empty cells): imbalance "
                 f"{_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI with the labels: "
                 f"{nmi or '–'}; seed stability (mean ARI) {_f(m.get('stability/mean_ari'))}.")

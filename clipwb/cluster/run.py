@@ -23,7 +23,8 @@ from ..io import atomic_path, load_embeddings, read_json, save_tensors, shard_pa
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MODALITIES', 'STREAM_SAMPLE', 'ClusterCfg', 'embeddings_folder', 'prev_labels', 'cluster_stage', 'run_cluster']
+__all__ = ['log', 'MODALITIES', 'STREAM_SAMPLE', 'ClusterCfg', 'embeddings_folder', 'prev_labels', 'cluster_stage', 'run_cluster',
+           'nmi_by_factor']
 
 # %% ../../nbs/38_cluster.run.ipynb #d67c1aa3
 MODALITIES = ("image", "text", "joint")
@@ -242,3 +243,7 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     if diag.get("stability"): metrics["stability/mean_ari"] = diag["stability"]["mean_ari"]
     for row in diag.get("agreement", []): metrics[f"agreement/{row['factor']}/nmi"] = row["nmi"]
     return Result(metrics=metrics, artifacts=artifacts, figures=_figures(diag, fits, stage_cols, k_stage, fig))
+
+def nmi_by_factor(metrics: dict) -> dict[str, float]:
+    "NMI of a cluster run's cells with each known label, read from its metrics (`agreement/<factor>/nmi`)."
+    return {k.split("/")[1]: v for k, v in sorted(metrics.items()) if k.startswith("agreement/") and k.endswith("/nmi")}

@@ -188,6 +188,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     models, rows, prev = [base], [], None
     import clipwb.cluster  # noqa: F401  (registers every clusterer)
     from clipwb.cluster.kmeans import CLUSTERERS
+    from clipwb.cluster.run import nmi_by_factor
     takes_seeding = "seeding" in inspect.signature(CLUSTERERS.get(cfg.method)).parameters
     common = dict(data=cfg.data, split=cfg.split, device=cfg.device)
     for s in range(cfg.stages):
@@ -208,8 +209,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
         rows.append({"stage": s + 1, "cells": cl.metrics["pseudo_cells"], "cells_this_stage": cl.metrics["cells"],
                      "dropped_samples": tr.metrics["mcl/samples"], "dropped_groups": tr.metrics["mcl/groups"],
                      "final_loss": tr.metrics["final_loss"], "steps": tr.metrics["steps"],
-                     "nmi": {k.split("/")[1]: v for k, v in cl.metrics.items()
-                             if k.startswith("agreement/") and k.endswith("/nmi")},
+                     "nmi": nmi_by_factor(cl.metrics),
                      "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir)})
     evals = [run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split, limit=cfg.eval_limit,
                                    device=cfg.device), root=root).metrics for m in models]
