@@ -5,6 +5,7 @@
 # %% ../../nbs/23_eval.probe.ipynb #6cb4fe73
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -54,14 +55,12 @@ def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: 
     from clipwb.embed import encode_dataset
     from clipwb.mcl.run import load_concat
     from clipwb.models import create_model_and_transforms, get_tokenizer
-    dirs = [model_dirs] if isinstance(model_dirs, (str, bytes)) or not isinstance(model_dirs,
-            Sequence) else list(model_dirs)
+    dirs = [str(model_dirs)] if isinstance(model_dirs, (str, Path)) else [str(d) for d in model_dirs]
     if len(dirs) == 1:
         model, _, pre = create_model_and_transforms(dirs[0], device=device)
         tok = get_tokenizer(dirs[0])
-    else: model, pre, tok = load_concat([str(d) for d in dirs], device=device)
-    out = {}
-    enc, ys = {}, {}
+    else: model, pre, tok = load_concat(dirs, device=device)
+    emb, names, classes = {}, {}, {}
     for split, limit in ((train_split, train_limit), (test_split, test_limit)):
         ds = load_dataset(data, split)
         factors = list(factors or ds.label_names())
@@ -70,11 +69,15 @@ def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: 
         e = encode_dataset(model, ds, preprocess=pre, tokenizer=tok, indices=idx, batch_size=batch_size,
                            device=device, modality="image", progress=progress,
                            cache_decoded=False)   # decode only the chosen rows
-        enc[split] = e["image"]
-        ys[split] = {f: ds.targets(f)[e["index"]] for f in factors}
-        nclass = {f: len(ds.classnames(f)) for f in factors}
+        emb[split] = e["image"]
+        for f in factors:   # class names, not indices: a split's class list may differ from the other's
+            cn, t = np.array(ds.classnames(f) + [""], dtype=object), ds.targets(f)[e["index"]]
+            names[split, f] = cn[t]   # unknown (-1) → ""
+            classes.setdefault(f, set()).update(ds.classnames(f))
+    out = {}
     for f in factors:
-        r = linear_probe(enc[train_split], ys[train_split][f], enc[test_split], ys[test_split][f],
-                         n_classes=nclass[f], C=C)
+        code = {c: j for j, c in enumerate(sorted(classes[f]))}
+        y = {s: np.array([code.get(v, -1) for v in names[s, f]]) for s in (train_split, test_split)}
+        r = linear_probe(emb[train_split], y[train_split], emb[test_split], y[test_split], n_classes=len(code), C=C)
         out[f"probe/{f}/acc1"], out[f"chance/probe/{f}/acc1"] = r["acc1"], r["chance"]
     return out
