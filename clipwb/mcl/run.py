@@ -301,10 +301,9 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit),
                        ctrl / "eval")
     run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=data_limit, stages=stages,
-                        clustering=clustering,
-                        k_image=k, k_text=k, trainable=trainable, max_steps=stage_steps, epochs=10**4,
-                        batch_size=batch_size, lr=lr,
-                        warmup=20, seed=seed, eval_limit=eval_limit, drop_small=drop_small, seeding=seeding),
+                        clustering=clustering, k_image=k, k_text=k, seeding=seeding, trainable=trainable,
+                        max_steps=stage_steps, epochs=10**4, batch_size=batch_size, lr=lr, warmup=20, seed=seed,
+                        eval_limit=eval_limit, drop_small=drop_small),
             root / f"mcl-s{seed}")
     st = read_json(root / f"mcl-s{seed}" / "stages.json")
     models = {"base": st["eval"][0], **{f"stage {s}": e for s, e in enumerate(st["eval"][1:], 1)},
