@@ -27,11 +27,13 @@ slurm-up:          ## a private one-node SLURM on localhost (apt-get installs wh
 slurm-down:        ## stop the daemons slurm-up started
 	bash tools/slurm_local.sh down
 
-# test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 15_train, then the
-# pytest suite with the local SLURM up (its tests skip, saying why, if it cannot start); SLURM is stopped after.
+# test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 15_train, the MCL
+# tutorial's feature-suppression experiment (seed 0, ~5 min) and its assertions, then the pytest suite with the local
+# SLURM up (its tests skip, saying why, if it cannot start); SLURM is stopped after.
 test: install browser
 	$(VENV)/bin/nbdev_test --n_workers 2
 	$(VENV)/bin/nbdev_test --path nbs/15_train.ipynb --flags slow
+	$(VENV)/bin/nbdev_test --path nbs/tutorials/03_mcl.ipynb --flags slow
 	bash tools/slurm_local.sh up || echo "make test: the local SLURM did not start; the slurm tests will be skipped"; \
 	export SLURM_CONF=$${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}/slurm.conf; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
