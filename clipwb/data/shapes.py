@@ -121,10 +121,15 @@ def index_hash(key: str) -> float:
     "A stable uniform number in [0, 1) from a string (splits by hashing)."
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
 
+def _factor_rows(n: int, seed: int, variant: str, test_fraction: float):
+    "`(is_test, factors)` of samples 0..n−1, one by one."
+    return ((index_hash(f"shapes-{i}") < test_fraction, shape_factors(seed, i, variant)) for i in range(n))
+
 @functools.lru_cache(maxsize=8)
-def _all_factors(n: int, seed: int, variant: str, test_fraction: float) -> tuple:
-    "`(is_test, factors)` of samples 0..n−1, made once per process (the splits and loaders reopen a card often)."
-    return tuple((index_hash(f"shapes-{i}") < test_fraction, shape_factors(seed, i, variant)) for i in range(n))
+def _cached_rows(n: int, seed: int, variant: str, test_fraction: float) -> tuple:
+    return tuple(_factor_rows(n, seed, variant, test_fraction))
+
+_CACHED_ROWS = 100_000   # cards up to this size keep their rows per process (splits and loaders reopen a card often)
 
 class ShapesDataset(PairDataset):
     "Seeded generated shapes; labels are the factors of the variant (default: shape/colour/size/position/texture)."
@@ -136,7 +141,8 @@ class ShapesDataset(PairDataset):
         factors, _ = _variant(variant)
         self.size, self.seed, self.variant = size, seed, variant
         def recs():
-            for i, (is_test, f) in enumerate(_all_factors(n, seed, variant, test_fraction)):
+            rows = (_cached_rows if n <= _CACHED_ROWS else _factor_rows)(n, seed, variant, test_fraction)
+            for i, (is_test, f) in enumerate(rows):
                 if split is not None and is_test != (split == "test"): continue
                 yield {"id": f"shapes-{i:06d}", "caption": f["caption"], "loc": dict(f),
                        "labels": {k: f[k] for k in factors}}
