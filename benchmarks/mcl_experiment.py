@@ -51,7 +51,7 @@ def main():
                                    oracle=a.oracle, oracle_noise=a.oracle_noise, probe=a.probe)
             for s in a.seeds]
     table = experiment_table(runs, ["shape", "position", "colour", "background"])
-    print(f"zero-shot top-1 on shapes-suppress/test, mean ± sd over seeds {a.seeds}; {vars(a)}")
+    print(f"zero-shot top-1 on {a.data}/test, mean ± sd over seeds {a.seeds}; {vars(a)}")
     print(table.to_string())
     probes = experiment_table(runs, a.probe, task="probe") if a.probe else None
     if probes is not None: print("linear probe of the image embedding (top-1 on the test split):", probes, sep="\n")

@@ -348,9 +348,8 @@ def diagnose(x,  # [N, D] points the clustering labelled
     if stability_seeds is not None:
         if cl_ is None or not cl_.method: raise ConfigError("stability_seeds needs a fitted Clustering (its "
                                                             "method and params)")
-        import inspect
-        from clipwb.cluster.kmeans import CLUSTERERS
-        opts = inspect.signature(CLUSTERERS.get(cl_.method)).parameters
+        from clipwb.cluster.kmeans import clusterer_options
+        opts = clusterer_options(cl_.method)
         kw = {k: v for k, v in cl_.params.items() if k in opts and k not in ("x", "k", "seed", "gpu")}
         out["stability"] = stability(x, cl_.method, k=len(c), seeds=stability_seeds, **kw)
     return _jsonable(out)

@@ -5,6 +5,7 @@
 # %% ../../nbs/30_cluster.kmeans.ipynb #ebb1a5a6
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,8 @@ from ..registry import Registry
 log = get_logger("clipwb.cluster.kmeans")
 
 # %% auto #0
-__all__ = ['log', 'CLUSTERERS', 'SEEDINGS', 'import_faiss', 'as_points', 'imbalance', 'Clustering', 'fit_clusters', 'kmeans']
+__all__ = ['log', 'CLUSTERERS', 'SEEDINGS', 'import_faiss', 'as_points', 'imbalance', 'Clustering', 'clusterer_options',
+           'fit_clusters', 'kmeans']
 
 # %% ../../nbs/30_cluster.kmeans.ipynb #d738649f
 def import_faiss():
@@ -82,6 +84,10 @@ class Clustering:
 
 # %% ../../nbs/30_cluster.kmeans.ipynb #f1c6e772
 CLUSTERERS = Registry("clusterers")
+
+def clusterer_options(method: str) -> set[str]:
+    "Names of the keyword options the registered clusterer `method` takes."
+    return set(inspect.signature(CLUSTERERS.get(method)).parameters)
 
 def fit_clusters(x, method: str = "kmeans", *, k: int, seed: int = 0, **kw) -> Clustering:
     "Cluster the rows of `x` into `k` clusters with the registered clusterer `method`."

@@ -5,7 +5,6 @@
 # %% ../../nbs/38_cluster.run.ipynb #0bc9681e
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .diagnostics import diagnose
-from .kmeans import CLUSTERERS, Clustering, fit_clusters
+from .kmeans import CLUSTERERS, Clustering, clusterer_options, fit_clusters
 from .labels import accumulate, load_labels
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
@@ -66,7 +65,7 @@ class ClusterCfg(StageConfig):
         from clipwb.cluster.kmeans import SEEDINGS
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"parameter 'seeding' must be one of {SEEDINGS}, got {self.seeding!r}")
-        if self.seeding != "random" and "seeding" not in inspect.signature(CLUSTERERS.get(self.method)).parameters:
+        if self.seeding != "random" and "seeding" not in clusterer_options(self.method):
             raise ConfigError(f"parameter 'seeding': clusterer {self.method!r} has no seeding option; "
                               f"'{self.seeding}' applies to method 'kmeans'")
         for name in ("k", "k_fine", "niter"):
@@ -100,7 +99,7 @@ def prev_labels(prev: str | Path, ids) -> "pd.DataFrame":
 
 # %% ../../nbs/38_cluster.run.ipynb #3392e24f
 def _options(method: str, **opts) -> dict:
-    sig = inspect.signature(CLUSTERERS.get(method)).parameters
+    sig = clusterer_options(method)
     return {k: v for k, v in opts.items() if k in sig}
 
 def cluster_stage(img, text, *, modality: str = "joint", method: str = "kmeans", k: int = 3, seed: int = 0,

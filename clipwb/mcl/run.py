@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -187,9 +186,9 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     base = _base_dir(cfg, run_dir)
     models, rows, prev = [base], [], None
     import clipwb.cluster  # noqa: F401  (registers every clusterer)
-    from clipwb.cluster.kmeans import CLUSTERERS
+    from clipwb.cluster.kmeans import clusterer_options
     from clipwb.cluster.run import nmi_by_factor
-    takes_seeding = "seeding" in inspect.signature(CLUSTERERS.get(cfg.method)).parameters
+    takes_seeding = "seeding" in clusterer_options(cfg.method)
     common = dict(data=cfg.data, split=cfg.split, device=cfg.device)
     for s in range(cfg.stages):
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
