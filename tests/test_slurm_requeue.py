@@ -33,13 +33,18 @@ STOPS = {  # how the job is stopped → (resources, sbatch lines, what the job's
 }
 
 
-def _sacct_states(job_id: str, wait: float = 60) -> list[str]:
+NOT_ENDED = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
+
+
+def _sacct_states(job_id: str, wait: float = 120) -> list[str]:
     "Every record SLURM keeps of the job (-D: one per run, a requeued run included), oldest first, once it has ended."
     deadline = time.monotonic() + wait
-    while True:   # the result file is written before the job's process exits and accounting hears of it
+    while True:   # the result file is written before the job's process exits and accounting hears of it; slurmctld
+        # sends the requeued run's record and the last run's record to slurmdbd separately, so a query in between
+        # sees ['REQUEUED'] alone (seen once in CI): wait for a last record that is an end state
         out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
         states = out.stdout.split()
-        if states and states[-1] not in ("RUNNING", "COMPLETING") or time.monotonic() > deadline: return states
+        if states and states[-1] not in NOT_ENDED or time.monotonic() > deadline: return states
         time.sleep(0.5)
 
 
