@@ -13,7 +13,7 @@ import numpy as np
 from ..core import ConfigError, DataError, l2_normalize
 
 # %% auto #0
-__all__ = ['linear_probe', 'probe_model']
+__all__ = ['linear_probe', 'shared_codes', 'probe_model']
 
 # %% ../../nbs/23_eval.probe.ipynb #424c7221
 def linear_probe(train_x,      # [N, D] embeddings the classifier is fitted on
@@ -42,6 +42,16 @@ def linear_probe(train_x,      # [N, D] embeddings the classifier is fitted on
     return {"acc1": acc, "chance": 1 / c, "n_train": int(kt.sum()), "n_test": int(kv.sum()),
             "unknown": int((~kt).sum() + (~kv).sum())}
 
+# %% ../../nbs/23_eval.probe.ipynb #3f4bf373
+def shared_codes(splits: dict) -> tuple[dict, int]:
+    ("`{split: (class names, class index per row)}` → (`{split: index per row in the classes of all splits, sorted "
+     "by name}`, number of those classes). A split's class list may differ from another's (a class absent from it, "
+     "another order), so rows are matched by class name; unknown (-1) stays -1.")
+    names = sorted(set().union(*(cn for cn, _ in splits.values())))
+    code = {c: j for j, c in enumerate(names)}
+    lut = lambda cn: np.array([code[c] for c in cn] + [-1])   # the last entry answers index -1
+    return {s: lut(cn)[np.asarray(t, dtype=np.int64)] for s, (cn, t) in splits.items()}, len(names)
+
 # %% ../../nbs/23_eval.probe.ipynb #04fa1341
 def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: their concatenation (ConcatCLIP)
                 data: str,                          # data card with labels
@@ -60,7 +70,7 @@ def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: 
         model, _, pre = create_model_and_transforms(dirs[0], device=device)
         tok = get_tokenizer(dirs[0])
     else: model, pre, tok = load_concat(dirs, device=device)
-    emb, names, classes = {}, {}, {}
+    emb, labels = {}, {}
     for split, limit in ((train_split, train_limit), (test_split, test_limit)):
         ds = load_dataset(data, split)
         factors = list(factors or ds.label_names())
@@ -70,14 +80,10 @@ def probe_model(model_dirs: str | Sequence[str],  # a model folder, or several: 
                            device=device, modality="image", progress=progress,
                            cache_decoded=False)   # decode only the chosen rows
         emb[split] = e["image"]
-        for f in factors:   # class names, not indices: a split's class list may differ from the other's
-            cn, t = np.array(ds.classnames(f) + [""], dtype=object), ds.targets(f)[e["index"]]
-            names[split, f] = cn[t]   # unknown (-1) → ""
-            classes.setdefault(f, set()).update(ds.classnames(f))
+        for f in factors: labels.setdefault(f, {})[split] = (ds.classnames(f), ds.targets(f)[e["index"]])
     out = {}
     for f in factors:
-        code = {c: j for j, c in enumerate(sorted(classes[f]))}
-        y = {s: np.array([code.get(v, -1) for v in names[s, f]]) for s in (train_split, test_split)}
-        r = linear_probe(emb[train_split], y[train_split], emb[test_split], y[test_split], n_classes=len(code), C=C)
+        y, n_classes = shared_codes(labels[f])
+        r = linear_probe(emb[train_split], y[train_split], emb[test_split], y[test_split], n_classes=n_classes, C=C)
         out[f"probe/{f}/acc1"], out[f"chance/probe/{f}/acc1"] = r["acc1"], r["chance"]
     return out
