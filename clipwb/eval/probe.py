@@ -42,7 +42,7 @@ def linear_probe(train_x,      # [N, D] embeddings the classifier is fitted on
     return {"acc1": acc, "chance": 1 / c, "n_train": int(kt.sum()), "n_test": int(kv.sum()),
             "unknown": int((~kt).sum() + (~kv).sum())}
 
-# %% ../../nbs/23_eval.probe.ipynb #3f4bf373
+# %% ../../nbs/23_eval.probe.ipynb #794bc88b
 def shared_codes(splits: dict) -> tuple[dict, int]:
     ("`{split: (class names, class index per row)}` → (`{split: index per row in the classes of all splits, sorted "
      "by name}`, number of those classes). A split's class list may differ from another's (a class absent from it, "
