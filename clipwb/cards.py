@@ -15,8 +15,8 @@ import yaml
 from .core import DataError, package_data, repo_root
 
 # %% auto #0
-__all__ = ['TASKS', 'CardError', 'reader_formats', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'card_dirs',
-           'list_cards', 'load_card', 'card_hash']
+__all__ = ['TASKS', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'card_dirs', 'list_cards', 'load_card',
+           'card_hash']
 
 # %% ../nbs/05_cards.ipynb #320282fa
 class CardError(DataError):
@@ -29,11 +29,6 @@ _FIELDS = {  # name: (type, required)
     "options": (dict, False), "labels": (dict, False), "templates": ((str, list), False),
     "tasks": (list, False), "citation": ((str, type(None)), False), "size": ((int, str), False),
 }
-
-def reader_formats() -> list[str]:
-    "Formats a card may name: every registered dataset reader (`clipwb.data.readers.DATASETS`, plug-ins included)."
-    from clipwb.data.datasets import DATASETS   # lazy: that module imports this one, and every built-in reader
-    return DATASETS.names()
 
 @dataclass
 class DataCard:
@@ -90,13 +85,6 @@ def validate_card(meta: dict, source: str = "<card>") -> None:
             continue
         if not isinstance(meta[k], tp):
             raise CardError(f"{source}: field '{k}' must be {tp}, got {type(meta[k]).__name__} {meta[k]!r}")
-    from clipwb.data.datasets import DATASETS
-    fmt = meta["format"]
-    if fmt not in DATASETS:
-        raise CardError(f"{source}: field 'format' is '{fmt}', which no registered dataset reader handles; "
-                        f"registered formats: {', '.join(reader_formats())}")
-    if DATASETS.meta(fmt).get("needs_path") and not meta.get("path") and not meta.get("splits"):
-        raise CardError(f"{source}: field 'path' is required for format '{fmt}' (its reader reads files)")
     bad = [t for t in meta.get("tasks", []) if t not in TASKS]
     if bad: raise CardError(f"{source}: field 'tasks' has unknown task(s) {bad}; known: {list(TASKS)}")
     if "zeroshot" in meta.get("tasks", []) and not meta.get("labels"):

@@ -5,6 +5,7 @@
 # %% ../nbs/01_registry.ipynb #fd275db5
 from __future__ import annotations
 
+import importlib
 import inspect
 import warnings
 from typing import Any, Callable, Iterator
@@ -18,9 +19,18 @@ __all__ = ['PLUGIN_GROUP', 'Registry', 'meta_keys', 'check_kwargs', 'PluginWarni
 class Registry:
     "A named collection of plug-ins (functions or classes)."
     def __init__(self, kind: str,  # what is registered, e.g. 'mergers'
-                 check_meta: Callable | None = None  # check_meta(name, obj, meta) raises on bad metadata
+                 check_meta: Callable | None = None,  # check_meta(name, obj, meta) raises on bad metadata
+                 builtins: tuple[str, ...] = ()  # modules (dotted names) whose import registers the built-ins
                 ):
-        self.kind, self._items, self.check_meta = kind, {}, check_meta
+        self.kind, self._items, self.check_meta, self.builtins = kind, {}, check_meta, tuple(builtins)
+        self._builtins_loaded = not self.builtins
+
+    def load_builtins(self) -> None:
+        "Import the built-in modules once (each registers its plug-ins at import), then the plug-in packages."
+        if not self._builtins_loaded:
+            self._builtins_loaded = True
+            for mod in self.builtins: importlib.import_module(mod)
+        load_plugins()
 
     def register(self, name: str | Callable | None = None, **meta) -> Callable:
         "Decorator: `@R.register`, `@R.register('name')`; extra keywords are kept as metadata."
@@ -52,12 +62,13 @@ class Registry:
 
     def names(self) -> list[str]:
         "Every registered name, sorted (plug-in packages loaded first)."
-        load_plugins(); return sorted(self._items)
+        self.load_builtins(); return sorted(self._items)
     def __contains__(self, name) -> bool:
+        if name not in self._items: self.load_builtins()
         if name not in self._items: load_plugins(rescan=True)   # a plug-in installed since the last look
         return name in self._items
     def __iter__(self) -> Iterator[str]: return iter(self.names())
-    def __len__(self) -> int: return len(self._items)
+    def __len__(self) -> int: return len(self.names())
     def __repr__(self) -> str: return f"Registry({self.kind!r}: {', '.join(self.names())})"
 
 def _where(obj) -> str: return f"{obj.__module__}.{getattr(obj, '__qualname__', obj)}"

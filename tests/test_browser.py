@@ -1,4 +1,4 @@
-"""The cluster browser (clipwb.viz.browser) in a real JupyterLab driven by headless Chromium over CDP.
+"""The cluster browser (clipwb.cluster.browser) in a real JupyterLab driven by headless Chromium over CDP.
 
 Starts `jupyter lab` from this venv on a free port with isolated config/data/runtime/settings folders,
 writes a notebook that builds a `ClusterBrowser` on deterministic toy data, opens it in headless
@@ -31,7 +31,7 @@ CHOSEN, OTHER = 20, 30  # cluster shown first, cluster picked in the dropdown
 NB_CODE = textwrap.dedent(f"""
     import numpy as np
     from clipwb.testing import synthetic_pairs, TOY_SHAPES
-    from clipwb.viz.browser import ClusterBrowser
+    from clipwb.cluster.browser import ClusterBrowser
     pairs = synthetic_pairs(48, seed=0)
     caps = [f"{{p.caption}} #{{i}}" for i, p in enumerate(pairs)]
     lab = np.array([10 * (1 + TOY_SHAPES.index(p.extra["shape"])) for p in pairs])

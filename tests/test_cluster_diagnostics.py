@@ -1,4 +1,4 @@
-"""Oracles for clipwb.cluster.diagnostics and clipwb.viz.figures: brute force, closed forms, hand-worked toys."""
+"""Oracles for clipwb.cluster.diagnostics and clipwb.cluster.figures: brute force, closed forms, hand-worked toys."""
 import itertools
 import json
 import logging
@@ -239,7 +239,7 @@ def test_stage_flows_conserve_samples(max_cells):
 
 
 def test_sankey_figure_data():
-    from clipwb.viz.figures import sankey_figure
+    from clipwb.cluster.figures import sankey_figure
     sk = sankey_figure([C0, C1, C2], k=2).data[0]
     assert sk.type == "sankey"
     cell = lambda i: (int(sk.node.customdata[i]), int(sk.node.label[i].split("=")[1].split()[0]))
@@ -248,7 +248,7 @@ def test_sankey_figure_data():
 
 
 def test_sizes_and_agreement_figures_data():
-    from clipwb.viz.figures import agreement_figure, sizes_figure
+    from clipwb.cluster.figures import agreement_figure, sizes_figure
     f = sizes_figure(cluster_sizes([0, 0, 0, 2], k=3))   # imbalance 3·(9 + 0 + 1)/16 = 1.875
     assert f.data[0].type == "bar" and list(f.data[0].y) == [3, 0, 1]
     assert "imbalance 1.875" in f.layout.title.text and f.layout.yaxis.title.text
@@ -274,7 +274,7 @@ def test_diagnose_json_and_content():
 
 
 def test_modules_import_light():
-    code = ("import sys, clipwb.cluster.diagnostics, clipwb.viz.figures; "
+    code = ("import sys, clipwb.cluster.diagnostics, clipwb.cluster.figures; "
             "print([m for m in ('faiss', 'plotly', 'sklearn', 'scipy', 'torch') if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

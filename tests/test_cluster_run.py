@@ -25,7 +25,7 @@ def _embed_folder(folder, n=300, d=16, k=3, seed=0, shard=100):
 
 
 def test_two_cluster_runs_with_different_k_keep_their_own_labels(tmp_path):
-    from clipwb.viz.browser import ClusterBrowser
+    from clipwb.cluster.browser import ClusterBrowser
     emb = _embed_folder(tmp_path / "emb")
     kw = dict(embeddings=str(emb), niter=5, map_points=0, stability_seeds=0)
     r2 = run_cluster(ClusterCfg(k=2, **kw), tmp_path / "k2")

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 import clipwb.cli as cli
-from clipwb.pipeline import RunInfo
+from clipwb.runs import RunInfo
 
 
 def _fake_chain(monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_embeddings_match_cpu():
     """The same model and samples give the same embeddings on CUDA as on CPU (fp32, tolerance of TF32 matmuls)."""
     from clipwb.data.readers import MemoryDataset
-    from clipwb.embed import encode_dataset
+    from clipwb.encode import encode_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
     from clipwb.testing import synthetic_pairs
     model, _, pre = create_model_and_transforms("clipwb-tiny")
@@ -55,7 +55,7 @@ def test_knn_graph_gpu_matches_cpu():
     """faiss's GPU flat search finds the CPU neighbours (distances within float error; ties may swap ids)."""
     _faiss_gpu()
     from clipwb.testing import random_embeddings
-    from clipwb.viz.umap import knn_graph
+    from clipwb.cluster.map import knn_graph
     x, _ = random_embeddings(3000, 64, k=10, seed=1, spread=0.8)
     ci, cd = knn_graph(x, n_neighbors=15, gpu=False)
     gi, gd = knn_graph(x, n_neighbors=15, gpu=True)

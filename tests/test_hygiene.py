@@ -89,7 +89,7 @@ def test_export_in_sync(tmp_path):
 
 def _stage_of(nb):
     from clipwb.config import STAGES
-    from clipwb.pipeline import load_stages
+    from clipwb.runs import load_stages
     load_stages()
     return next(s for s in STAGES.names() if STAGES.meta(s)["notebook"] == nb.name)
 
@@ -97,7 +97,7 @@ def _stage_of(nb):
 @pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
 def test_stage_notebook_shape(nb):
     """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the config class."""
-    from clipwb.pipeline import parameters_cell
+    from clipwb.notebooks import parameters_cell
     cells = _cells(nb)
     assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
     assert not any("#| export" in "".join(c["source"]) for c in cells)
@@ -116,7 +116,7 @@ def test_stage_parameters_as_papermill_reads_them(nb):
     import logging
     import papermill
     from clipwb.config import STAGES, param_help
-    from clipwb.pipeline import parameters_cell
+    from clipwb.notebooks import parameters_cell
     cls = STAGES.get(_stage_of(nb))
     logging.getLogger("papermill").setLevel(logging.ERROR)     # its 'Unable to parse line' warnings are checked below instead
     got = papermill.inspect_notebook(str(nb))
@@ -135,7 +135,7 @@ def test_stage_parameters_as_papermill_reads_them(nb):
 
 def test_every_stage_has_a_notebook():
     from clipwb.config import STAGES
-    from clipwb.pipeline import load_stages
+    from clipwb.runs import load_stages
     load_stages()
     assert sorted(STAGES.meta(s)["notebook"] for s in STAGES.names()) == sorted(p.name for p in STAGE_NBS)
 

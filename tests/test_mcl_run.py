@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from clipwb.core import ConfigError
-from clipwb.mcl import ConcatCLIP, MclCfg
+from clipwb.models import ConcatCLIP
+from clipwb.mcl import MclCfg
 from clipwb.models import create_model, freeze_except, get_tokenizer
 from clipwb.train import TrainCfg
 
@@ -100,7 +101,8 @@ def test_cli_eval_of_an_mcl_run_folder(mcl_dir, tmp_path):
 
 def test_embed_of_an_mcl_run_folder_is_the_integration(mcl_dir, tmp_path):
     from clipwb.data.datasets import load_dataset
-    from clipwb.embed import EmbedCfg, encode_dataset, run_embed
+    from clipwb.embed import EmbedCfg, run_embed
+    from clipwb.encode import encode_dataset
     run_embed(EmbedCfg.tiny(model=str(mcl_dir), limit=8, shard_size=8), tmp_path)
     img = np.load(tmp_path / "embeddings" / "img_emb_00000.npy").astype(np.float32)
     txt = np.load(tmp_path / "embeddings" / "text_emb_00000.npy").astype(np.float32)
@@ -115,7 +117,7 @@ def test_embed_of_an_mcl_run_folder_is_the_integration(mcl_dir, tmp_path):
 def test_mcl_run_folder_is_checked_before_work(mcl_dir, tmp_path):
     import json
     from clipwb.models import save_model
-    from clipwb.pipeline import check_refs, plan_run
+    from clipwb.runs import check_refs, plan_run
     cfg, _, _ = plan_run("eval", {"model": str(mcl_dir)}, root=tmp_path / "runs")
     assert check_refs(cfg) == {"model": f"mcl:{mcl_dir.resolve()}"}
     plan_run("embed", {"model": str(mcl_dir)}, root=tmp_path / "runs")

@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from clipwb.mcl.sampler import MCLBatchSampler
+from clipwb.data.samplers import MCLBatchSampler
 
 
 def _labels(seed=0, n=1000, k=13):

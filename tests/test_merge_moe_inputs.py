@@ -16,7 +16,7 @@ EVAL = dict(domains=["shapes"], limit=16, batch_size=16, stats_limit=8, heldout_
 def experts(tmp_path_factory):
     """Models A, B that differ from the seeded micro base only in their MLPs (as MCL stage models), and from_experts(A, B)."""
     from clipwb.models import create_model, save_model
-    from clipwb.moe.init import from_experts
+    from clipwb.moe.build import from_experts
     d = tmp_path_factory.mktemp("experts")
     base, dirs = create_model("clipwb-micro"), []
     for i in (1, 2):
@@ -32,7 +32,7 @@ def experts(tmp_path_factory):
 def test_expert_views_are_the_models_the_moe_was_built_from(experts):
     from clipwb.io import load_tensors
     from clipwb.models import create_model
-    from clipwb.moe.init import expert_state_dict
+    from clipwb.moe.build import expert_state_dict
     dirs, moe_dir = experts
     moe = create_model(moe_dir)                       # loaded back from its folder
     for k, d in enumerate(dirs):
@@ -46,7 +46,8 @@ def test_expert_views_are_the_models_the_moe_was_built_from(experts):
 def test_one_hot_linear_merge_gives_expert_k(experts):
     from clipwb.merge.methods import merge
     from clipwb.models import create_model
-    from clipwb.moe.init import dense_state_dict, expert_state_dict
+    from clipwb.merge.collapse import dense_state_dict
+    from clipwb.moe.build import expert_state_dict
     moe = create_model(experts[1])
     views = [expert_state_dict(moe, k) for k in (0, 1)]
     for k in (0, 1):
@@ -86,7 +87,7 @@ def test_moe_counts_as_its_experts_and_base_must_be_dense(experts, tmp_path):
     assert sweep_inputs([moe_dir, dirs[0]]) == [(moe_dir, 0), (moe_dir, 1), (dirs[0], None)]
     assert input_names([(moe_dir, 1)]) == [f"{moe_dir} (expert 1)"]
     assert MergeSweepCfg.tiny(models=[moe_dir], base=None, methods=["uniform_soup"]).inputs() == [(moe_dir, 0), (moe_dir, 1)]
-    with pytest.raises(ConfigError, match="is an MoE model; task vectors need one dense θ_0.*clipwb.moe.collapse"):
+    with pytest.raises(ConfigError, match="is an MoE model; task vectors need one dense θ_0.*clipwb.merge.collapse"):
         MergeSweepCfg.tiny(models=dirs, base=moe_dir)
     with pytest.raises(ConfigError, match="'linear' interpolates 2 models .* got 4"):
         MergeSweepCfg.tiny(models=[moe_dir, moe_dir], base=None, methods=["linear"])

@@ -47,7 +47,7 @@ def test_bonus_and_sharpening_regimes():
 
 
 def test_text_encoders_registry_matches_notebooks():
-    from clipwb.text_encoders import TEXT_ENCODERS
+    from clipwb.mode.captions import TEXT_ENCODERS
     found = set()
     for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
         for c in json.loads(nb.read_text())["cells"]:
@@ -60,7 +60,7 @@ def test_text_encoders_registry_matches_notebooks():
 @pytest.mark.parametrize("name,kw", [("minilm", {}), ("clip", {"model": "clipwb-micro"})])
 def test_text_encoder_contract(name, kw):
     """Unit rows, the announced dim and key, deterministic, empty input."""
-    from clipwb.text_encoders import encoder_key, text_encoder
+    from clipwb.mode.captions import encoder_key, text_encoder
     enc = text_encoder(name, **kw)
     a, b = enc.encode(["a red circle", "a blue star", "grinning face"]), enc.encode(["a red circle", "a blue star", "grinning face"])
     assert a.shape == (3, enc.dim) and a.dtype == np.float32
@@ -72,13 +72,13 @@ def test_text_encoder_contract(name, kw):
 def test_minilm_offline(monkeypatch):
     """The default encoder loads with the hub unreachable."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    from clipwb.text_encoders import text_encoder
+    from clipwb.mode.captions import text_encoder
     assert text_encoder("minilm").dim == 384
 
 
 def test_simcse_missing_weights_named(monkeypatch):
     from clipwb.core import ConfigError
-    from clipwb.text_encoders import text_encoder
+    from clipwb.mode.captions import text_encoder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     monkeypatch.delenv("CLIPWB_SIMCSE", raising=False)
     with pytest.raises(ConfigError, match="princeton-nlp/sup-simcse-bert-base-uncased"):

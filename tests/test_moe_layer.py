@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from clipwb.models import create_model, get_tokenizer
-from clipwb.moe.layer import MoEMLP, apply_moe, load_balancing_loss, moe_layers_of, router_z_loss
-from clipwb.moe.init import upcycle
+from clipwb.models.moe import MoEMLP, apply_moe, load_balancing_loss, moe_layers_of, router_z_loss
+from clipwb.moe.build import upcycle
 
 HAS_GROUPED = hasattr(torch, "_grouped_mm")
 
@@ -149,7 +149,7 @@ def test_balance_loss_matches_numpy_with_masks():
 def test_balance_loss_ignores_text_padding_in_the_model():
     model = apply_moe(create_model("clipwb-micro"), num_experts=4, top_k=2)
     tok = get_tokenizer("clipwb-micro")
-    from clipwb.moe.layer import moe_aux_loss
+    from clipwb.models.moe import moe_aux_loss
     model.eval()
     model.encode_text(tok(["a red square"]))
     short = moe_aux_loss(model, beta=1.0)[1]["balance_text"]

@@ -7,8 +7,9 @@ import torch
 
 from clipwb.io import load_tensors
 from clipwb.models import create_model, get_tokenizer, save_model
-from clipwb.moe.init import collapse, from_experts, upcycle
-from clipwb.moe.layer import has_moe
+from clipwb.merge.collapse import collapse
+from clipwb.moe.build import from_experts, upcycle
+from clipwb.models.moe import has_moe
 from clipwb.train import TrainCfg, run_train
 
 
@@ -41,7 +42,7 @@ def test_moe_dir_loads_through_create_model(expert_dirs, tmp_path):
 
 def test_experts_json_run_dir(expert_dirs, tmp_path):
     from clipwb.io import write_json
-    from clipwb.moe.init import expert_models as resolve
+    from clipwb.moe.build import expert_models as resolve
     write_json(tmp_path / "experts.json", {"models": [str(d) for d in expert_dirs]})
     assert resolve(tmp_path) == [str(d.resolve()) for d in expert_dirs]
     assert resolve([str(tmp_path)]) == resolve(str(tmp_path))   # the CLI passes a one-item list

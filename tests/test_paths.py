@@ -10,7 +10,7 @@ import yaml
 
 from clipwb.config import ref_fields
 from clipwb.core import ConfigError
-from clipwb.pipeline import plan_run, stage_config, start_run
+from clipwb.runs import plan_run, stage_config, start_run
 
 
 def _cli(cwd, *args, runs="runs", check=True):

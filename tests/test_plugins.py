@@ -55,7 +55,7 @@ STAGE_NB = {
          "source": ["n: int = 3          # sum the integers 1..n\n", "scale: float = 1.0  # multiply the sum by this\n",
                     "run_dir: str = \"\"     # output folder\n"]},
         {"cell_type": "code", "id": "a2", "metadata": {}, "execution_count": None, "outputs": [],
-         "source": ["from hello_clipwb import HelloCfg, run_hello\n", "from clipwb.pipeline import finish, stage_run_dir\n",
+         "source": ["from hello_clipwb import HelloCfg, run_hello\n", "from clipwb.runs import finish, stage_run_dir\n",
                     "cfg = HelloCfg.from_params(globals())\n", "rd = stage_run_dir(run_dir, \"hello\")\n",
                     "res = run_hello(cfg, rd)\n", "finish(res, rd)\n"]},
     ],

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from clipwb.core import ConfigError
 from clipwb.eval.run import EvalCfg, run_eval
 from clipwb.models import create_model, save_model
-from clipwb.pipeline import plan_run, start_run
+from clipwb.runs import plan_run, start_run
 
 
 @pytest.fixture(scope="module")

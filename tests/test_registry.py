@@ -23,7 +23,7 @@ def registrations_in_notebooks():
 
 
 def registries():
-    from clipwb.pipeline import load_stages
+    from clipwb.runs import load_stages
     load_stages()
     from clipwb.config import STAGES
     from clipwb.data.readers import DATASETS
@@ -40,7 +40,8 @@ def test_registries_match_notebooks():
 
 def test_card_formats_checked_against_reader_registry(tmp_path, monkeypatch):
     """A card's format is valid once a reader of that name is registered; an unknown one lists the registered ones."""
-    from clipwb.cards import CardError, load_card, reader_formats
+    from clipwb.cards import CardError, load_card
+    from clipwb.data.datasets import reader_formats
     DATASETS = registries()["DATASETS"]
     assert reader_formats() == DATASETS.names()
     assert {n for n in DATASETS.names() if DATASETS.meta(n).get("needs_path")} == {"files", "table", "sharegpt4v", "webdataset"}
@@ -60,7 +61,7 @@ def test_card_formats_checked_against_reader_registry(tmp_path, monkeypatch):
 
 
 def _stage_names():
-    from clipwb.pipeline import load_stages
+    from clipwb.runs import load_stages
     from clipwb.config import STAGES
     load_stages()
     return STAGES.names()

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from clipwb.pipelines import run_pipeline
+    from clipwb.pipeline import run_pipeline
     root = tmp_path_factory.mktemp("runs")
     micro = {"model": "clipwb-micro", "data": "shapes", "batch_size": 8, "data_limit": 16}
     out = run_pipeline({"name": "rep", "steps": [

@@ -9,7 +9,7 @@ import pytest
 from clipwb.cli import main
 from clipwb.config import Result
 from clipwb.core import ConfigError, repo_root
-from clipwb.pipeline import finish, plan_run, start_run
+from clipwb.runs import finish, plan_run, start_run
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Stage runs as jobs (clipwb.submit, clipwb.pipelines) on a real SLURM (and, through tests/test_slurm_local.py,
+"""Stage runs as jobs (clipwb.jobs, clipwb.pipeline) on a real SLURM (and, through tests/test_slurm_local.py,
 with submitit's LocalExecutor). `make test` starts a private one-node cluster with tools/slurm_local.sh up before pytest (and stops
 it after); the SLURM cases skip, saying why, when no controller answers. Each test uses its own runs root and
 submitit folder (job ids restart when the cluster's state is purged, and a reused folder would return an old result).
@@ -14,8 +14,8 @@ import pytest
 
 from clipwb.core import ConfigError
 from clipwb.io import read_json
-from clipwb.pipeline import StageFailed
-from clipwb.submit import (Resources, cancel, run_state, run_status, slurm_available, submit_stage, wait)
+from clipwb.runs import StageFailed
+from clipwb.jobs import (Resources, cancel, run_state, run_status, slurm_available, submit_stage, wait)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = Path(os.environ.get("CLIPWB_SLURM_DIR", "/tmp/clipwb-slurm"))
@@ -122,7 +122,7 @@ def test_pipeline_with_dependency(executor, tmp_path):
     """train → embed ({train}) plus a failing train with a dependant: the good chain completes (on SLURM the embed job
     waits with afterok on the train job), the failure is reported and its dependant does not run; a rerun skips the
     complete steps; the report names the failure."""
-    from clipwb.pipelines import pipeline_failures, run_pipeline
+    from clipwb.pipeline import pipeline_failures, run_pipeline
     pipe = {"name": "two", "steps": [
         {"name": "train", "stage": "train", "params": {**MICRO, "data_limit": 16, "max_steps": 1}},
         {"name": "embed", "stage": "embed", "params": {"model": "{train}", "data": "shapes", "limit": 8}},
@@ -147,7 +147,7 @@ def test_pipeline_with_dependency(executor, tmp_path):
 
 def test_parameters_rejected_before_queue(executor, tmp_path):
     "A typo in a stage's or a pipeline's parameters raises before any job exists."
-    from clipwb.pipelines import run_pipeline
+    from clipwb.pipeline import run_pipeline
     n = _jobs_in_queue()
     with pytest.raises(ConfigError, match="limt"):
         submit_stage("prepare", {"limt": 8}, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub")
@@ -163,7 +163,7 @@ def test_parameters_rejected_before_queue(executor, tmp_path):
 
 def test_shipped_demo_pipelines_match_demo_plan(tmp_path):
     "pipelines/demo.yaml and demo-quick.yaml are generated from demo_plan and validate as `make demo` plans them."
-    from clipwb.pipelines import demo_yaml, load_pipeline, order, plan_pipeline
+    from clipwb.pipeline import demo_yaml, load_pipeline, order, plan_pipeline
     for quick, name in ((False, "demo.yaml"), (True, "demo-quick.yaml")):
         assert (ROOT / "pipelines" / name).read_text() == demo_yaml(quick), \
             f"pipelines/{name} differs from demo_plan: run `clipwb pipeline export-demo` and commit the files"

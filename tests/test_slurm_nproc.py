@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clipwb.io import read_json
-from clipwb.submit import Resources, submit_stage, wait
+from clipwb.jobs import Resources, submit_stage, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e

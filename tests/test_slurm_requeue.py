@@ -20,7 +20,7 @@ import time
 import pytest
 
 from clipwb.io import complete_shards, load_embeddings, read_json, shard_paths
-from clipwb.submit import Resources, run_state, run_status, submit_stage, wait
+from clipwb.jobs import Resources, run_state, run_status, submit_stage, wait
 from test_slurm import executor  # noqa: F401  (the fixture; importing test_slurm also points SLURM_CONF at the local cluster)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]

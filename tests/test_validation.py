@@ -7,7 +7,7 @@ import pytest
 
 from clipwb.cli import main
 from clipwb.config import Result
-from clipwb.pipeline import finish, plan_run, start_run
+from clipwb.runs import finish, plan_run, start_run
 
 
 def _cli(*args):

@@ -1,4 +1,4 @@
-"""Oracles for clipwb.viz.umap: the faiss kNN graph against brute force and umap-learn's own search,
+"""Oracles for clipwb.cluster.map: the faiss kNN graph against brute force and umap-learn's own search,
 UMAP fed exactly that graph (never its own NN-descent), map quality, and the figure / HTML contents."""
 import base64
 import io
@@ -11,7 +11,7 @@ import pytest
 
 from clipwb.core import ConfigError, DataError
 from clipwb.testing import random_embeddings, synthetic_pairs, toy_image
-from clipwb.viz.umap import cluster_map, knn_graph, map_figure, save_map_html, thumbnails_b64, umap_embed
+from clipwb.cluster.map import cluster_map, knn_graph, map_figure, save_map_html, thumbnails_b64, umap_embed
 
 
 def _brute(x, metric):
@@ -216,7 +216,7 @@ def test_map_figure_with_dataset_like_images(tmp_path):
 
 
 def test_module_import_is_light():
-    code = ("import sys, clipwb.viz.umap; print([m for m in ('faiss', 'umap', 'plotly', 'torch', 'sklearn') "
+    code = ("import sys, clipwb.cluster.map; print([m for m in ('faiss', 'umap', 'plotly', 'torch', 'sklearn') "
             "if m in sys.modules])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

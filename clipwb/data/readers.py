@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from ..cards import expand_env
 from ..core import ConfigError, DataError, Sample, get_logger
 from ..registry import Registry, meta_keys
 
@@ -165,7 +166,8 @@ def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int
 
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
 # needs_path: a card of this format must give a path
-DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"))
+DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"),
+                    builtins=("clipwb.data.webdataset", "clipwb.data.shapes", "clipwb.data.openmoji"))
 
 def split_path(card, split: str | None) -> Path:
     "The local path of `split` for a file-format card (the card's `path` when it lists no splits)."
@@ -316,7 +318,6 @@ class ShareGPT4VDataset(PairDataset):
 def sharegpt4v_dataset(card, split: str | None = None, *, image_root: str | None = None,
                        limit: int | None = None) -> ShareGPT4VDataset:
     "Builder for cards with `format: sharegpt4v`."
-    from clipwb.cards import expand_env
     root = expand_env(image_root, where=f"data card '{card.id}', option 'image_root'") if image_root else None
     return ShareGPT4VDataset(split_path(card, split), image_root=root, limit=limit, **card_kwargs(card, split))
 
