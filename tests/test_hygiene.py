@@ -89,8 +89,6 @@ def test_export_in_sync(tmp_path):
 
 def _stage_of(nb):
     from clipwb.config import STAGES
-    from clipwb.runs import load_stages
-    load_stages()
     return next(s for s in STAGES.names() if STAGES.meta(s)["notebook"] == nb.name)
 
 
@@ -135,8 +133,6 @@ def test_stage_parameters_as_papermill_reads_them(nb):
 
 def test_every_stage_has_a_notebook():
     from clipwb.config import STAGES
-    from clipwb.runs import load_stages
-    load_stages()
     assert sorted(STAGES.meta(s)["notebook"] for s in STAGES.names()) == sorted(p.name for p in STAGE_NBS)
 
 

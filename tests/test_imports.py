@@ -17,7 +17,15 @@ def test_module_imports_alone(mod):
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-def test_import_clipwb_is_light():
-    code = "import sys, clipwb; heavy = [m for m in ('torch', 'open_clip', 'faiss', 'umap', 'plotly', 'papermill') if m in sys.modules]; print(heavy)"
+# what importing a module must not pull in: the heavy libraries load inside the functions that need them
+LIGHT = {"clipwb": ("torch", "open_clip", "faiss", "umap", "plotly", "papermill"),
+         "clipwb.cluster.diagnostics": ("faiss", "plotly", "sklearn", "scipy", "torch"),
+         "clipwb.cluster.figures": ("faiss", "plotly", "sklearn", "scipy", "torch"),
+         "clipwb.cluster.map": ("faiss", "umap", "plotly", "torch", "sklearn")}
+
+
+@pytest.mark.parametrize("mod", LIGHT)
+def test_import_is_light(mod):
+    code = f"import sys, {mod}; print([m for m in {LIGHT[mod]!r} if m in sys.modules])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -23,12 +23,11 @@ def registrations_in_notebooks():
 
 
 def registries():
-    from clipwb.runs import load_stages
-    load_stages()
+    "Each registry imports its built-in modules on the first lookup (`Registry(builtins=…)`): nothing else is imported."
     from clipwb.config import STAGES
     from clipwb.data.readers import DATASETS
-    from clipwb.cluster import CLUSTERERS      # the package imports every clusterer module
-    from clipwb.merge import MERGERS           # likewise every merger
+    from clipwb.cluster.kmeans import CLUSTERERS
+    from clipwb.merge.methods import MERGERS
     return {"STAGES": STAGES, "DATASETS": DATASETS, "CLUSTERERS": CLUSTERERS, "MERGERS": MERGERS}
 
 
@@ -38,32 +37,8 @@ def test_registries_match_notebooks():
         assert set(reg.names()) == found.get(var, set()), f"{var}: registry vs .register( calls in nbs/"
 
 
-def test_card_formats_checked_against_reader_registry(tmp_path, monkeypatch):
-    """A card's format is valid once a reader of that name is registered; an unknown one lists the registered ones."""
-    from clipwb.cards import CardError, load_card
-    from clipwb.data.datasets import reader_formats
-    DATASETS = registries()["DATASETS"]
-    assert reader_formats() == DATASETS.names()
-    assert {n for n in DATASETS.names() if DATASETS.meta(n).get("needs_path")} == {"files", "table", "sharegpt4v", "webdataset"}
-    monkeypatch.setenv("CLIPWB_CARDS", str(tmp_path))
-    card = "---\nid: {id}\nname: Toy\nformat: toy_fmt\nlicense: CC0-1.0\nsource: generated\n---\n"
-    (tmp_path / "toy.md").write_text(card.format(id="toy"))
-    with pytest.raises(CardError, match="'toy_fmt', which no registered dataset reader handles; registered formats: files, openmoji"):
-        load_card("toy")
-    DATASETS.register("toy_fmt", needs_path=True)(lambda card, split=None: None)
-    try:
-        with pytest.raises(CardError, match="'path' is required for format 'toy_fmt'"):
-            load_card("toy")
-        (tmp_path / "toy.md").write_text(card.format(id="toy").replace("source: generated", "source: generated\npath: /data/toy"))
-        assert load_card("toy").format == "toy_fmt"
-    finally:
-        DATASETS._items.pop("toy_fmt")
-
-
 def _stage_names():
-    from clipwb.runs import load_stages
     from clipwb.config import STAGES
-    load_stages()
     return STAGES.names()
 
 

@@ -213,10 +213,3 @@ def test_map_figure_with_dataset_like_images(tmp_path):
     assert set(map(int, fig2.layout.meta["clipwb_thumbnails"])) == set(idx)
     with pytest.raises(DataError, match="no column 'text'"):
         map_figure(x, y, meta, caption_col="text")
-
-
-def test_module_import_is_light():
-    code = ("import sys, clipwb.cluster.map; print([m for m in ('faiss', 'umap', 'plotly', 'torch', 'sklearn') "
-            "if m in sys.modules])")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
-    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -7,7 +7,7 @@ exits with status 1 when a notebook differs (what tests/test_hygiene.py checks).
 import argparse
 import sys
 
-from clipwb.pipeline import sync_parameter_cells
+from clipwb.notebooks import sync_parameter_cells
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ from ..cluster.run import nmi_by_factor
 from ..data.datasets import load_dataset
 from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
-from ..models import create_model, resolve_model, save_model
+from ..models import create_model, load_concat, resolve_model, save_model
 from ..runs import run_step
 
 log = get_logger(__name__)

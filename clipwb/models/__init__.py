@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/23_models.__init__.ipynb #9c6814a0
+# %% ../../nbs/23_models.__init__.ipynb #e842e653
 from .concat import ConcatCLIP, embedding_dim
 from .factory import (PRETRAINED_SUFFIXES, TINY_MODELS, TOKENIZER_KEYS, TRAINABLE, check_same_tokenizer,
                                    concat_model, count_params, create_model, create_model_and_transforms,

@@ -308,7 +308,7 @@ def mcl_members(run_dir: str | Path) -> list[str]:
     return ms
 
 
-# %% ../../nbs/22_models.factory.ipynb #3b66c9ea
+# %% ../../nbs/22_models.factory.ipynb #b94c66e7
 def concat_model(model_dirs: list[str], **kw) -> ConcatCLIP:
     ("`ConcatCLIP` of model folders or names (`kw`: `clipwb.models.create_model` options); they must tokenize and "
      "preprocess alike.")
