@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))   # document this checkout's clipwb, whatever is installed
 MATHJAX = Path(os.environ.get("CLIPWB_MATHJAX", "/usr/share/javascript/mathjax"))   # Debian's libjs-mathjax
 # folder under nbs/ → section of the site, in reading order; the library notebooks (nbs/*.ipynb) are "reference"
 SECTIONS = {"tutorials": "Tutorials", "explanations": "Explanations", "reference": "Library reference",

@@ -59,7 +59,8 @@ def relink(md: str, fn) -> str:
 
 
 def readme_text(index: str | Path | None = None) -> str:
-    "README.md's text: the markdown cells of `index` (default nbs/index.ipynb), notebook links made relative to the root."
+    ("README.md's text: the markdown cells of `index` (default nbs/index.ipynb), notebook links made relative to "
+     "the root.")
     p = Path(index) if index else ROOT / "nbs" / "index.ipynb"
     cells = read_notebook(p)["cells"]
     if bad := [i for i, c in enumerate(cells) if c["cell_type"] != "markdown"]:

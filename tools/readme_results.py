@@ -32,7 +32,8 @@ def demo_results(pipeline_dir: str | Path) -> dict:
     steps = []
     for s in rec["steps"]:
         if s["status"] not in ("done", "complete"):
-            raise ValueError(f"{d}: step {s['name']!r} is {s['status']!r}; the results page reports finished pipelines only")
+            raise ValueError(f"{d}: step {s['name']!r} is {s['status']!r}; "
+                             "the results page reports finished pipelines only")
         m = json.loads((Path(s["run_dir"]) / "metrics.json").read_text())
         keep = {k: v
                 for k, v in m.items()
@@ -52,8 +53,8 @@ def _labels(m: dict, prefix: str) -> list[str]:
                    for k in m if k.startswith(prefix + "zeroshot/") and k.endswith("/acc1")})
 
 def model_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
-    ("A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot acc@1 per "
-     "label, chance last.")
+    ("A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot "
+     "acc@1 per label, chance last.")
     labels = _labels(m, next(iter(models.values())))
     head = ["model", "text→image R@1 / R@5", "image→text R@1 / R@5", *[f"zero-shot {l}" for l in labels]]
     rows = []
