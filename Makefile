@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs readme
+.PHONY: install browser mathjax slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs readme
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ install: $(STAMP)  ## create/update the project venv
 browser:           ## Debian's chromium for the JupyterLab widget test (apt-get; no-op when present)
 	bash tools/install_browser.sh
 
+mathjax:           ## Debian's libjs-mathjax, which the documentation site serves itself (apt-get; no-op when present)
+	bash tools/install_docs_deps.sh
+
 slurm-up:          ## a private one-node SLURM on localhost (apt-get installs when missing; state in /tmp/clipwb-slurm)
 	bash tools/slurm_local.sh up
 
@@ -30,7 +33,7 @@ slurm-down:        ## stop the daemons slurm-up started
 # test: notebook examples (nbdev_test), the torchrun (gloo, 2 processes) checks flagged slow in 30_train, the MCL
 # tutorial's feature-suppression experiment (seed 0, ~5 min) and its assertions, then the pytest suite with the local
 # SLURM up (its tests skip, saying why, if it cannot start); SLURM is stopped after.
-test: install browser
+test: install browser mathjax
 	$(VENV)/bin/nbdev_test --n_workers 2
 	$(VENV)/bin/nbdev_test --path nbs/30_train.ipynb --flags slow
 	$(VENV)/bin/nbdev_test --path nbs/tutorials/03_mcl.ipynb --flags slow
@@ -64,15 +67,16 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_mode.py
 
 export: install    ## regenerate clipwb/ from nbs/, the stage notebooks' parameters cells, clean notebooks, README.md from nbs/index.ipynb
-	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean && $(PY) -c "from clipwb.docs import write_readme; write_readme()"
+	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean && $(PY) tools/readme.py
 
 sync-params: install  ## rewrite each stage notebook's parameters cell from its config class (after changing one)
 	$(PY) tools/sync_stage_params.py
 
 readme: install    ## README.md from nbs/index.ipynb (the docs' home page; tests/test_docs.py checks they agree)
-	$(PY) -c "from clipwb.docs import write_readme; print('wrote', write_readme())"
+	$(PY) tools/readme.py
 
-# docs: README.md, then every notebook of nbs/ rendered into _docs/ (clipwb.docs: nbconvert + nbdev's show_doc);
-# fails on a broken link between notebooks or a show_doc that cannot be rendered. make test builds it too (tests/test_docs.py).
-docs: install      ## the documentation site in _docs/ (open _docs/index.html)
-	$(PY) -c "import sys; from clipwb.docs import main; sys.exit(main())"
+# docs: every notebook of nbs/ prepared into _proc/ (hidden cells dropped, nbdev's show_doc after each export cell),
+# then sphinx-build (myst-nb, sphinx-book-theme; notebooks are not executed) into _docs/ with MathJax copied in.
+# Any Sphinx warning fails it, a broken link between notebooks among them. make test builds it too (tests/test_docs.py).
+docs: install mathjax  ## the documentation site in _docs/ (open _docs/index.html)
+	$(PY) tools/build_docs.py

@@ -9,7 +9,7 @@ Data: `--n` L2-normalised points in `--d` dimensions from `--blobs` Gaussian blo
   faiss_ivf_knn    knn_graph(ivf_probe=16): approximate IVF search (and ivf+umap), with its recall
   nn_descent       umap.umap_.nearest_neighbors alone (the step faiss replaces)
   umap_default     umap.UMAP(...).fit_transform (pynndescent NN-descent + the same layout optimisation)
-and the ratio (faiss+umap) / umap_default. Target (clipwb issue 4, §7): <= 0.5.
+and the ratio (faiss+umap) / umap_default. The aim is a ratio <= 0.5.
 Both runs use the same UMAP parameters, the same n_epochs and the same seed setting (default: no
 seed, so both run the layout in parallel). numba code is compiled first by small warm-up runs of
 both paths, so the timings exclude JIT compilation. Also prints the recall of umap's approximate

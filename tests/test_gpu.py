@@ -39,7 +39,7 @@ def _faiss_gpu():
 
 
 def test_faiss_kmeans_gpu_matches_cpu():
-    """The `kmeans` clusterer on faiss's GPU index gives the CPU result up to float error (issue 4 §1)."""
+    """The `kmeans` clusterer on faiss's GPU index gives the CPU result up to float error."""
     _faiss_gpu()
     from sklearn.metrics import adjusted_rand_score
     from clipwb.cluster import fit_clusters

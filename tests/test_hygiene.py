@@ -158,15 +158,32 @@ def test_no_generated_junk_tracked():
     assert not bad
 
 
+OUTSIDE_REFS = re.compile(r"SPEC\s*§|\.\./shared/|SPEC\.md|DESIGN\.md|STYLE\.md"
+                          r"|\bissues?\s+#?\d+|\bdesign\s+cards?\b", re.I)
+
+
 def test_no_references_to_documents_outside_the_repository():
-    """The repository explains its methods itself (nbs/explanations/methods.ipynb): no design-document citations."""
+    """The repository explains its methods itself (nbs/explanations/methods.ipynb): no design-document citations, and
+    no 'issue 4' / 'issue #4' or 'design card' a reader of the repository cannot open. Notebooks, generated modules,
+    README, tests, tools, benchmarks, pipelines, data cards and settings are checked."""
     out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     if not out:
         pytest.skip("not a git checkout")
-    pat = re.compile(r"SPEC\s*§|\.\./shared/|SPEC\.md|DESIGN\.md|STYLE\.md")
-    bad = [f for f in out if f.endswith((".ipynb", ".py", ".md", ".yaml", ".yml", ".sh", ".ini", ".txt"))
-           and f != "tests/test_hygiene.py" and pat.search((ROOT / f).read_text(errors="replace"))]
+    bad = {f: m.group(0) for f in out if f.endswith((".ipynb", ".py", ".md", ".yaml", ".yml", ".sh", ".ini", ".txt"))
+           and f != "tests/test_hygiene.py" and (m := OUTSIDE_REFS.search((ROOT / f).read_text(errors="replace")))}
     assert not bad, f"files citing documents that are not in the repository: {bad}"
+
+
+@pytest.mark.parametrize("text", ["see issue 4", "Issue #12 §1", "(clipwb issue 4, §7)", "the design card says",
+                                  "part of the Design Cards", "SPEC § 3", "../shared/x"])
+def test_outside_reference_pattern_catches(text):
+    assert OUTSIDE_REFS.search(text)
+
+
+@pytest.mark.parametrize("text", ["the data card of openmoji", "a tissue 4 cm", "issues are listed in the notes",
+                                  "an issue with 4 experts"])
+def test_outside_reference_pattern_spares(text):
+    assert not OUTSIDE_REFS.search(text)
 
 
 def test_no_importorskip_of_a_hard_dependency():

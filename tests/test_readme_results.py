@@ -1,19 +1,76 @@
-"""The README's demo results are what clipwb.results renders from benchmarks/demo_results.json (tools/readme_results.py):
-the block lives in nbs/index.ipynb, and README.md (generated from it) carries the same block."""
+"""The demo results on the results page (nbs/explanations/results.ipynb) are what tools/readme_results.py renders from
+benchmarks/demo_results.json; and the renderer itself, on a pipeline folder made by hand."""
 import json
+import sys
 from pathlib import Path
 
-from clipwb.docs import cell_source, read_notebook
-from clipwb.results import readme_block, results_markdown
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from readme import cell_source, read_notebook  # noqa: E402
+from readme_results import (END, RESULTS_NB, START, demo_results, readme_block, results_markdown,  # noqa: E402
+                            update_block, update_results_page)
 
 
-def test_readme_results_are_generated_from_the_demo_metrics():
+def test_results_page_is_generated_from_the_demo_metrics():
     res = json.loads((ROOT / "benchmarks" / "demo_results.json").read_text())
-    assert res["pipeline"] == "demo" and {s["stage"] for s in res["steps"]} >= {"train", "eval", "cluster", "merge_sweep"}
-    index = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / "nbs" / "index.ipynb")["cells"])
-    assert readme_block(index) == results_markdown(res), \
-        "nbs/index.ipynb's results differ from benchmarks/demo_results.json: run tools/readme_results.py on a demo run"
-    assert readme_block((ROOT / "README.md").read_text()) == results_markdown(res), \
-        "README.md's results differ from nbs/index.ipynb's: run make readme"
+    assert res["pipeline"] == "demo"
+    assert {s["stage"] for s in res["steps"]} >= {"train", "eval", "cluster", "merge_sweep"}
+    page = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / RESULTS_NB)["cells"])
+    assert readme_block(page) == results_markdown(res), \
+        f"{RESULTS_NB}'s results differ from benchmarks/demo_results.json: run tools/readme_results.py on a demo run"
+    assert START not in (ROOT / "README.md").read_text(), "the demo results live on the results page, not the README"
+
+
+def _write(p: Path, obj):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    "A pipeline folder made by hand, as the pipeline runner writes it: pipeline.json and a run folder per step."
+    ev = {"n_samples": 50, "retrieval/text_retrieval_recall@1": 0.12, "retrieval/text_retrieval_recall@5": 0.34,
+          "retrieval/image_retrieval_recall@1": 0.1, "retrieval/image_retrieval_recall@5": 0.3,
+          "chance/retrieval/text_retrieval_recall@1": 0.02, "chance/retrieval/text_retrieval_recall@5": 0.1,
+          "chance/retrieval/image_retrieval_recall@1": 0.02, "chance/retrieval/image_retrieval_recall@5": 0.1,
+          "zeroshot/shape/acc1": 0.5, "chance/zeroshot/shape/acc1": 1 / 6, "init": "random"}
+    cl = {"k": 3, "cells": 9, "image/imbalance": 1.01, "text/imbalance": 1.02, "agreement/shape/nmi": 0.25,
+          "stability/mean_ari": 0.4}
+    steps = []
+    for name, stage, m, sec in (("eval", "eval", ev, 10.04), ("cluster", "cluster", cl, 65.0)):
+        _write(tmp_path / name / "metrics.json", m)
+        steps.append({"name": name, "stage": stage, "status": "done", "seconds": sec, "run_dir": str(tmp_path / name)})
+    _write(tmp_path / "pipeline.json", {"name": "demo", "started": 0.0, "finished": 80.0, "steps": steps})
+    return tmp_path, steps
+
+
+def test_results_markdown_on_a_hand_made_pipeline(pipeline):
+    root, steps = pipeline
+    res = demo_results(root)
+    md = results_markdown(res)
+    assert res["seconds"] == 80.0 and res["steps"][0]["metrics"].get("init") is None   # strings are left out
+    assert "| model | 0.100 / 0.300 | 0.120 / 0.340 | 0.500 |" in md   # text→image = image retrieval
+    assert "| chance | 0.020 / 0.100 | 0.020 / 0.100 | 0.167 |" in md
+    assert "imbalance 1.010 (image) / 1.020 (text)" in md and "shape 0.25" in md and "1 min 5 s" in md
+    assert "Whole pipeline: **1 min 20 s**" in md
+    doc = f"intro\n{START}\nold\n{END}\nrest"
+    assert readme_block(update_block(doc, md)) == md
+    assert update_block(doc, md).split(END)[1] == "\nrest"
+    with pytest.raises(ValueError, match="markers"): update_block("no markers", md)
+    steps[1]["status"] = "failed"
+    _write(root / "pipeline.json", {"name": "demo", "started": 0.0, "finished": 80.0, "steps": steps})
+    with pytest.raises(ValueError, match="'cluster' is 'failed'"): demo_results(root)
+
+
+def test_update_results_page_replaces_only_the_block(tmp_path):
+    page = tmp_path / RESULTS_NB
+    page.parent.mkdir(parents=True)
+    cells = [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": ["# Results\n"]},
+             {"cell_type": "markdown", "id": "b", "metadata": {}, "source": [f"before\n{START}\nold\n{END}\nafter"]}]
+    page.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    update_results_page("| new | table |", tmp_path)
+    got = read_notebook(page)["cells"]
+    assert cell_source(got[0]) == "# Results\n"
+    assert cell_source(got[1]) == f"before\n{START}\n| new | table |\n{END}\nafter"

@@ -1,29 +1,161 @@
-"""Write the README's demo results from a finished `make demo` pipeline run.
+"""The demo results on the documentation's results page (nbs/explanations/results.ipynb), from a finished
+`make demo` pipeline run's metrics, so the numbers cannot drift from what the code measured.
 
     python tools/readme_results.py runs/demo/<time>
 
 writes benchmarks/demo_results.json (the numbers) and the block between the demo-results markers of
-nbs/index.ipynb (rendered from that JSON by clipwb.results.results_markdown), then regenerates README.md from
-nbs/index.ipynb (tests/test_readme_results.py and tests/test_docs.py check that all three agree).
+nbs/explanations/results.ipynb (rendered from that JSON by `results_markdown`); tests/test_readme_results.py checks
+that the two agree.
 """
+from __future__ import annotations
+
 import json
 import sys
 from pathlib import Path
 
-from clipwb.docs import update_index_results
-from clipwb.io import atomic_write_text
-from clipwb.results import demo_results, results_markdown
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme import ROOT, atomic_write_text, cell_source, read_notebook, write_notebook  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+RESULTS_NB = Path("nbs") / "explanations" / "results.ipynb"   # the page that holds the block, under the root
+
+START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+# text→image finds images, image→text texts
+_R = ("retrieval/image_retrieval_recall@{k}", "retrieval/text_retrieval_recall@{k}")
+
+def demo_results(pipeline_dir: str | Path) -> dict:
+    ("The numbers the results page reports, read from a finished pipeline run (`runs/<pipeline>/<time>/`): steps, "
+     "times, metrics.")
+    d = Path(pipeline_dir)
+    if not (d / "pipeline.json").is_file(): raise ValueError(f"{d} holds no pipeline.json: pass "
+                                                              f"runs/<pipeline>/<time>/")
+    rec = json.loads((d / "pipeline.json").read_text())
+    steps = []
+    for s in rec["steps"]:
+        if s["status"] not in ("done", "complete"):
+            raise ValueError(f"{d}: step {s['name']!r} is {s['status']!r}; "
+                             "the results page reports finished pipelines only")
+        m = json.loads((Path(s["run_dir"]) / "metrics.json").read_text())
+        keep = {k: v
+                for k, v in m.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and "routing/" not in k}
+        steps.append({"name": s["name"], "stage": s["stage"], "seconds": round(float(s["seconds"]), 1),
+                      "metrics": keep})
+    return {"pipeline": rec["name"], "seconds": round(rec["finished"] - rec["started"], 1), "steps": steps}
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join("| " + " | ".join(r) + " |" for r in [head, ["---"] * len(head), *rows])
+
+def _f(v) -> str: return "–" if v is None else f"{v:.3f}"
+
+def _labels(m: dict, prefix: str) -> list[str]:
+    return sorted({k[len(prefix):].split("/")[1]
+                   for k in m if k.startswith(prefix + "zeroshot/") and k.endswith("/acc1")})
+
+def model_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
+    ("A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot "
+     "acc@1 per label, chance last.")
+    labels = _labels(m, next(iter(models.values())))
+    head = ["model", "text→image R@1 / R@5", "image→text R@1 / R@5", *[f"zero-shot {l}" for l in labels]]
+    rows = []
+    has_chance = any(k.startswith(chance) for k in m)   # a stage that does not report chance levels gets no chance row
+    for name, p in [*models.items(), *([("chance", chance)] if has_chance else [])]:
+        r = [" / ".join(_f(m.get(p + t.format(k=k))) for k in (1, 5)) for t in _R]
+        rows.append([name, *r, *[_f(m.get(f"{p}zeroshot/{l}/acc1")) for l in labels]])
+    return _table(head, rows)
+
+
+def _section(s: dict) -> str:
+    m, st, name = s["metrics"], s["stage"], s["name"]
+    if st == "eval":
+        return f"**{name}** (`eval`, {int(m.get('n_samples', 0))} held-out pairs):\n\n" + model_rows(m, {"model": ""})
+    if st == "cluster":
+        from clipwb.cluster.run import nmi_by_factor
+        nmi = ", ".join(f"{f} {v:.2f}" for f, v in nmi_by_factor(m).items())
+        return (f"**{name}** (`cluster`, k = {int(m['k'])} per modality, {int(m['cells'])} non-empty cells): imbalance "
+                f"{_f(m.get('image/imbalance'))} (image) / {_f(m.get('text/imbalance'))} (text); NMI with the labels: "
+                f"{nmi or '–'}; seed stability (mean ARI) {_f(m.get('stability/mean_ari'))}.")
+    if st == "merge_sweep":
+        doms = sorted({k.split("/")[1] for k in m if k.startswith("base/")})
+        meths = sorted({k.split("/")[1] for k in m if k.startswith("best/") and k.endswith("/score")})
+        rows = [["base (θ₀)", *[_f(m.get(f"base/{d}/score")) for d in doms]],
+                *[[f"input {i}", *[_f(m.get(f"input{i}/{d}/score")) for d in doms]]
+                  for i in range(8) if f"input{i}/{doms[0]}/score" in m],
+                *[[f"{x}, best", *[_f(m.get(f"best/{x}/{d}/score")) for d in doms]] for x in meths]]
+        head = ["model", *[f"{d} score" for d in doms]]
+        return (f"**{name}** (`merge_sweep`, {int(m.get('points_total', 0))} points; score = mean of zero-shot "
+                f"balanced accuracy "
+                "and retrieval R@5 both ways; “best” is read off the reported split):\n\n"
+                + _table(head, rows))
+    if st == "mcl":
+        n = int(m.get("n_models", 0))
+        cells = " → ".join(str(int(m[f"stage{s}/cells"])) for s in range(1, n) if f"stage{s}/cells" in m)
+        models = {("base" if i == 0 else f"stage {i}"): f"model{i}/" for i in range(n)}
+        if any(k.startswith("integration/") for k in m): models["integration (concatenated)"] = "integration/"
+        return f"**{name}** (`mcl`, accumulated cells per stage: {cells or '–'}):\n\n" + model_rows(m, models)
+    if st == "moe":
+        models = {"base": "base/", "MoE": "eval/"} if any(k.startswith("base/") for k in m) else {"MoE": "eval/"}
+        bal = m.get("train/moe/balance_image")
+        return (f"**{name}** (`moe`, {int(m.get('num_experts', 0))} experts, top-{int(m.get('top_k', 0))}"
+                + (f", image balance loss {bal:.3f}" if bal is not None else "") + "):\n\n" + model_rows(m, models))
+    if st == "mode":
+        tasks = sorted({k.rsplit("/", 1)[0] for k in m if k.endswith("/weighted") and not k.startswith("mean/")})
+        cols = ["dense", "uniform", "weighted"]
+        rows = [[t, *[_f(m.get(f"{t}/{c}")) for c in cols]] for t in tasks] + [["**mean**",
+                                                                                *[_f(m.get(f"mean/{c}"))
+                                                                                        for c in cols]]]
+        head = ["task", "seed continued (dense)", "uniform ensemble", "weighted ensemble"]
+        return (f"**{name}** (`mode`, {int(m.get('k', 0))} data experts, acc@1):\n\n"
+                + _table(head, rows))
+    return ""
+
+
+def results_markdown(res: dict) -> str:
+    "The results page's demo block for `res` (from `demo_results`)."
+    mins = lambda s: f"{int(s // 60)} min {int(s % 60)} s"
+    head = (f"Generated from the metrics of one `{res['pipeline']}` run by `tools/readme_results.py` "
+            f"(the numbers live in `benchmarks/demo_results.json`; a test checks the two agree). "
+            f"Whole pipeline: **{mins(res['seconds'])}**.\n\n| step | stage | time |\n| --- | --- | --- |\n"
+            + "\n".join(f"| {s['name']} | {s['stage']} | {mins(s['seconds'])} |" for s in res["steps"]))
+    parts = [p for p in (_section(s) for s in res["steps"]) if p]
+    return "\n\n".join([head, *parts])
+
+
+def _span(text: str) -> tuple[int, int]:
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < i: raise ValueError(f"the text needs the markers {START} … {END} around its results")
+    return i + len(START), j
+
+def readme_block(text: str) -> str:
+    "What lies between the demo-results markers of `text`."
+    i, j = _span(text)
+    return text[i:j].strip("\n")
+
+def update_block(text: str, block: str) -> str:
+    "`text` with what lies between the demo-results markers replaced by `block`."
+    i, j = _span(text)
+    return text[:i] + "\n" + block + "\n" + text[j:]
+
+
+def update_results_page(block: str, root: str | Path | None = None) -> Path:
+    "Put `block` between the demo-results markers of the results page (nbs/explanations/results.ipynb)."
+    p = (Path(root) if root else ROOT) / RESULTS_NB
+    nb = read_notebook(p)
+    hits = [c for c in nb["cells"] if c["cell_type"] == "markdown" and START in cell_source(c)]
+    if len(hits) != 1: raise ValueError(f"{p}: expected one markdown cell with {START} and {END}, found {len(hits)}")
+    hits[0]["source"] = update_block(cell_source(hits[0]), block).splitlines(True)
+    return write_notebook(p, nb)
+
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr); return 2
     res = demo_results(argv[0])
     atomic_write_text(ROOT / "benchmarks" / "demo_results.json", json.dumps(res, indent=1, sort_keys=True) + "\n")
-    readme = update_index_results(results_markdown(res), ROOT)
-    print(f"wrote {ROOT / 'benchmarks' / 'demo_results.json'}, the results block of {ROOT / 'nbs' / 'index.ipynb'} and {readme}")
+    page = update_results_page(results_markdown(res), ROOT)
+    print(f"wrote {ROOT / 'benchmarks' / 'demo_results.json'} and the results block of {page}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
