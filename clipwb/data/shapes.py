@@ -16,8 +16,8 @@ from ..core import DataError
 from .readers import DATASETS, PairDataset
 
 # %% auto #0
-__all__ = ['FACTORS', 'RGB', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'VARIANTS', 'shape_factors', 'render_shape',
-           'index_hash', 'ShapesDataset', 'shapes_dataset']
+__all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'VARIANTS', 'shape_factors',
+           'render_shape', 'index_hash', 'ShapesDataset', 'shapes_dataset']
 
 # %% ../../nbs/12_data.shapes.ipynb #d4c36a8c
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -30,7 +30,7 @@ FACTORS: dict[str, tuple[str, ...]] = {
 RGB = {"red": (220, 30, 30), "orange": (245, 140, 20), "yellow": (235, 215, 30), "green": (40, 170, 60),
        "cyan": (30, 200, 210), "blue": (35, 70, 215), "purple": (135, 50, 185), "pink": (245, 120, 185),
        "lime": (160, 230, 40), "navy": (20, 25, 110), "brown": (120, 70, 30), "black": (20, 20, 20)}
-_POS_WORDS = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
+POSITION_WORDS = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
               "centre": "in the centre"}
 # (template, weight): colour always, shape usually, size/position sometimes, texture rarely
 TEMPLATES = (
@@ -61,7 +61,7 @@ def shape_factors(seed: int, i: int, variant: str = "default") -> dict:
         f["background"] = others[rng.integers(len(others))]
     w = np.array([t[1] for t in templates], float)
     tpl = templates[rng.choice(len(templates), p=w / w.sum())][0]
-    f["caption"] = tpl.format(colour=f["colour"], shape=f["shape"], size=f.get("size"), pos=_POS_WORDS[f["position"]],
+    f["caption"] = tpl.format(colour=f["colour"], shape=f["shape"], size=f.get("size"), pos=POSITION_WORDS[f["position"]],
                               texture=f.get("texture"), background=f.get("background"))
     f["noise_seed"] = int(rng.integers(2**31))
     return f
