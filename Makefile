@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser mathjax slurm-up slurm-down test test-fast demo demo-quick lab bench export sync-params clean-nbs docs readme
+.PHONY: install browser mathjax slurm-up slurm-down test test-fast lint demo demo-quick lab bench export sync-params clean-nbs docs readme
 
 $(STAMP): settings.ini setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ test: install browser mathjax
 	export SLURM_CONF=$${CLIPWB_SLURM_DIR:-/tmp/clipwb-slurm}/slurm.conf; \
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
 	bash tools/slurm_local.sh down; exit $$rc
+
+lint: install      ## ruff over the package, the notebooks, tests, tools and benchmarks (ruff.toml; tests/test_hygiene.py runs it too)
+	$(VENV)/bin/ruff check clipwb nbs tests tools benchmarks
 
 test-fast: install ## pytest without the papermill end-to-end tests
 	$(PY) -m pytest -m "not e2e"

@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from .core import ClipwbError, ConfigError, runs_dir
+from .core import ClipwbError, ConfigError
 from .pipeline import demo_pipeline, export_demo, pipeline_failures, run_pipeline
 from .runs import StageFailed, plan_run, stage_names
 from .notebooks import run_stage

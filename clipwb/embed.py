@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from .config import STAGES, Result, StageConfig, card_field, path_field
-from .core import ConfigError, DataError, get_device, get_logger, l2_normalize
+from .core import ConfigError, get_logger
 from .cards import load_card
 from .data.datasets import load_dataset
 from .data.readers import DATASETS, log_skipped, skip_counts
 from .encode import EMBED_MODALITIES, iter_encoded
 from .models import create_model_and_transforms, get_tokenizer
 from .models.concat import embedding_dim
-from .io import complete_shards, read_json, shard_paths, write_json, write_shard
+from .io import complete_shards, read_json, write_json, write_shard
 
 log = get_logger(__name__)
 
@@ -67,7 +67,6 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
                     manifest: dict | None = None, progress: bool = True, modality: str = "both",
                     cache_decoded: bool = True) -> dict:
     "Encode `ds` into shards under `out`, skipping complete shards; returns the manifest."
-    from tqdm.auto import tqdm
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     n = len(ds) if limit is None else min(limit, len(ds))
     n_shards = -(-n // shard_size)

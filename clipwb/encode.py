@@ -12,7 +12,6 @@ import numpy as np
 from .core import ConfigError, DataError, Sample, cache_dir, get_device, get_logger, l2_normalize
 from .data.datasets import make_loader
 from .io import atomic_path, read_json, write_json
-from .data.readers import log_skipped, skip_counts
 from .models.concat import embedding_dim
 
 log = get_logger(__name__)

@@ -18,7 +18,7 @@ from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_dir
 from .io import read_json, write_json, atomic_write_text
 from .report import write_report
 from .runs import plan_run, stage_config, utc_stamp
-from .jobs import Resources, Submission, make_executor, submit_planned, wait, error_excerpt
+from .jobs import Resources, Submission, make_executor, submit_planned, wait
 
 log = get_logger(__name__)
 

@@ -5,13 +5,10 @@
 # %% ../nbs/25_runs.ipynb #24fbecbd
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,10 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import STAGES, Result, StageConfig, param_table, ref_fields
+from .config import STAGES, Result, StageConfig, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
-from .registry import load_plugins
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, DataError, get_device, get_logger, seed_everything
-from .io import atomic_write_text, load_tensors, read_json, save_tensors, write_json
+from .io import load_tensors, read_json, save_tensors, write_json
 from .models import (count_params, create_model_and_transforms, freeze_except, get_tokenizer, resolve_model,
                            save_model, trainable_patterns)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger, l2_normalize
-from .kmeans import CLUSTERERS, Clustering, as_points, import_faiss, kmeans
+from .kmeans import CLUSTERERS, Clustering, as_points, kmeans
 
 log = get_logger("clipwb.cluster.balanced")
 
@@ -74,13 +74,13 @@ def _phase(cobj, ccost, bound, bfix, n_dummy, K, split, cap, off, price, base, e
         if s < c:
             hb[lo + s] = bid; hp[lo + s] = i; size[j1] = s + 1; owner[i] = j1
             if s + 1 == c:
-                for pos in range(c // 2 - 1, -1, -1): _sift_nb(hb, hp, lo, c, pos)
+                for pos in range(c // 2 - 1, -1, -1): _sift_nb(hb, hp, lo, c, pos)  # noqa: F821 (see _kernel)
                 price[j1] = hb[lo]
         else:
             ev = hp[lo]; owner[ev] = -1
             queue[(qh + qn) % qcap] = ev; qn += 1
             hb[lo] = bid; hp[lo] = i; owner[i] = j1
-            _sift_nb(hb, hp, lo, c, 0)
+            _sift_nb(hb, hp, lo, c, 0)  # noqa: F821 (_kernel puts the compiled _sift in globals)
             price[j1] = hb[lo]
     return nbids, nstarved
 

@@ -9,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .diagnostics import cluster_sizes, stage_flows
+from .diagnostics import stage_flows
 from .kmeans import Clustering, imbalance
-from ..core import ClipwbError, ConfigError, DataError
+from ..core import ClipwbError, DataError
 
 # %% auto #0
 __all__ = ['sizes_figure', 'objective_figure', 'agreement_figure', 'stability_figure', 'sankey_figure']

@@ -199,7 +199,8 @@ def thumbnails_b64(images: Sequence,            # PIL images or uint8 arrays [H,
                    *, size: int = 48,           # longest side in pixels
                    ) -> list[str]:
     "Small PNG `data:` URIs of `images` (aspect ratio kept, never enlarged)."
-    import base64, io
+    import base64
+    import io
     from PIL import Image
     size = check_int("size", size, 1, where="thumbnails_b64: ")
     out = []

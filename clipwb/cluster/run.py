@@ -5,6 +5,8 @@
 # %% ../../nbs/58_cluster.run.ipynb #0bc9681e
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from .stream import shard_source
 from ..io import atomic_path, load_embeddings, read_json, save_tensors, shard_paths, write_json
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 log = get_logger(__name__)
 
@@ -72,7 +77,7 @@ class ClusterCfg(StageConfig):
         if self.stage < 0: raise ConfigError(f"parameter 'stage' must be ≥ 0, got {self.stage}")
         if self.stage > 0 and self.prev is None:
             raise ConfigError(f"stage {self.stage} needs 'prev', the cluster run dir of stage {self.stage - 1}")
-        if self.limit is not None and self.limit < 2: raise ConfigError(f"parameter 'limit' must be ≥ 2 or None")
+        if self.limit is not None and self.limit < 2: raise ConfigError("parameter 'limit' must be ≥ 2 or None")
         if self.map_points < 0 or self.stability_seeds < 0:
             raise ConfigError("parameters 'map_points' and 'stability_seeds' must be ≥ 0")
 

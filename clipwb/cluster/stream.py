@@ -144,7 +144,7 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
     from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
     from tqdm.auto import tqdm
     src = _as_source(x)
-    n, d = src.n, src.dim
+    n = src.n
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
         raise ConfigError(f"k must be an int with 1 <= k <= N (number of points, {n}), got k={k!r}")
     k, batch_size, max_iter, n_init = (check_int(a, v) for a, v in (("k", k), ("batch_size", batch_size),

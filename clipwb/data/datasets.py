@@ -5,7 +5,6 @@
 # %% ../../nbs/15_data.datasets.ipynb #bbbdb950
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..cards import CardError, DataCard, load_card
-from ..config import STAGES, Result, StageConfig, card_field, path_field
+from ..config import STAGES, Result, StageConfig, card_field
 from ..core import ConfigError, DataError, get_logger
 from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
 from ..io import write_json
@@ -123,7 +122,8 @@ def make_loader(ds: PairDataset, *, preprocess: Callable | None = None,   # PIL 
                 # explicit batches (override indices, shuffle, drop_last)
                 batches: Sequence[Sequence[int]] | None = None):
     "A torch `DataLoader` of dict batches: image, text, index, id, caption, skipped."
-    import functools, torch
+    import functools
+    import torch
     from torch.utils.data import DataLoader, RandomSampler
     if batch_size < 1: raise ConfigError(f"make_loader: batch_size must be ≥ 1, got {batch_size}")
     if indices is not None:

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
 from ..cards import expand_env
-from ..core import ConfigError, DataError, Sample, get_logger
+from ..core import DataError, Sample, get_logger
 from ..registry import Registry, meta_keys
 
 log = get_logger(__name__)

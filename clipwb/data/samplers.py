@@ -5,9 +5,14 @@
 # %% ../../nbs/14_data.samplers.ipynb #6046bc6e
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..core import ConfigError, DataError
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 # %% auto #0
 __all__ = ['MCLBatchSampler', 'read_labels', 'pseudo_labels_for']

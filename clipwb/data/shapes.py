@@ -61,7 +61,8 @@ def shape_factors(seed: int, i: int, variant: str = "default") -> dict:
         f["background"] = others[rng.integers(len(others))]
     w = np.array([t[1] for t in templates], float)
     tpl = templates[rng.choice(len(templates), p=w / w.sum())][0]
-    f["caption"] = tpl.format(colour=f["colour"], shape=f["shape"], size=f.get("size"), pos=POSITION_WORDS[f["position"]],
+    f["caption"] = tpl.format(colour=f["colour"], shape=f["shape"], size=f.get("size"),
+                              pos=POSITION_WORDS[f["position"]],
                               texture=f.get("texture"), background=f.get("background"))
     f["noise_seed"] = int(rng.integers(2**31))
     return f

@@ -16,7 +16,7 @@ from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, even_subset, get_logger
 from .retrieval import retrieval_chance, retrieval_metrics
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
-from ..io import atomic_write_text, read_json, write_json
+from ..io import read_json, write_json
 
 log = get_logger(__name__)
 

@@ -5,12 +5,17 @@
 # %% ../../nbs/40_eval.zeroshot.ipynb #55949840
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core import ConfigError, DataError, get_logger, l2_normalize
 from ..encode import encode_texts
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import torch
 
 log = get_logger(__name__)
 

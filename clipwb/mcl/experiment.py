@@ -5,6 +5,8 @@
 # %% ../../nbs/61_mcl.experiment.ipynb #b04feb7a
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 from pathlib import Path
@@ -19,6 +21,9 @@ from ..eval.run import EvalCfg, run_eval
 from ..io import atomic_path, read_json, write_json
 from .run import MclCfg, run_mcl
 from ..train import TrainCfg, run_train
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 # %% auto #0
 __all__ = ['suppression_experiment', 'oracle_labels', 'experiment_table']

@@ -5,14 +5,14 @@
 # %% ../../nbs/60_mcl.run.ipynb #de1ca256
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..config import STAGES, Result, StageConfig, card_field, path_field
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, get_logger
 from ..cards import TASKS, load_card
 from ..cluster.kmeans import SEEDINGS, clusterer_options
 from ..cluster.run import nmi_by_factor
@@ -21,6 +21,9 @@ from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
 from ..models import create_model, load_concat, resolve_model, save_model
 from ..runs import run_step
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 log = get_logger(__name__)
 

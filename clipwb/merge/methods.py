@@ -5,7 +5,6 @@
 # %% ../../nbs/80_merge.methods.ipynb #194c0b25
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence

@@ -5,6 +5,8 @@
 # %% ../../nbs/72_mode.ensemble.ipynb #86a8df53
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from typing import Sequence
 
@@ -13,6 +15,9 @@ import numpy as np
 from ..core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from ..eval.zeroshot import build_classifier, fill_template, get_templates, zeroshot_metrics
 from ..eval.zeroshot import text_encoder as clip_text_encoder
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 log = get_logger(__name__)
 

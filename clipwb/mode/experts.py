@@ -5,6 +5,8 @@
 # %% ../../nbs/71_mode.experts.ipynb #b1e282c6
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import hashlib
 import json
@@ -14,10 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..cluster import TwoLevelClustering, assign_shards, balanced_assign, shard_source, two_level
-from ..config import STAGES, Result, StageConfig, card_field, path_field
+from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, DataError, check_int, get_logger
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from .captions import TEXT_ENCODERS, caption_folder, encode_captions, encoder_key, text_encoder
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 log = get_logger(__name__)
 

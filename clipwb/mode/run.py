@@ -5,14 +5,14 @@
 # %% ../../nbs/73_mode.run.ipynb #312c145c
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import STAGES, Result, StageConfig, card_field, path_field
+from ..config import STAGES, Result, card_field
 from ..core import ConfigError, DataError, even_subset, get_logger
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, write_json
 from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
                                   task_logits, weights_figure)
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
@@ -122,7 +122,6 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
     ("The mode stage: clusters, every expert as a `mode_expert` run (finished ones skipped), evaluation "
      "table and figures.")
     from clipwb.notebooks import run_stage           # the experts are ordinary stage runs
-    from clipwb.io import save_figure
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     seed, emb = seed_and_embeddings(cfg.seed_model, cfg.embeddings, run_dir, device=cfg.device)
     step = pick_seed_step(seed, cfg.seed_step)

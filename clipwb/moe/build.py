@@ -13,8 +13,8 @@ import torch
 
 from ..core import ConfigError, DataError, get_logger
 from ..io import load_tensors
-from ..models import create_model, listed_models, resolve_model, save_model
-from ..models.moe import apply_moe, has_moe, moe_layers_of, towers
+from ..models import create_model, listed_models, resolve_model
+from ..models.moe import apply_moe, has_moe, moe_layers_of
 
 log = get_logger(__name__)
 

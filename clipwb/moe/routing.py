@@ -5,12 +5,17 @@
 # %% ../../nbs/64_moe.routing.ipynb #c37ed592
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core import ConfigError, DataError, even_subset, get_logger
 from ..models.moe import TOWERS, has_moe
+
+if TYPE_CHECKING:   # annotations only: the module does not import it at run time
+    import pandas as pd
 
 log = get_logger(__name__)
 
@@ -149,7 +154,6 @@ def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | No
 # %% ../../nbs/64_moe.routing.ipynb #b2ca16b4
 def load_figure(st: RoutingStats, *, kind: str = "top1"):
     "Heatmap per tower: MoE layer × expert load (`top1` or `topk`) as a multiple of 1/E."
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     towers = list(st.load.tower.unique())
     fig = make_subplots(rows=1, cols=len(towers), subplot_titles=[f"{t} tower" for t in towers])
