@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #6d0739b8
 from __future__ import annotations
 
+import hashlib
 import logging
 import numbers
 import os
@@ -18,7 +19,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'checkout_root',
            'package_data', 'runs_dir', 'cache_dir', 'stages_dir', 'seed_everything', 'get_device', 'Sample',
-           'get_logger', 'l2_normalize', 'even_subset']
+           'get_logger', 'l2_normalize', 'even_subset', 'stable_hash']
 
 # %% ../nbs/00_core.ipynb #ff412f3f
 class ClipwbError(Exception):
@@ -123,3 +124,8 @@ def l2_normalize(x, eps: float = 1e-12, dtype=np.float32):
 def even_subset(n: int, limit: int | None) -> list[int]:
     "`limit` evenly spaced indices of `range(n)` (all of them when `limit` is None or ≥ n)."
     return list(range(n)) if limit is None or limit >= n else [i * n // limit for i in range(limit)]
+
+def stable_hash(key: str) -> float:
+    "A stable uniform number in [0, 1) from a string, the same in every process (splits by hashing)."
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
+

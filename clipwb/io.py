@@ -22,8 +22,8 @@ from .core import ClipwbError, DataError, UnsafeFileError, l2_normalize, repo_ro
 
 # %% auto #0
 __all__ = ['PICKLE_SUFFIXES', 'atomic_path', 'atomic_write_text', 'write_json', 'read_json', 'refuse_pickle', 'save_tensors',
-           'load_tensors', 'shard_paths', 'write_shard', 'complete_shards', 'load_embeddings', 'save_figure',
-           'git_state', 'env_info']
+           'load_tensors', 'shard_paths', 'write_shard', 'complete_shards', 'load_embeddings', 'embeddings_folder',
+           'save_figure', 'git_state', 'env_info']
 
 # %% ../nbs/02_io.ipynb #f48f655b
 @contextlib.contextmanager
@@ -126,6 +126,15 @@ def load_embeddings(folder: str | Path, *, shards: list[int] | None = None, dtyp
         meta.append(pd.read_parquet(ps["meta"]))
     return (np.concatenate(img).astype(dtype), np.concatenate(txt).astype(dtype),
             pd.concat(meta, ignore_index=True))
+
+def embeddings_folder(path: str | Path) -> Path:
+    "The shard folder of an embed run dir (or the folder itself when it holds `manifest.json`)."
+    p = Path(path)
+    for cand in (p, p / "embeddings"):
+        if (cand / "manifest.json").is_file(): return cand
+    raise DataError(f"{p}: no embeddings here (no manifest.json in it or in {p / 'embeddings'}); "
+                    "pass an embed run dir or a shard folder")
+
 
 # %% ../nbs/02_io.ipynb #e6452ee4
 def save_figure(fig, path: str | Path, *, standalone: bool = False) -> Path:

@@ -18,8 +18,8 @@ from .kmeans import CLUSTERERS, Clustering, clusterer_options, fit_clusters
 from .labels import accumulate, load_labels
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
-from .stream import shard_source
-from ..io import atomic_path, load_embeddings, read_json, save_tensors, shard_paths, write_json
+from .stream import STREAM_SAMPLE, shard_source
+from ..io import atomic_path, embeddings_folder, load_embeddings, read_json, save_tensors, shard_paths, write_json
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -27,8 +27,7 @@ if TYPE_CHECKING:   # annotations only: the module does not import it at run tim
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MODALITIES', 'STREAM_SAMPLE', 'ClusterCfg', 'embeddings_folder', 'prev_labels', 'cluster_stage', 'run_cluster',
-           'nmi_by_factor']
+__all__ = ['log', 'MODALITIES', 'ClusterCfg', 'prev_labels', 'cluster_stage', 'run_cluster', 'nmi_by_factor']
 
 # %% ../../nbs/58_cluster.run.ipynb #d67c1aa3
 MODALITIES = ("image", "text", "joint")
@@ -82,14 +81,6 @@ class ClusterCfg(StageConfig):
             raise ConfigError("parameters 'map_points' and 'stability_seeds' must be ≥ 0")
 
 # %% ../../nbs/58_cluster.run.ipynb #3a9a3646
-def embeddings_folder(path: str | Path) -> Path:
-    "The shard folder of an embed run dir (or the folder itself when it holds `manifest.json`)."
-    p = Path(path)
-    for cand in (p, p / "embeddings"):
-        if (cand / "manifest.json").is_file(): return cand
-    raise DataError(f"{p}: no embeddings here (no manifest.json in it or in {p / 'embeddings'}); "
-                    "pass an embed run dir or a shard folder")
-
 def prev_labels(prev: str | Path, ids) -> "pd.DataFrame":
     "Stage s−1's labels from its cluster run dir (`load_labels`), checked row by row against `ids`."
     df = load_labels(prev)
@@ -131,8 +122,6 @@ def _dataset_images(man: dict, ids):
         log.warning("cluster: no thumbnails (dataset %r of the manifest not available: %s)", man.get("data"), e)
         return None
     return lambda r: ds.load_image(rows[r])
-
-STREAM_SAMPLE = 100_000  # rows a streaming run reads into memory: two_level's fine fit, diagnostics, map
 
 def _streams(method: str) -> bool: return bool(CLUSTERERS.meta(method).get("streaming"))
 

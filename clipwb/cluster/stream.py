@@ -18,8 +18,11 @@ from ..registry import check_kwargs
 
 log = get_logger("clipwb.cluster.stream")
 
+STREAM_SAMPLE = 100_000  # rows a streaming run reads into memory: two_level's fine fit, diagnostics, map
+
 # %% auto #0
-__all__ = ['log', 'EmbeddingSource', 'shard_source', 'minibatch_kmeans', 'TwoLevelClustering', 'two_level', 'assign_shards']
+__all__ = ['log', 'STREAM_SAMPLE', 'EmbeddingSource', 'shard_source', 'minibatch_kmeans', 'TwoLevelClustering', 'two_level',
+           'assign_shards']
 
 # %% ../../nbs/53_cluster.stream.ipynb #53346ca4
 _MODALITY = {"image": "img", "text": "text"}

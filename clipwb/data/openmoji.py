@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..core import DataError, cache_dir, get_logger
 from .readers import DATASETS, PairDataset, decode_image
-from .shapes import index_hash
+from ..core import stable_hash
 
 log = get_logger(__name__)
 
@@ -83,7 +83,7 @@ CAPTIONS = ("{name}", "an emoji of {a} {name}", "{a} {name} emoji", "an icon of 
 def emoji_caption(hexcode: str, row: dict) -> str:
     "The caption of emoji `hexcode` (deterministic per id)."
     name = row["name"]
-    t = CAPTIONS[int(index_hash(f"caption-{hexcode}") * len(CAPTIONS))]
+    t = CAPTIONS[int(stable_hash(f"caption-{hexcode}") * len(CAPTIONS))]
     return t.format(name=name, a="an" if name[:1].lower() in "aeiou" else "a", sub=row["subgroup"].replace("-", " "))
 
 # %% ../../nbs/13_data.openmoji.ipynb #a35613fb
@@ -97,7 +97,7 @@ class OpenMojiDataset(PairDataset):
         for svg in openmoji_svgs():
             row = tab.get(_key(svg.stem))
             if row is None: skipped.append({"id": svg.stem, "reason": "no Unicode name (OpenMoji extra)"}); continue
-            is_test = index_hash(f"openmoji-{row['base']}") < test_fraction
+            is_test = stable_hash(f"openmoji-{row['base']}") < test_fraction
             if split is None or is_test == (split == "test"): cands.append((svg, row))
         if limit is not None: cands = cands[:limit]
         r = rasterise_openmoji([s for s, _ in cands], size, workers=workers, progress=progress)

@@ -6,18 +6,17 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..core import DataError
+from ..core import DataError, stable_hash
 from .readers import DATASETS, PairDataset
 
 # %% auto #0
 __all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'VARIANTS', 'shape_factors',
-           'render_shape', 'index_hash', 'ShapesDataset', 'shapes_dataset']
+           'render_shape', 'ShapesDataset', 'shapes_dataset']
 
 # %% ../../nbs/12_data.shapes.ipynb #d4c36a8c
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -118,13 +117,9 @@ def render_shape(f: dict, size: int = 64) -> Image.Image:
     return im
 
 # %% ../../nbs/12_data.shapes.ipynb #17d4834e
-def index_hash(key: str) -> float:
-    "A stable uniform number in [0, 1) from a string (splits by hashing)."
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
-
 def _factor_rows(n: int, seed: int, variant: str, test_fraction: float):
     "`(is_test, factors)` of samples 0..n−1, one by one."
-    return ((index_hash(f"shapes-{i}") < test_fraction, shape_factors(seed, i, variant)) for i in range(n))
+    return ((stable_hash(f"shapes-{i}") < test_fraction, shape_factors(seed, i, variant)) for i in range(n))
 
 @functools.lru_cache(maxsize=8)
 def _cached_rows(n: int, seed: int, variant: str, test_fraction: float) -> tuple:

@@ -127,7 +127,7 @@ def simcse(*, path: str | None = None, device: str = "cpu", max_length: int = 77
 # %% ../../nbs/70_mode.captions.ipynb #e9a30ae4
 def caption_folder(embeddings: str | Path, encoder: TextEncoder | str) -> Path:
     "Where `encode_captions` puts the caption shards of an embed run for this encoder."
-    from clipwb.cluster.run import embeddings_folder
+    from clipwb.io import embeddings_folder
     key = encoder if isinstance(encoder, str) else encoder.key
     return embeddings_folder(embeddings) / f"captions_{key}"
 
@@ -138,7 +138,7 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
     "Caption embeddings of every shard of `embeddings` → shards in `caption_folder`; resumable; returns the manifest."
     import pandas as pd
     from tqdm.auto import tqdm
-    from clipwb.cluster.run import embeddings_folder
+    from clipwb.io import embeddings_folder
     src, out = embeddings_folder(embeddings), caption_folder(embeddings, encoder)
     man_path = out / "manifest.json"
     if man_path.is_file() and (old := read_json(man_path).get("encoder")) != encoder.key:

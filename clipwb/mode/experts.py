@@ -105,7 +105,7 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine "
                                        f"clusters; lower k_fine")
     if fraction is None:   # never more than the cluster stage's STREAM_SAMPLE rows in memory for the fine fit
-        from clipwb.cluster.run import STREAM_SAMPLE
+        from clipwb.cluster.stream import STREAM_SAMPLE
         fraction = min(1.0, STREAM_SAMPLE / src.n)
     kw = {"niter": int(niter)}
     tl = two_level(src, k=k, k_fine=k_fine, seed=seed, fraction=fraction, fine_method="balanced_kmeans",
