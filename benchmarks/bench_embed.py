@@ -16,7 +16,6 @@ worker competes with torch's two threads (measured 2026-11-30, quiet, tiny model
 stage / bare_image_text 0.95 with 0 workers, 0.87 with 1). The CPU may be shared: run it under `nice` and repeat.
 """
 import argparse
-import os
 import sys
 import tempfile
 import time

@@ -50,7 +50,7 @@ def main():
     from clipwb.mcl import MCLBatchSampler
     big = np.random.default_rng(0).integers(0, 81, 1_000_000)
     s = MCLBatchSampler(big, a.batch_size, seed=0)
-    t0 = time.perf_counter(); s.set_epoch(1); order = s.order(); dt = time.perf_counter() - t0
+    t0 = time.perf_counter(); s.set_epoch(1); s.order(); dt = time.perf_counter() - t0
     print(f"  sampler alone: one epoch of 1,000,000 samples / 81 cells ({len(s)} batches) in {dt:.2f} s "
           f"= {dt / len(s) * 1000:.3f} ms per batch, {dt / len(s) / med['plain'] * 100:.2f} % of a plain step")
 

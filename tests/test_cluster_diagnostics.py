@@ -3,8 +3,6 @@ import itertools
 import json
 import logging
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd

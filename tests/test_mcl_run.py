@@ -2,13 +2,11 @@
 (eval, embed, `clipwb run eval`) against the hand-built integration, checked before work; trainable presets."""
 import numpy as np
 import pytest
-import torch
 
 from clipwb.core import ConfigError
 from clipwb.models import ConcatCLIP
 from clipwb.mcl import MclCfg
 from clipwb.models import create_model, freeze_except, get_tokenizer
-from clipwb.train import TrainCfg
 
 
 def _unit(e):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import clipwb
 
 ROOT = Path(__file__).resolve().parents[1]
 

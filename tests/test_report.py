@@ -38,7 +38,7 @@ def test_report_is_self_contained(report):
     assert "final_loss" in html and "n_train" in html and "dependency &#x27;bad&#x27; failed" in html
 
 
-def test_report_renders_in_chromium(report, page, tmp_path):
+def test_report_renders_in_chromium(report, page, tmp_path):  # noqa: F811  (`page` is the imported fixture)
     page.call("Page.navigate", url=report.as_uri())
     t0 = time.monotonic()
     while page.js("document.readyState") != "complete" or page.js(

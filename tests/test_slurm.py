@@ -15,7 +15,7 @@ import pytest
 from clipwb.core import ConfigError
 from clipwb.io import read_json
 from clipwb.runs import StageFailed
-from clipwb.jobs import (Resources, cancel, run_state, run_status, slurm_available, submit_stage, wait)
+from clipwb.jobs import (cancel, run_state, run_status, slurm_available, submit_stage, wait)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = Path(os.environ.get("CLIPWB_SLURM_DIR", "/tmp/clipwb-slurm"))

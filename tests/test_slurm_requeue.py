@@ -64,7 +64,7 @@ def _stop_after_two_shards(sub, stop: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("stop", list(STOPS))
-def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):
+def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):  # noqa: F811  (`executor` is the imported fixture)
     from clipwb.data.datasets import load_dataset
     res_, lines, said = STOPS[stop]
     t0 = time.perf_counter()

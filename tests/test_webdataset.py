@@ -12,7 +12,7 @@ import pytest
 import clipwb.data.readers as rd
 import clipwb.data.webdataset as wd
 from clipwb.data.datasets import make_loader, shard_batches
-from clipwb.data.webdataset import WebDataset, shard_index
+from clipwb.data.webdataset import WebDataset
 from clipwb.testing import synthetic_pairs, write_tar_shard
 
 
@@ -39,7 +39,7 @@ def _count_builds(monkeypatch):
 def test_index_is_built_once_cached_and_opening_reads_no_sample(tmp_path, cache, monkeypatch):
     ps = _shards(tmp_path / "wds")
     builds = _count_builds(monkeypatch)
-    first = WebDataset(tmp_path / "wds", label_names=["shape"])
+    WebDataset(tmp_path / "wds", label_names=["shape"])   # the first open builds every shard's index
     assert sorted(builds) == [f"{k:05d}.tar" for k in range(4)] and len(list((cache / "webdataset_index").glob("*.jsonl"))) == 4
     builds.clear()
     rows_read = []
