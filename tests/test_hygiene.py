@@ -78,7 +78,8 @@ def test_every_module_has_a_notebook():
 def test_export_in_sync(tmp_path):
     """nbdev_export from nbs/ reproduces the committed clipwb/ exactly."""
     for name in ("nbs", "clipwb"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
     exe = Path(sys.executable).with_name("nbdev_export")
     subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
@@ -94,7 +95,8 @@ def _stage_of(nb):
 
 @pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
 def test_stage_notebook_shape(nb):
-    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the config class."""
+    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the
+    config class."""
     from clipwb.notebooks import parameters_cell
     cells = _cells(nb)
     assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
@@ -108,7 +110,8 @@ def test_stage_notebook_shape(nb):
 
 @pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
 def test_stage_parameters_as_papermill_reads_them(nb):
-    """papermill's parameter inference (its unknown-parameter warning, `--help-notebook`) finds every field, with its default and help."""
+    """papermill's parameter inference (its unknown-parameter warning, `--help-notebook`) finds every field, with its
+    default and help."""
     import ast
     import dataclasses
     import logging
@@ -116,7 +119,8 @@ def test_stage_parameters_as_papermill_reads_them(nb):
     from clipwb.config import STAGES, param_help
     from clipwb.notebooks import parameters_cell
     cls = STAGES.get(_stage_of(nb))
-    logging.getLogger("papermill").setLevel(logging.ERROR)     # its 'Unable to parse line' warnings are checked below instead
+    # its 'Unable to parse line' warnings are checked below instead
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     got = papermill.inspect_notebook(str(nb))
     fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
               for f in dataclasses.fields(cls)}

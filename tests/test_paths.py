@@ -1,4 +1,5 @@
-"""Paths as the user typed them: relative model/init/embeddings/… and relative runs roots, resolved against the caller's cwd."""
+"""Paths as the user typed them: relative model/init/embeddings/… and relative runs roots, resolved against the caller's
+cwd."""
 import json
 import os
 import subprocess
@@ -23,7 +24,8 @@ def _cli(cwd, *args, runs="runs", check=True):
 
 
 def test_relative_model_resolved_from_cwd_before_hashing(tmp_path, monkeypatch):
-    """plan_run sees `model runs/train/x` from the caller's folder: absolute in the config, so the hash names that folder."""
+    """plan_run sees `model runs/train/x` from the caller's folder: absolute in the config, so the hash names that
+    folder."""
     from clipwb.models import create_model, save_model
     monkeypatch.chdir(tmp_path)
     save_model(create_model("clipwb-micro"), tmp_path / "runs" / "m" / "model")
@@ -43,7 +45,8 @@ def test_relative_model_resolved_from_cwd_before_hashing(tmp_path, monkeypatch):
 
 
 def test_path_fields_declared_on_configs():
-    """Every parameter that names a model, run folder or card is declared as such (metadata), not listed by name elsewhere."""
+    """Every parameter that names a model, run folder or card is declared as such (metadata), not listed by name
+    elsewhere."""
     assert {"model", "init", "data"} <= set(ref_fields(stage_config("train")))
     assert {"model", "data"} <= set(ref_fields(stage_config("eval")))
     assert {"models", "base", "domains", "stats_domains"} <= set(ref_fields(stage_config("merge_sweep")))
@@ -51,7 +54,8 @@ def test_path_fields_declared_on_configs():
 
 @pytest.mark.e2e
 def test_readme_chain_with_relative_paths(tmp_path):
-    """README: train, then `clipwb run eval -p model runs/train/<run>` typed literally from the user's folder, relative runs root."""
+    """README: train, then `clipwb run eval -p model runs/train/<run>` typed literally from the user's folder, relative
+    runs root."""
     work = tmp_path / "work"; work.mkdir()
     tr = _cli(work, "run", "train", "-p", "data", "shapes", "-p", "model", "clipwb-micro", "-p", "max_steps", "2",
               "-p", "batch_size", "8", "-p", "data_limit", "16")

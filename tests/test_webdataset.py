@@ -193,7 +193,8 @@ A webdataset with a truncated shard and unsafe member names.
 
 
 def test_training_on_shards_reads_each_workers_own_shards(tmp_path, cache, monkeypatch):
-    """The train stage on a webdataset with 2 workers: shard-by-shard epochs; each real loader worker reads whole shards."""
+    """The train stage on a webdataset with 2 workers: shard-by-shard epochs; each real loader worker reads whole
+    shards."""
     import torch
     from clipwb.core import DataError
     from clipwb.data.datasets import load_dataset, shard_epoch_batches
