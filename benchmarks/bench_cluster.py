@@ -93,10 +93,12 @@ def main():
           f"{'bal obj/faiss obj':>18} {'iters':>6} {'gap_rel':>9}")
     for r in rows:
         b = r["b"]
-        print(f"{r['k']:>5} {r['tb']:>11.2f} {r['tf']:>9.2f} {r['tb'] / r['tf']:>7.2f} {'<=2.0':>7} {b.imbalance:>8.4f} "
-              f"{r['f_imb']:>9.3f} {b.objective / r['f_obj']:>18.4f} {b.params['n_iter']:>6} {b.params['gap_rel']:>9.1e}")
-    print("\n    peak Python-side memory of one balanced assignment (tracemalloc), chunk fixed; m = candidates per point")
-    print(f"    reached (starts at --n-candidates, may double up to --max-candidates on hard data)")
+        print(f"{r['k']:>5} {r['tb']:>11.2f} {r['tf']:>9.2f} {r['tb'] / r['tf']:>7.2f} {'<=2.0':>7} "
+              f"{b.imbalance:>8.4f} {r['f_imb']:>9.3f} {b.objective / r['f_obj']:>18.4f} "
+              f"{b.params['n_iter']:>6} {b.params['gap_rel']:>9.1e}")
+    print("\n    peak Python-side memory of one balanced assignment (tracemalloc), chunk fixed; "
+          "m = candidates per point")
+    print("    reached (starts at --n-candidates, may double up to --max-candidates on hard data)")
     print(f"{'K':>5} {'N':>9} {'m':>4} {'peak MB':>9} {'N*K*4 MB':>9} {'peak/(N*K*4)':>13}")
     for r in rows:
         for n, (p, m) in r["peaks"].items():

@@ -16,7 +16,6 @@ worker competes with torch's two threads (measured 2026-11-30, quiet, tiny model
 stage / bare_image_text 0.95 with 0 workers, 0.87 with 1). The CPU may be shared: run it under `nice` and repeat.
 """
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -83,11 +82,13 @@ def main():
         res["stage_nocache"].append(stage(cache=False))
         res["stage_image"].append(stage(modality="image"))
     best = {k: max(v) for k, v in res.items()}
-    print(f"model={a.model} device={dev} n={n} batch={a.batch_size} workers={a.workers} threads={torch.get_num_threads()}")
+    print(f"model={a.model} device={dev} n={n} batch={a.batch_size} workers={a.workers} "
+          f"threads={torch.get_num_threads()}")
     for k, v in best.items():
         print(f"  {k:16s} {v:8.1f} samples/s")
     print(f"  stage / bare_image_text         = {best['stage'] / best['bare_image_text']:.3f}   (target >= 0.90)")
-    print(f"  stage_nocache / bare_image_text = {best['stage_nocache'] / best['bare_image_text']:.3f}   (decoding every image)")
+    print(f"  stage_nocache / bare_image_text = {best['stage_nocache'] / best['bare_image_text']:.3f}   "
+          "(decoding every image)")
     print(f"  stage_image / bare_image        = {best['stage_image'] / best['bare_image']:.3f}   (image-only mode)")
     print(f"  stage / bare_image              = {best['stage'] / best['bare_image']:.3f}")
 

@@ -25,7 +25,9 @@ def _batches(model_name, model, n_batches, batch_size, seed=0):
     words = "a red green blue small large circle square triangle on grass sky photo of the".split()
     out = []
     for b in range(n_batches):
-        caps = [" ".join(words[int(i)] for i in torch.randint(len(words), (int(torch.randint(3, 12, (1,), generator=g)),), generator=g))
+        caps = [" ".join(words[int(i)]
+                         for i in torch.randint(len(words), (int(torch.randint(3, 12, (1,), generator=g)),),
+                                                generator=g))
                 for _ in range(batch_size)]
         out.append((torch.randn(batch_size, 3, size, size, generator=g), tok(caps)))
     return out
@@ -54,7 +56,8 @@ def bench(name, *, n_batches, batch_size, repeats, variants):
             f()
             cpu[v].append(time.process_time() - c); wall[v].append(time.perf_counter() - w)
     fc, fw = statistics.median(cpu["forward"]), statistics.median(wall["forward"])
-    print(f"\n{name}: {n_batches} batches × {batch_size} pairs, torch threads {torch.get_num_threads()}, {repeats} repeats")
+    print(f"\n{name}: {n_batches} batches × {batch_size} pairs, torch threads {torch.get_num_threads()}, "
+          f"{repeats} repeats")
     print(f"  {'run':<34} {'cpu s':>7} {'ratio':>6} {'wall s':>7} {'ratio':>6}   raw cpu / wall times (s)")
     for v in runs:
         c, w = statistics.median(cpu[v]), statistics.median(wall[v])
@@ -75,7 +78,8 @@ def main():
     torch.set_num_threads(a.threads)
     variants = {"collect_grams (default, float32)": {},
                 "collect_grams (float64)": {"precision": "float64"},
-                "collect_grams (all but mlp.c_proj)": {"modules": [r"attn\.", r"mlp\.c_fc", r"^visual\.proj$", r"text_projection$"]}}
+                "collect_grams (all but mlp.c_proj)": {"modules": [r"attn\.", r"mlp\.c_fc", r"^visual\.proj$",
+                                                                   r"text_projection$"]}}
     sizes = {"clipwb-tiny": (4, 64), "ViT-B-32": (2, 24)}
     ratios = {}
     for name in a.models.split(","):

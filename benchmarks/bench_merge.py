@@ -73,8 +73,8 @@ def make_models(arch, n, root):
         d = root / f"m{i}"; d.mkdir()
         shutil.copy(base / "open_clip_config.json", d)
         g = torch.Generator().manual_seed(i + 1)
-        save_file({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v for k, v in sd.items()},
-                  str(d / WEIGHTS), metadata={"format": "pt"})
+        save_file({k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                   for k, v in sd.items()}, str(d / WEIGHTS), metadata={"format": "pt"})
         dirs.append(d)
     return base, dirs
 
@@ -92,7 +92,8 @@ def run_child(mode, method, models, base, out, chunk_mb):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (random init), e.g. clipwb-tiny for a quick run")
+    ap.add_argument("--arch", default="ViT-B-32",
+                    help="open_clip architecture (random init), e.g. clipwb-tiny for a quick run")
     ap.add_argument("--n", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--methods", nargs="+", default=["linear", "task_arithmetic", "ties"])
     ap.add_argument("--chunk-mb", type=float, default=64)
@@ -119,7 +120,8 @@ def main():
                     r = run_child(mode, m, dirs[:n], b, root / "out", a.chunk_mb)
                     extra = r["peak"] - r["baseline"]
                     rows.append({"mode": mode, "method": m, "n": n, "extra": extra, "ratio": extra / size, **r})
-                    print(f"{mode:10s} {m:16s} {n:3d} {extra / 2**20:15.0f} {extra / size:7.2f} {r['seconds']:8.1f}", flush=True)
+                    print(f"{mode:10s} {m:16s} {n:3d} {extra / 2**20:15.0f} {extra / size:7.2f} {r['seconds']:8.1f}",
+                          flush=True)
         worst = max(r["ratio"] for r in rows if r["mode"] == "stream")
         print(f"worst streamed ratio {worst:.2f} (target ≤ 1.5)")
     finally:

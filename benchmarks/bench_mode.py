@@ -87,14 +87,14 @@ def bench_ensemble(a, tmp):
         for d in dirs:
             model, _, pre = create_model_and_transforms(str(d))
             for c in a.data:
-                evaluate(model, load_dataset(c, "test"), preprocess=pre, tokenizer=get_tokenizer(str(d)), tasks=["zeroshot"],
-                         limit=a.limit, batch_size=64, progress=False)
+                evaluate(model, load_dataset(c, "test"), preprocess=pre, tokenizer=get_tokenizer(str(d)),
+                         tasks=["zeroshot"], limit=a.limit, batch_size=64, progress=False)
     ensemble()                                       # warm-up: caches, MiniLM, OpenMoji rasters
     t_e, t_s = [], []
     for _ in range(a.repeats):
         t_s.append(best(singles, 1)); t_e.append(best(ensemble, 1))
-    print(f"ensemble evaluation (K = {a.experts} {a.arch}, cards {a.data}, limit {a.limit}): ensemble {min(t_e):.1f} s, "
-          f"K × single {min(t_s):.1f} s, ratio {min(t_e) / min(t_s):.3f} (target ≤ 1.1)")
+    print(f"ensemble evaluation (K = {a.experts} {a.arch}, cards {a.data}, limit {a.limit}): "
+          f"ensemble {min(t_e):.1f} s, K × single {min(t_s):.1f} s, ratio {min(t_e) / min(t_s):.3f} (target ≤ 1.1)")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def layer_rows(widths, tokens, repeats, device, dtype=torch.float32, dispatch="l
         xg = x.clone().requires_grad_(True)
         with torch.no_grad():
             fwd = side_by_side({"dense": lambda: dense(x), "moe": lambda: moe(x)}, repeats, sync)
-        fb = side_by_side({"dense": lambda: dense(xg).sum().backward(), "moe": lambda: moe(xg).sum().backward()}, repeats, sync)
+        fb = side_by_side({"dense": lambda: dense(xg).sum().backward(), "moe": lambda: moe(xg).sum().backward()},
+                          repeats, sync)
         rows.append((d, fwd["dense"], fwd["moe"], fb["dense"], fb["moe"]))
     return rows
 
@@ -62,7 +63,8 @@ def model_row(repeats, batch=64):
     moe = apply_moe(create_model("clipwb-tiny"), num_experts=4, top_k=2, dispatch="loop").eval()
     x = torch.randn(batch, 3, 64, 64)
     with torch.no_grad():
-        t = side_by_side({"dense": lambda: dense.encode_image(x), "moe": lambda: moe.encode_image(x)}, repeats, lambda: None)
+        t = side_by_side({"dense": lambda: dense.encode_image(x), "moe": lambda: moe.encode_image(x)}, repeats,
+                         lambda: None)
     return t["dense"], t["moe"]
 
 
@@ -75,9 +77,11 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(f"MoE layer (4 experts, top-2) / dense MLP, {a.tokens} tokens, fp32, 1 thread, {a.device}")
-    print(f"{'width':>6} {'dense fwd ms':>13} {'moe fwd ms':>11} {'fwd ratio':>10} {'dense f+b ms':>13} {'moe f+b ms':>11} {'f+b ratio':>10}")
+    print(f"{'width':>6} {'dense fwd ms':>13} {'moe fwd ms':>11} {'fwd ratio':>10} "
+          f"{'dense f+b ms':>13} {'moe f+b ms':>11} {'f+b ratio':>10}")
     for d, df, mf, db, mb in layer_rows(a.widths, a.tokens, a.repeats, a.device):
-        print(f"{d:>6} {df * 1e3:>13.1f} {mf * 1e3:>11.1f} {mf / df:>10.2f} {db * 1e3:>13.1f} {mb * 1e3:>11.1f} {mb / db:>10.2f}"
+        print(f"{d:>6} {df * 1e3:>13.1f} {mf * 1e3:>11.1f} {mf / df:>10.2f} "
+              f"{db * 1e3:>13.1f} {mb * 1e3:>11.1f} {mb / db:>10.2f}"
               f"   (targets ≤ 2.4 / ≤ 2.6)")
     td, tm = model_row(a.repeats)
     print(f"clipwb-tiny encode_image, batch 64: dense {64 / td:.0f} img/s, MoE on every block {64 / tm:.0f} img/s, "
@@ -88,7 +92,8 @@ def main():
             g = layer_rows([d], a.tokens, a.repeats, "cuda", torch.bfloat16, "grouped")[0]
             l = layer_rows([d], a.tokens, a.repeats, "cuda", torch.bfloat16, "loop")[0]
             print(f"{d:>6} fwd {g[2] * 1e3:.3f} / {l[2] * 1e3:.3f} ms = {g[2] / l[2]:.2f}   "
-                  f"f+b {g[4] * 1e3:.3f} / {l[4] * 1e3:.3f} ms = {g[4] / l[4]:.2f}   (MoE/dense bf16 loop fwd {l[2] / l[1]:.2f})")
+                  f"f+b {g[4] * 1e3:.3f} / {l[4] * 1e3:.3f} ms = {g[4] / l[4]:.2f}   "
+                  f"(MoE/dense bf16 loop fwd {l[2] / l[1]:.2f})")
 
 
 if __name__ == "__main__":

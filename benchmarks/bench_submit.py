@@ -26,4 +26,5 @@ if __name__ == "__main__":
     for _ in range(a.repeats):
         for e in exs: t[e].append(once(e))
     for e in exs: print(f"{e:6s} submit → metrics: best {min(t[e]):.1f} s, median {statistics.median(t[e]):.1f} s")
-    if "slurm" in t: print(f"slurm / local (median): {statistics.median(t['slurm']) / statistics.median(t['local']):.2f}")
+    if "slurm" in t:
+        print(f"slurm / local (median): {statistics.median(t['slurm']) / statistics.median(t['local']):.2f}")

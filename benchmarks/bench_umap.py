@@ -32,8 +32,10 @@ def main():
     ap.add_argument("--spread", type=float, default=0.8)
     ap.add_argument("--n-neighbors", type=int, default=15)
     ap.add_argument("--min-dist", type=float, default=0.1)
-    ap.add_argument("--n-epochs", type=int, default=200, help="same for both (umap's own default is 200 above 10k points)")
-    ap.add_argument("--seed", type=int, default=None, help="random_state for both runs (serial layout); default none (parallel)")
+    ap.add_argument("--n-epochs", type=int, default=200,
+                    help="same for both (umap's own default is 200 above 10k points)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="random_state for both runs (serial layout); default none (parallel)")
     ap.add_argument("--ivf-probe", type=int, default=16, help="also time knn_graph(ivf_probe=...); 0 to skip")
     ap.add_argument("--skip-default", action="store_true", help="time only the faiss path")
     a = ap.parse_args()
@@ -48,7 +50,8 @@ def main():
     kw = dict(n_neighbors=a.n_neighbors, min_dist=a.min_dist, metric="cosine", n_epochs=a.n_epochs)
     ref_kw = dict(kw, random_state=a.seed, n_jobs=1 if a.seed is not None else -1)
     print(f"n={a.n} d={a.d} blobs={a.blobs} n_neighbors={a.n_neighbors} n_epochs={a.n_epochs} seed={a.seed} | "
-          f"cpus={os.cpu_count()} numba_threads={numba.get_num_threads()} faiss_omp_threads={faiss.omp_get_max_threads()} "
+          f"cpus={os.cpu_count()} numba_threads={numba.get_num_threads()} "
+          f"faiss_omp_threads={faiss.omp_get_max_threads()} "
           f"faiss_gpus={faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0} load={os.getloadavg()[0]:.1f}")
 
     # warm-up: compile umap's layout code and pynndescent (force_approximation: NN-descent even below 4096 points)

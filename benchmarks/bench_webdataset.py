@@ -29,7 +29,9 @@ def write_shards(folder: Path, shards: int, per: int):
     rng = np.random.default_rng(0)
     pngs = []
     for c in range(16):   # a few distinct images, reused: generation stays fast
-        b = io.BytesIO(); Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(b, "PNG"); pngs.append(b.getvalue())
+        b = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(b, "PNG")
+        pngs.append(b.getvalue())
     for s in range(shards):
         p = folder / f"{s:05d}.tar"
         if p.exists(): continue
@@ -56,7 +58,8 @@ t_open = time.perf_counter() - t0
 b = next(iter(make_loader(ds, preprocess=T.ToTensor(), batch_size=256)))
 t_first = time.perf_counter() - t0
 print(json.dumps({"n": len(ds), "open_s": t_open, "first_batch_s": t_first, "import_s": t_import,
-                  "batch": len(b["id"]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_after_import_mb": rss0}))
+                  "batch": len(b["id"]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "rss_after_import_mb": rss0}))
 """
 
 
@@ -75,7 +78,8 @@ def main():
     a = ap.parse_args()
     folder = Path(a.dir) / f"{a.shards}x{a.per_shard}"
     t0 = time.perf_counter(); write_shards(folder, a.shards, a.per_shard)
-    print(f"{a.shards} shards x {a.per_shard} samples in {folder} (written/checked in {time.perf_counter() - t0:.1f} s)")
+    print(f"{a.shards} shards x {a.per_shard} samples in {folder} "
+          f"(written/checked in {time.perf_counter() - t0:.1f} s)")
     last = a.shards - 1
     quarter = max(a.shards // 4, 1) - 1
     with tempfile.TemporaryDirectory() as cache:
@@ -83,14 +87,17 @@ def main():
         cached = [child(f"{folder}/{{00000..{last:05d}}}.tar", cache) for _ in range(a.repeats)]
         small = child(f"{folder}/{{00000..{quarter:05d}}}.tar", cache)
     best = min(cached, key=lambda r: r["first_batch_s"])
-    print(f"  first open  (index built):  open {first['open_s']:7.2f} s, first batch after {first['first_batch_s']:7.2f} s  (n = {first['n']})")
-    print(f"  cached open (best of {a.repeats}):   open {best['open_s']:7.2f} s, first batch after {best['first_batch_s']:7.2f} s"
+    print(f"  first open  (index built):  open {first['open_s']:7.2f} s, "
+          f"first batch after {first['first_batch_s']:7.2f} s  (n = {first['n']})")
+    print(f"  cached open (best of {a.repeats}):   open {best['open_s']:7.2f} s, "
+          f"first batch after {best['first_batch_s']:7.2f} s"
           f"   (target <= 1 s; import of clipwb/torch not counted: {best['import_s']:.1f} s)")
     print(f"  first / cached time to first batch = {first['first_batch_s'] / best['first_batch_s']:.1f}x")
     print(f"  peak RSS, cached open + first batch: {small['peak_rss_mb']:.0f} MB at n = {small['n']}, "
           f"{best['peak_rss_mb']:.0f} MB at n = {best['n']}  (ratio {best['peak_rss_mb'] / small['peak_rss_mb']:.2f}"
           f" for {best['n'] / small['n']:.0f}x the samples)")
-    print(f"  growth over the RSS after imports: {small['peak_rss_mb'] - small['rss_after_import_mb']:.0f} MB at n = {small['n']}, "
+    print(f"  growth over the RSS after imports: {small['peak_rss_mb'] - small['rss_after_import_mb']:.0f} MB "
+          f"at n = {small['n']}, "
           f"{best['peak_rss_mb'] - best['rss_after_import_mb']:.0f} MB at n = {best['n']}")
 
 

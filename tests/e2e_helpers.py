@@ -8,7 +8,8 @@ from pathlib import Path
 
 def clipwb(*args, root, check=True, timeout=600):
     env = {**os.environ, "CLIPWB_RUNS": str(root)}
-    r = subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=env, timeout=timeout)
+    r = subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=env,
+                       timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f"clipwb {' '.join(args)} → {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r

@@ -257,7 +257,8 @@ def test_cluster_browser_in_jupyterlab(lab, page, tmp_path):
 
     page.call("Page.navigate", url=f"{lab['url']}/lab/tree/browser.ipynb?token={lab['token']}")
     # headless windows have no focus, so shell.currentWidget stays null: find the panel by path and activate it
-    panel = "Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && w.context.path === 'browser.ipynb')"
+    panel = ("Array.from(window.jupyterapp.shell.widgets('main')).find(w => w.context && "
+             "w.context.path === 'browser.ipynb')")
     _wait(lambda: page.js(f"!!(window.jupyterapp && {panel})"), 60, "JupyterLab to open browser.ipynb", dump)
     kernel = page.js(f"""(async () => {{ const w = {panel}; window.jupyterapp.shell.activateById(w.id);
                                         await w.context.ready; await w.sessionContext.ready;
@@ -288,7 +289,8 @@ def test_cluster_browser_in_jupyterlab(lab, page, tmp_path):
     # pick another cluster in the rendered dropdown: the kernel re-renders and the page follows
     idx = [o[1] for o in b.dropdown.options].index(OTHER)
     page.js(f"""(() => {{ const s = document.querySelector('.clipwb-browser .clipwb-select select');
-                          s.selectedIndex = {idx}; s.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()""")
+                          s.selectedIndex = {idx};
+                          s.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()""")
     s = _wait(lambda: (v := _shown(page)) and v["cluster"] == OTHER and v["captions"] == want[OTHER]
               and all(t["ok"] for t in v["thumbs"]) and v, 30, f"the grid to switch to cluster {OTHER}", dump)
     page.screenshot(tmp_path / "cluster_browser_other.png")

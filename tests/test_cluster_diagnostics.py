@@ -3,8 +3,6 @@ import itertools
 import json
 import logging
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -168,9 +166,11 @@ def test_nearest_captions_vs_brute_force():
     cent = rng.normal(size=(4, 8)).astype(np.float32)
     caps = [f"caption {i}" for i in range(120)]
     cos = (cent / np.linalg.norm(cent, axis=1, keepdims=True)) @ (emb / np.linalg.norm(emb, axis=1, keepdims=True)).T
-    assert nearest_captions(cent, emb, caps, n=5) == {j: [caps[i] for i in np.argsort(-cos[j], kind="stable")[:5]] for j in range(4)}
+    assert nearest_captions(cent, emb, caps, n=5) == {j: [caps[i] for i in np.argsort(-cos[j], kind="stable")[:5]]
+                                                      for j in range(4)}
     d2 = ((cent[:, None] - emb[None]) ** 2).sum(-1)
-    assert nearest_captions(cent, emb, caps, n=3, metric="l2") == {j: [caps[i] for i in np.argsort(d2[j])[:3]] for j in range(4)}
+    assert nearest_captions(cent, emb, caps, n=3, metric="l2") == {j: [caps[i] for i in np.argsort(d2[j])[:3]]
+                                                                   for j in range(4)}
 
 
 def test_nearest_captions_deduplicates():

@@ -1,8 +1,8 @@
-"""The cluster stage on synthetic shards: labels stay in each cluster run, streaming methods never load the embeddings."""
+"""The cluster stage on synthetic shards: labels stay in each cluster run, streaming methods never load the
+embeddings."""
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import clipwb.cluster.run as cr
@@ -40,7 +40,8 @@ def test_two_cluster_runs_with_different_k_keep_their_own_labels(tmp_path):
     assert list(l2["id"]) == [f"s{j:04d}" for j in range(300)] and set(l2.columns) >= {"id", "pseudo"}
     # the browser reads the run it is given
     b2, b4 = ClusterBrowser.from_run(tmp_path / "k2"), ClusterBrowser.from_run(tmp_path / "k4")
-    assert sorted(b2.clusters) == sorted(l2["cluster"].unique()) and sorted(b4.clusters) == sorted(l4["cluster"].unique())
+    assert (sorted(b2.clusters) == sorted(l2["cluster"].unique())
+            and sorted(b4.clusters) == sorted(l4["cluster"].unique()))
     # the next stage chains onto the k = 2 run, unaffected by the k = 4 run
     run_cluster(ClusterCfg(k=2, seed=1, stage=1, prev=str(tmp_path / "k2"), **kw), tmp_path / "k2s1")
     l21 = load_labels(tmp_path / "k2s1")
@@ -60,7 +61,8 @@ def test_streaming_methods_read_shards_and_match_in_memory_fit(tmp_path, monkeyp
                       tmp_path / "run")
     assert res.metrics["streamed"] is True
     opts = dict(k_fine=8) if method == "two_level" else {}
-    want = joint_labels(fit_clusters(txt, method, k=3, **opts).labels, fit_clusters(img, method, k=3, **opts).labels, k_image=3)
+    want = joint_labels(fit_clusters(txt, method, k=3, **opts).labels, fit_clusters(img, method, k=3, **opts).labels,
+                        k_image=3)
     np.testing.assert_array_equal(load_labels(tmp_path / "run")["cluster"], want)
     diag = json.loads((tmp_path / "run" / "diagnostics.json").read_text())
     assert diag["stage"]["streamed"] and diag["stage"]["diagnostics_rows"] == 400 and sum(diag["sizes"]) == 400

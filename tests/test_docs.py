@@ -13,7 +13,6 @@ import inspect
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -165,26 +164,26 @@ def served(site):
     finally: srv.shutdown(); srv.server_close()
 
 
-def _open(page, url: str, settle=lambda: True):
-    page.console.clear()
-    page.call("Page.navigate", url=url)
+def _open(tab, url: str, settle=lambda: True):
+    tab.console.clear()
+    tab.call("Page.navigate", url=url)
     t0 = time.monotonic()
-    while page.js("document.readyState") != "complete" or page.js("location.href") != url or not settle():
+    while tab.js("document.readyState") != "complete" or tab.js("location.href") != url or not settle():
         assert time.monotonic() - t0 < 30, f"{url} not loaded within 30 s"
         time.sleep(0.1)
     time.sleep(0.3)
-    page.js("1")   # drain the console events that arrived meanwhile
-    return [c for c in page.console if c.startswith(("exception", "console.error", "log.error"))]
+    tab.js("1")   # drain the console events that arrived meanwhile
+    return [c for c in tab.console if c.startswith(("exception", "console.error", "log.error"))]
 
 
-def _foreign(page) -> list[str]:
+def _foreign(tab) -> list[str]:
     "Every resource the page loaded from anywhere but the site itself."
-    return page.js("performance.getEntriesByType('resource').map(e => e.name)"
-                   ".filter(n => !n.startsWith(location.origin) && !n.startsWith('data:'))")
+    return tab.js("performance.getEntriesByType('resource').map(e => e.name)"
+                  ".filter(n => !n.startsWith(location.origin) && !n.startsWith('data:'))")
 
 
 @pytest.mark.browser
-def test_site_opens_in_chromium(site, served, page, tmp_path):
+def test_site_opens_in_chromium(site, served, page, tmp_path):  # noqa: F811  (`page` is the imported fixture)
     art = Path(os.environ["CLIPWB_ARTIFACTS"]) if os.environ.get("CLIPWB_ARTIFACTS") else None
     errors = _open(page, f"{served}/index.html")
     assert not errors, errors

@@ -1,4 +1,5 @@
-"""End to end: the stage notebooks run one after another by papermill through the `clipwb` CLI into one temp runs root."""
+"""End to end: the stage notebooks run one after another by papermill through the `clipwb` CLI into one temp runs
+root."""
 import json
 from pathlib import Path
 
@@ -70,9 +71,11 @@ def test_eval_metrics_recomputed_from_saved_embeddings(root, trained):
     tol = 2 / n   # fp16 shards vs the eval's fp32 embeddings: at most two near-tied queries may change sides
     ks = (1, 5, 10)
     for k, v in _recall_at_k(txt, img, np.arange(n), ks).items():      # one caption per shapes image
-        assert abs(ev[f"retrieval/image_retrieval_recall@{k}"] - v) <= tol, (k, ev[f"retrieval/image_retrieval_recall@{k}"], v)
+        assert abs(ev[f"retrieval/image_retrieval_recall@{k}"] - v) <= tol, (
+            k, ev[f"retrieval/image_retrieval_recall@{k}"], v)
     for k, v in _recall_at_k(img, txt, np.arange(n), ks).items():
-        assert abs(ev[f"retrieval/text_retrieval_recall@{k}"] - v) <= tol, (k, ev[f"retrieval/text_retrieval_recall@{k}"], v)
+        assert abs(ev[f"retrieval/text_retrieval_recall@{k}"] - v) <= tol, (
+            k, ev[f"retrieval/text_retrieval_recall@{k}"], v)
     model_dir = Path(trained["run_dir"]) / "model"
     model = open_clip.create_model(f"local-dir:{model_dir}").eval()
     tok, ds, checked = get_tokenizer(str(model_dir)), load_dataset("shapes", "test"), 0
@@ -95,7 +98,8 @@ def embedded(root, trained):
 
 
 def test_cluster_two_mcl_stages(root, embedded):
-    """Stage 0 clusters the embed run (joint image×text labels), stage 1 accumulates onto it; labels stay in the cluster runs."""
+    """Stage 0 clusters the embed run (joint image×text labels), stage 1 accumulates onto it; labels stay in the cluster
+    runs."""
     import numpy as np
     import pandas as pd
     emb = embedded["run_dir"]
@@ -113,7 +117,8 @@ def test_cluster_two_mcl_stages(root, embedded):
     assert not list((Path(emb) / "embeddings").glob("labels*")), "nothing is written beside the embeddings"
     np.testing.assert_array_equal(load_labels(s1["run_dir"])["pseudo"], l1["pseudo"])
     back = load_labels(s1["run_dir"], 0)
-    np.testing.assert_array_equal(back["cluster"], l0["cluster"]); np.testing.assert_array_equal(back["pseudo"], l0["pseudo"])
+    np.testing.assert_array_equal(back["cluster"], l0["cluster"])
+    np.testing.assert_array_equal(back["pseudo"], l0["pseudo"])
     figs = json.loads((Path(s1["run_dir"]) / "artifacts.json").read_text())["figures"]
     assert "sankey" in figs and (Path(s1["run_dir"]) / figs["sankey"]).is_file()
     page = (Path(s0["run_dir"]) / "map.html").read_text()

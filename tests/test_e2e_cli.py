@@ -1,4 +1,5 @@
-"""End to end, each in its own runs root: parameter checks, a failing cell, a killed run that resumes, the stage listing."""
+"""End to end, each in its own runs root: parameter checks, a failing cell, a killed run that resumes, the stage
+listing."""
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ def test_bad_parameters_rejected_before_running(tmp_path):
 
 
 def test_failing_cell_keeps_notebook(tmp_path):
-    r = clipwb("run", "embed", "-p", "split", "no-such-split", root=tmp_path, check=False)   # only the reader knows splits
+    # only the reader knows splits
+    r = clipwb("run", "embed", "-p", "split", "no-such-split", root=tmp_path, check=False)
     assert r.returncode == 1, r.stderr
     nbs = list((tmp_path / "embed").glob("*/embed.ipynb"))
     assert len(nbs) == 1 and "unknown split 'no-such-split'" in nbs[0].read_text()

@@ -4,7 +4,7 @@ import pytest
 
 from clipwb.core import DataError
 from clipwb.data.datasets import load_dataset
-from clipwb.encode import decoded_images, encode_dataset, split_preprocess
+from clipwb.encode import encode_dataset, split_preprocess
 from clipwb.models import create_model_and_transforms, get_tokenizer
 
 

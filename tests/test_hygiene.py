@@ -78,7 +78,8 @@ def test_every_module_has_a_notebook():
 def test_export_in_sync(tmp_path):
     """nbdev_export from nbs/ reproduces the committed clipwb/ exactly."""
     for name in ("nbs", "clipwb"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(ROOT / name, tmp_path / name,
+                        ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
     shutil.copy(ROOT / "settings.ini", tmp_path / "settings.ini")
     exe = Path(sys.executable).with_name("nbdev_export")
     subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True)
@@ -94,7 +95,8 @@ def _stage_of(nb):
 
 @pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
 def test_stage_notebook_shape(nb):
-    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the config class."""
+    """Stage notebooks: no outputs, no exports, exactly one `parameters` cell, and it is the one generated from the
+    config class."""
     from clipwb.notebooks import parameters_cell
     cells = _cells(nb)
     assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code")
@@ -108,7 +110,8 @@ def test_stage_notebook_shape(nb):
 
 @pytest.mark.parametrize("nb", STAGE_NBS, ids=lambda p: p.name)
 def test_stage_parameters_as_papermill_reads_them(nb):
-    """papermill's parameter inference (its unknown-parameter warning, `--help-notebook`) finds every field, with its default and help."""
+    """papermill's parameter inference (its unknown-parameter warning, `--help-notebook`) finds every field, with its
+    default and help."""
     import ast
     import dataclasses
     import logging
@@ -116,7 +119,8 @@ def test_stage_parameters_as_papermill_reads_them(nb):
     from clipwb.config import STAGES, param_help
     from clipwb.notebooks import parameters_cell
     cls = STAGES.get(_stage_of(nb))
-    logging.getLogger("papermill").setLevel(logging.ERROR)     # its 'Unable to parse line' warnings are checked below instead
+    # its 'Unable to parse line' warnings are checked below instead
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     got = papermill.inspect_notebook(str(nb))
     fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
               for f in dataclasses.fields(cls)}
@@ -207,8 +211,8 @@ LINE_LIMIT = 120
 
 def test_lines_fit_the_limit():
     """Notebook code cells and the modules generated from them: no line over 120 characters. nbdev writes each
-    module's `__all__` on one line, so that line is not counted; `python tools/wrap_long_lines.py` wraps most
-    long lines without changing the code's syntax tree (then `nbdev_export`)."""
+    module's `__all__` on one line, so that line is not counted; `ruff check` (the 120-character limit of
+    `ruff.toml`) lists the long lines, to wrap by hand in the notebooks (then `nbdev_export`)."""
     long = []
     for py in sorted((ROOT / "clipwb").rglob("*.py")):
         if py.name != "_modidx.py":
@@ -220,3 +224,11 @@ def test_lines_fit_the_limit():
                 long += [f"{nb.relative_to(ROOT)} ({len(l)}): {l.strip()[:50]}…"
                          for l in "".join(c["source"]).splitlines() if len(l) > LINE_LIMIT]
     assert not long, f"{len(long)} lines over {LINE_LIMIT} characters: {long[:15]}"
+
+
+def test_ruff_is_clean():
+    """`ruff check` (the rules and the 120-character limit of `ruff.toml`) finds nothing in the generated modules,
+    the notebooks, the tests, the tools and the benchmarks."""
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "clipwb", "nbs", "tests", "tools",
+                        "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, f"ruff check → {r.returncode}\n{r.stdout[-6000:]}\n{r.stderr[-2000:]}"

@@ -2,13 +2,11 @@
 (eval, embed, `clipwb run eval`) against the hand-built integration, checked before work; trainable presets."""
 import numpy as np
 import pytest
-import torch
 
 from clipwb.core import ConfigError
 from clipwb.models import ConcatCLIP
 from clipwb.mcl import MclCfg
 from clipwb.models import create_model, freeze_except, get_tokenizer
-from clipwb.train import TrainCfg
 
 
 def _unit(e):
@@ -37,7 +35,8 @@ def mcl_dir(tmp_path_factory):
 
 
 def _hand_integration(d):
-    """ConcatCLIP of the stage models built by hand (its outputs are checked against NumPy in nbs/21_models.concat), with member 0's preprocess."""
+    """ConcatCLIP of the stage models built by hand (its outputs are checked against NumPy in nbs/21_models.concat),
+    with member 0's preprocess."""
     from clipwb.models import create_model_and_transforms
     members = [create_model_and_transforms(str(d / f"stage{s}")) for s in (3, 4)]
     return ConcatCLIP([m.eval() for m, _, _ in members]), members[0][2], members[0][0]
@@ -49,7 +48,8 @@ def _hand_metrics(d):
     from clipwb.eval.run import evaluate
     hand, pre, member0 = _hand_integration(d)
     ds, tok = load_dataset("shapes", "test"), get_tokenizer("clipwb-micro")
-    return [evaluate(m, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"] for m in (hand, member0)]
+    return [evaluate(m, ds, preprocess=pre, tokenizer=tok, limit=24, batch_size=16, progress=False)["metrics"]
+            for m in (hand, member0)]
 
 
 def test_eval_of_an_mcl_run_folder_is_the_hand_built_integration(mcl_dir, tmp_path):

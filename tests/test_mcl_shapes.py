@@ -15,7 +15,8 @@ def test_class_names_occur_in_captions(card):
         for name in ds.classnames(k):
             caps = [c for c, v in zip(ds.captions, values) if v == name]
             assert caps, f"{card}: no sample of {k}={name}"
-            assert any(re.search(rf"\b{re.escape(name)}\b", c) for c in caps), f"{card}: {k} class {name!r} is never a caption word"
+            assert any(re.search(rf"\b{re.escape(name)}\b", c) for c in caps), (
+                f"{card}: {k} class {name!r} is never a caption word")
 
 
 def test_suppress_captions_name_every_factor():

@@ -204,7 +204,8 @@ def test_regmean_least_squares_oracle():
     a = 0.6
     Gt = [a * x.T @ x + (1 - a) * np.diag(np.diag(x.T @ x)) for x in X]
     want = sum(w @ g for w, g in zip(W, Gt)) @ np.linalg.inv(sum(Gt))
-    np.testing.assert_allclose(merge("regmean", ms, grams=grams, alpha=a)["blk.mlp.c_fc.weight"].numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(merge("regmean", ms, grams=grams, alpha=a)["blk.mlp.c_fc.weight"].numpy(), want,
+                               atol=1e-5)
 
 
 def test_regmean_identity_grams_average_and_errors():
@@ -221,7 +222,8 @@ def test_regmean_identity_grams_average_and_errors():
 
 def test_fisher_oracle():
     ms = models(3, seed=10)
-    F = [{k: torch.rand(s, generator=torch.Generator().manual_seed(20 + i)) for k, s in SHAPES.items() if k != "ln.weight"}
+    F = [{k: torch.rand(s, generator=torch.Generator().manual_seed(20 + i))
+          for k, s in SHAPES.items() if k != "ln.weight"}
          for i in range(3)]
     eps = 1e-3
     out = merge("fisher", ms, fishers=F, eps=eps)
@@ -252,7 +254,8 @@ def test_greedy_soup_known_best_set():
     soup, kept, hist = greedy_soup_search(pool, score)
     assert kept == [1, 3]
     np.testing.assert_allclose(soup["w"].numpy(), target, atol=1e-12)
-    assert [h["ingredient"] for h in hist][:2] == [1, 3] and [h["accepted"] for h in hist] == [True, True, False, False, False]
+    assert ([h["ingredient"] for h in hist][:2] == [1, 3]
+            and [h["accepted"] for h in hist] == [True, True, False, False, False])
     history = []
     assert_close(merge("greedy_soup", pool, evaluate=score, history=history), soup)
     assert history == hist
@@ -279,8 +282,8 @@ def vlmo_state_dict(seed=0):
           "transformer.blocks.0.gamma_1": torch.randn(8, generator=g)}
     for i in range(3):                                          # blocks ≥ 2 also have the vl expert
         for m in (("v", "l", "vl") if i >= 2 else ("v", "l")):
-            for name, s in (("attn.{m}.qkv.weight", (24, 8)), ("attn.{m}.q_bias", (8,)), ("mlp.{m}.fc1.weight", (16, 8)),
-                            ("norm1.{m}.weight", (8,))):
+            for name, s in (("attn.{m}.qkv.weight", (24, 8)), ("attn.{m}.q_bias", (8,)),
+                            ("mlp.{m}.fc1.weight", (16, 8)), ("norm1.{m}.weight", (8,))):
                 sd[f"transformer.blocks.{i}." + name.format(m=m)] = torch.randn(s, generator=g)
     return sd
 
@@ -294,13 +297,15 @@ def test_split_join_modalities_round_trip_and_merge():
     assert sorted(two["v"]) == sorted(two["l"]) and "transformer.blocks.2.attn.qkv.weight" in two["v"]
     merged = merge("linear", [two["v"], two["l"]], weights=ratio_weights(0.3))
     k = "transformer.blocks.1.mlp.fc1.weight"
-    assert_close(merged[k], 0.3 * sd["transformer.blocks.1.mlp.v.fc1.weight"] + 0.7 * sd["transformer.blocks.1.mlp.l.fc1.weight"])
+    assert_close(merged[k], 0.3 * sd["transformer.blocks.1.mlp.v.fc1.weight"]
+                 + 0.7 * sd["transformer.blocks.1.mlp.l.fc1.weight"])
     # three experts where vl exists: (2/3 r, 2/3 (1−r), 1/3)
     three = {m: {k: v for k, v in d.items() if k.startswith("transformer.blocks.2.")}
              for m, d in split_modalities(sd, ["v", "l", "vl"]).items()}
     m3 = merge("linear", [three["v"], three["l"], three["vl"]], weights=ratio_weights(0.3, 3))
     q = "transformer.blocks.2.attn.q_bias"
-    assert_close(m3[q], 0.2 * sd["transformer.blocks.2.attn.v.q_bias"] + 2 / 3 * 0.7 * sd["transformer.blocks.2.attn.l.q_bias"]
+    assert_close(m3[q], 0.2 * sd["transformer.blocks.2.attn.v.q_bias"]
+                 + 2 / 3 * 0.7 * sd["transformer.blocks.2.attn.l.q_bias"]
                  + 1 / 3 * sd["transformer.blocks.2.attn.vl.q_bias"])
     # the vl model lacks blocks 0–1: merging it with v fails naming the key
     with pytest.raises(MergeError, match="transformer.blocks.0"):
@@ -309,7 +314,8 @@ def test_split_join_modalities_round_trip_and_merge():
 
 def test_map_keys_regex_and_collisions():
     sd = {"a.v.w": 1, "a.l.w": 2, "c": 3}
-    assert map_keys(sd, {r"(.*)\.(v)\.(.*)": r"\1.\3", r"(.*)\.(l)\.(.*)": r"\1.lang.\3"}) == {"a.w": 1, "a.lang.w": 2, "c": 3}
+    assert (map_keys(sd, {r"(.*)\.(v)\.(.*)": r"\1.\3", r"(.*)\.(l)\.(.*)": r"\1.lang.\3"})
+            == {"a.w": 1, "a.lang.w": 2, "c": 3})
     with pytest.raises(MergeError, match="both map to 'a.w'"):
         map_keys(sd, {r"(.*)\.(v|l)\.(.*)": r"\1.\3"})
     with pytest.raises(MergeError, match="'c' matches no pattern"):

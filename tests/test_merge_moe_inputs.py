@@ -14,7 +14,8 @@ EVAL = dict(domains=["shapes"], limit=16, batch_size=16, stats_limit=8, heldout_
 
 @pytest.fixture(scope="module")
 def experts(tmp_path_factory):
-    """Models A, B that differ from the seeded micro base only in their MLPs (as MCL stage models), and from_experts(A, B)."""
+    """Models A, B that differ from the seeded micro base only in their MLPs (as MCL stage models), and from_experts(A,
+    B)."""
     from clipwb.models import create_model, save_model
     from clipwb.moe.build import from_experts
     d = tmp_path_factory.mktemp("experts")
@@ -86,7 +87,8 @@ def test_moe_counts_as_its_experts_and_base_must_be_dense(experts, tmp_path):
     dirs, moe_dir = experts
     assert sweep_inputs([moe_dir, dirs[0]]) == [(moe_dir, 0), (moe_dir, 1), (dirs[0], None)]
     assert input_names([(moe_dir, 1)]) == [f"{moe_dir} (expert 1)"]
-    assert MergeSweepCfg.tiny(models=[moe_dir], base=None, methods=["uniform_soup"]).inputs() == [(moe_dir, 0), (moe_dir, 1)]
+    assert (MergeSweepCfg.tiny(models=[moe_dir], base=None, methods=["uniform_soup"]).inputs()
+            == [(moe_dir, 0), (moe_dir, 1)])
     with pytest.raises(ConfigError, match="is an MoE model; task vectors need one dense θ_0.*clipwb.merge.collapse"):
         MergeSweepCfg.tiny(models=dirs, base=moe_dir)
     with pytest.raises(ConfigError, match="'linear' interpolates 2 models .* got 4"):
@@ -100,7 +102,8 @@ def test_moe_counts_as_its_experts_and_base_must_be_dense(experts, tmp_path):
 
 
 def test_planned_moe_folder_is_counted_when_the_sweep_starts(experts, tmp_path):
-    """A pipeline may plan a sweep over a folder that does not exist yet: it counts as one input then, its experts at run time."""
+    """A pipeline may plan a sweep over a folder that does not exist yet: it counts as one input then, its experts at
+    run time."""
     import shutil
     from clipwb.merge.sweep import MergeSweepCfg, run_merge_sweep
     dirs, moe_dir = experts
@@ -113,7 +116,8 @@ def test_planned_moe_folder_is_counted_when_the_sweep_starts(experts, tmp_path):
 
 
 def test_merge_models_refuses_an_moe_beside_a_dense_model(experts, tmp_path):
-    """The streaming merger works tensor by tensor on models of one kind; a mix is refused with a pointer to the sweep."""
+    """The streaming merger works tensor by tensor on models of one kind; a mix is refused with a pointer to the
+    sweep."""
     from clipwb.merge.methods import MergeError
     from clipwb.merge.stream import merge_models
     dirs, moe_dir = experts
@@ -123,7 +127,8 @@ def test_merge_models_refuses_an_moe_beside_a_dense_model(experts, tmp_path):
 
 
 def test_merge_models_of_moe_models_is_an_moe_model(experts, tmp_path):
-    """Two MoE folders of one shape merge expert by expert: the soup of an MoE with itself is that MoE (a loadable MoE folder)."""
+    """Two MoE folders of one shape merge expert by expert: the soup of an MoE with itself is that MoE (a loadable MoE
+    folder)."""
     from clipwb.merge.stream import merge_models
     from clipwb.models import create_model, moe_config
     _, moe_dir = experts

@@ -133,7 +133,8 @@ def test_collect_grams_leaves_model_unchanged(batches):
         assert dict(m.named_parameters()).keys() == params.keys()
         assert all(p is params[k] for k, p in m.named_parameters())
         assert m.training and not m.transformer.resblocks[1].training and m.transformer.resblocks[0].training
-        assert all(not x._forward_pre_hooks and not x._forward_hooks and "forward" not in x.__dict__ for x in m.modules())
+        assert all(not x._forward_pre_hooks and not x._forward_hooks and "forward" not in x.__dict__
+                   for x in m.modules())
         assert all(p.grad is None for p in m.parameters())
         with torch.no_grad():
             torch.testing.assert_close(m.encode_text(batches[0][1]), ref)
@@ -233,7 +234,8 @@ def test_interpolation_curve_endpoints_and_quadratic(micro, batches):
     curve = interpolation_curve(micro.state_dict(), other.state_dict(), loss_fn=clip_loss_fn(micro, batches),
                                 ratios=[0.0, 0.5, 1.0])
     with torch.no_grad():
-        direct = [np.mean([float(clip_loss(m.encode_image(i), m.encode_text(t), m.logit_scale.exp())) for i, t in batches])
+        direct = [np.mean([float(clip_loss(m.encode_image(i), m.encode_text(t), m.logit_scale.exp()))
+                           for i, t in batches])
                   for m in (micro, other)]
     np.testing.assert_allclose(curve.loss.iloc[[0, -1]], direct, rtol=1e-5)
     a, b, star = toy_state_dicts(3, seed=2)

@@ -1,4 +1,5 @@
-"""merge_sweep stage library: endpoints equal direct evaluation, hand-merged oracles, resume, cache invalidation, bad parameters."""
+"""merge_sweep stage library: endpoints equal direct evaluation, hand-merged oracles, resume, cache invalidation, bad
+parameters."""
 import shutil
 
 import pytest
@@ -15,15 +16,16 @@ def finetunes(tmp_path_factory):
     from clipwb.train import TrainCfg, run_train
     root = tmp_path_factory.mktemp("ft")
     for seed in (1, 2):
-        run_train(TrainCfg.tiny(data="shapes", max_steps=2, batch_size=8, data_limit=32, lr=2e-3, seed=seed), root / f"ft{seed}")
+        run_train(TrainCfg.tiny(data="shapes", max_steps=2, batch_size=8, data_limit=32, lr=2e-3, seed=seed),
+                  root / f"ft{seed}")
     return [str(root / "ft1"), str(root / "ft2")]
 
 
 @pytest.fixture(scope="module")
 def sweep(finetunes, tmp_path_factory):
     from clipwb.merge.sweep import MergeSweepCfg, run_merge_sweep
-    cfg = MergeSweepCfg.tiny(models=finetunes, base="clipwb-micro", merge_ratio=[0, 0.5, 1], lam=[0, 1.0], density=[0.5],
-                             alpha=[1.0], **EVAL)
+    cfg = MergeSweepCfg.tiny(models=finetunes, base="clipwb-micro", merge_ratio=[0, 0.5, 1], lam=[0, 1.0],
+                             density=[0.5], alpha=[1.0], **EVAL)
     d = tmp_path_factory.mktemp("sweep")
     return cfg, d, run_merge_sweep(cfg, d)
 
@@ -43,7 +45,8 @@ def _direct(sd_or_name, cfg):
 
 def _point(d, method, **params):
     from clipwb.io import read_json
-    recs = [r for r in read_json(d / "sweep.json") if r["method"] == method and all(r["params"].get(k) == v for k, v in params.items())]
+    recs = [r for r in read_json(d / "sweep.json")
+            if r["method"] == method and all(r["params"].get(k) == v for k, v in params.items())]
     assert len(recs) == 1, (method, params, len(recs))
     return recs[0]["domains"]["shapes"]["metrics"]
 
@@ -70,7 +73,8 @@ def test_merged_points_equal_hand_merged_models(sweep, finetunes):
     avg = {k: 0.5 * a[k] + 0.5 * b[k] for k in a}
     ta = {k: base[k] + ((a[k] - base[k]) + (b[k] - base[k])) for k in a}
     assert any(not torch.equal(a[k], b[k]) for k in a)        # the fine-tunes differ
-    assert _direct(avg, cfg) != _direct(a, cfg) and _direct(ta, cfg) != _direct(avg, cfg)  # and the oracles tell points apart
+    # and the oracles tell points apart
+    assert _direct(avg, cfg) != _direct(a, cfg) and _direct(ta, cfg) != _direct(avg, cfg)
     for got, want in ((_point(d, "linear", merge_ratio=0.5), _direct(avg, cfg)),
                       (_point(d, "uniform_soup"), _direct(avg, cfg)),
                       (_point(d, "task_arithmetic", lam=1.0), _direct(ta, cfg))):

@@ -1,4 +1,5 @@
-"""MoDE through the CLI: experts launched one by one (as a job array would) are found and skipped by `clipwb run mode`."""
+"""MoDE through the CLI: experts launched one by one (as a job array would) are found and skipped by `clipwb run
+mode`."""
 import json
 from pathlib import Path
 

@@ -1,4 +1,5 @@
-"""MoDE ensemble weights against a written-out loop with torch.cdist (the paper's code path), and the encoder registry."""
+"""MoDE ensemble weights against a written-out loop with torch.cdist (the paper's code path), and the encoder
+registry."""
 import json
 import math
 import re
@@ -62,7 +63,8 @@ def test_text_encoder_contract(name, kw):
     """Unit rows, the announced dim and key, deterministic, empty input."""
     from clipwb.mode.captions import encoder_key, text_encoder
     enc = text_encoder(name, **kw)
-    a, b = enc.encode(["a red circle", "a blue star", "grinning face"]), enc.encode(["a red circle", "a blue star", "grinning face"])
+    a, b = (enc.encode(["a red circle", "a blue star", "grinning face"]),
+            enc.encode(["a red circle", "a blue star", "grinning face"]))
     assert a.shape == (3, enc.dim) and a.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
     np.testing.assert_array_equal(a, b)

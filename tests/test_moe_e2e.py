@@ -29,4 +29,5 @@ def test_moe_stage_from_experts_json(tmp_path):
     assert out["metrics"]["num_experts"] == 2 and "eval/retrieval/text_retrieval_recall@1" in out["metrics"]
     assert (rd / "figures" / "routing_load.html").is_file() and (rd / "routing_layers.csv").is_file()
     ev = run("eval", root, model=str(rd / "train"), data="shapes", limit=16)
-    assert ev["metrics"]["retrieval/text_retrieval_recall@1"] == out["metrics"]["eval/retrieval/text_retrieval_recall@1"]
+    assert (ev["metrics"]["retrieval/text_retrieval_recall@1"]
+            == out["metrics"]["eval/retrieval/text_retrieval_recall@1"])

@@ -143,7 +143,8 @@ def test_balance_loss_matches_numpy_with_masks():
         assert got == pytest.approx(_np_balance(logits, masks, k), rel=1e-5)
     # masked tokens count nowhere: dropping them gives the same value
     kept = [z[m] for z, m in zip(logits, masks)]
-    assert load_balancing_loss(kept, top_k=2).item() == pytest.approx(load_balancing_loss(logits, top_k=2, mask=masks).item(), rel=1e-6)
+    assert load_balancing_loss(kept, top_k=2).item() == pytest.approx(
+        load_balancing_loss(logits, top_k=2, mask=masks).item(), rel=1e-6)
 
 
 def test_balance_loss_ignores_text_padding_in_the_model():

@@ -19,7 +19,7 @@ def _routing(seed=0, n_samples=12, tokens_per=5, layers=(2, 3), E=4, k=2):
 
 def test_tables_match_brute_force():
     r = _routing()
-    E, (L, T, k) = r.num_experts, r.experts.shape
+    E, (_, T, k) = r.num_experts, r.experts.shape
     labels = {"a": np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, -1])}
     st = routing_tables({"image": r}, labels)
     for j, layer in enumerate(r.layers):

@@ -66,7 +66,8 @@ def test_router_only_training_changes_only_routers(expert_dirs, tmp_path, lock, 
     assert any(".mlp.experts." in k for k in diff) == ("experts" in changed)
     assert after["logit_scale"].item() == pytest.approx(torch.log(torch.tensor(100.0)).item())
     m = res.metrics
-    assert 1.0 <= m["moe/balance_image"] <= 3.0 and 1.0 <= m["moe/balance_text"] <= 3.0   # between k = 2 and E = 3 ± routing
+    # between k = 2 and E = 3 ± routing
+    assert 1.0 <= m["moe/balance_image"] <= 3.0 and 1.0 <= m["moe/balance_text"] <= 3.0
     assert has_moe(create_model(tmp_path / "run"))
 
 

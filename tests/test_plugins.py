@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import clipwb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +33,8 @@ class HelloCfg(StageConfig):
 
 def run_hello(cfg: HelloCfg, run_dir) -> Result:
     (Path(run_dir) / "numbers.txt").write_text(" ".join(map(str, range(1, cfg.n + 1))))
-    return Result(metrics={"total": cfg.scale * sum(range(1, cfg.n + 1)), "n": cfg.n}, artifacts={"numbers": "numbers.txt"})
+    return Result(metrics={"total": cfg.scale * sum(range(1, cfg.n + 1)), "n": cfg.n},
+                  artifacts={"numbers": "numbers.txt"})
 
 
 @DATASETS.register("hello_pairs", needs_path=False)
@@ -50,7 +50,8 @@ def first_model(models, *, base=None):
 
 STAGE_NB = {
     "cells": [
-        {"cell_type": "markdown", "id": "a0", "metadata": {}, "source": ["# Stage: hello\n", "\n", "Sums 1..n (a plug-in's stage)."]},
+        {"cell_type": "markdown", "id": "a0", "metadata": {},
+         "source": ["# Stage: hello\n", "\n", "Sums 1..n (a plug-in's stage)."]},
         {"cell_type": "code", "id": "a1", "metadata": {"tags": ["parameters"]}, "execution_count": None, "outputs": [],
          "source": ["n: int = 3          # sum the integers 1..n\n", "scale: float = 1.0  # multiply the sum by this\n",
                     "run_dir: str = \"\"     # output folder\n"]},
@@ -68,7 +69,8 @@ STAGE_NB = {
 def site(tmp_path_factory):
     """The plug-in package (plus a broken one) built and installed with pip into a folder of its own."""
     tmp = tmp_path_factory.mktemp("plugin")
-    for name, mod, body in (("hello-clipwb", "hello_clipwb", PLUGIN), ("broken-clipwb", "broken_clipwb", "import no_such_module\n")):
+    for name, mod, body in (("hello-clipwb", "hello_clipwb", PLUGIN),
+                            ("broken-clipwb", "broken_clipwb", "import no_such_module\n")):
         pkg = tmp / name
         (pkg / mod).mkdir(parents=True)
         (pkg / mod / "__init__.py").write_text(body)
@@ -86,17 +88,20 @@ def site(tmp_path_factory):
             """))
         if mod == "hello_clipwb":
             (pkg / mod / "hello.ipynb").write_text(json.dumps(STAGE_NB, indent=1))
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet",
-                        "--target", str(tmp / "site"), str(pkg)], check=True, capture_output=True, timeout=300)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                        "--quiet", "--target", str(tmp / "site"), str(pkg)],
+                       check=True, capture_output=True, timeout=300)
     return tmp / "site"
 
 
 def _env(site, root):
-    return {**os.environ, "CLIPWB_RUNS": str(root), "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return {**os.environ, "CLIPWB_RUNS": str(root),
+            "PYTHONPATH": os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def _clipwb(site, root, *args):
-    return subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=_env(site, root), timeout=600)
+    return subprocess.run([sys.executable, "-m", "clipwb", *args], capture_output=True, text=True, env=_env(site, root),
+                          timeout=600)
 
 
 def test_installed_package_declares_entry_points(site):
@@ -109,7 +114,8 @@ def test_stages_lists_plugin_stage_last_and_warns_about_broken_plugin(site, tmp_
     r = _clipwb(site, tmp_path, "stages")
     assert r.returncode == 0, r.stderr
     heads = [l.split("  (")[0] for l in r.stdout.splitlines() if l and not l.startswith(" ")]
-    assert heads == ["prepare", "train", "embed", "eval", "cluster", "merge_sweep", "mcl", "moe", "mode_expert", "mode", "hello"]
+    assert heads == ["prepare", "train", "embed", "eval", "cluster", "merge_sweep", "mcl", "moe", "mode_expert", "mode",
+                     "hello"]
     assert "-p n <int>  default 3  sum the integers 1..n" in r.stdout
     assert "clipwb plug-in 'broken' (broken_clipwb) failed to load and is skipped: ModuleNotFoundError" in r.stderr
 

@@ -24,8 +24,10 @@ def _private_imports(py: Path) -> list[str]:
 
 
 def test_no_private_names_imported_across_modules():
-    bad = [hit for py in sorted((ROOT / "clipwb").rglob("*.py")) if py.name != "_modidx.py" for hit in _private_imports(py)]
-    assert not bad, "make these public (a name without the underscore, a docstring) or keep them in one module:\n" + "\n".join(bad)
+    bad = [hit for py in sorted((ROOT / "clipwb").rglob("*.py")) if py.name != "_modidx.py"
+           for hit in _private_imports(py)]
+    assert not bad, ("make these public (a name without the underscore, a docstring) or keep them in one module:\n"
+                     + "\n".join(bad))
 
 
 def test_the_check_sees_relative_and_absolute_imports(tmp_path, monkeypatch):

@@ -17,7 +17,8 @@ def registrations_in_notebooks():
             src = "".join(c["source"])
             if c["cell_type"] != "code" or not re.match(r"#\|\s*export", src):
                 continue
-            for m in re.finditer(r"@(\w+)\.register(?:\(\s*[\"']([\w.-]+)[\"'][^)]*\))?\s*\n(?:@.*\n)*\s*(?:def|class)\s+(\w+)", src):
+            for m in re.finditer(r"@(\w+)\.register(?:\(\s*[\"']([\w.-]+)[\"'][^)]*\))?\s*\n"
+                                 r"(?:@.*\n)*\s*(?:def|class)\s+(\w+)", src):
                 found.setdefault(m.group(1), set()).add(m.group(2) or m.group(3))
     return found
 

@@ -38,7 +38,7 @@ def test_report_is_self_contained(report):
     assert "final_loss" in html and "n_train" in html and "dependency &#x27;bad&#x27; failed" in html
 
 
-def test_report_renders_in_chromium(report, page, tmp_path):
+def test_report_renders_in_chromium(report, page, tmp_path):  # noqa: F811  (`page` is the imported fixture)
     page.call("Page.navigate", url=report.as_uri())
     t0 = time.monotonic()
     while page.js("document.readyState") != "complete" or page.js(
@@ -52,10 +52,12 @@ def test_report_renders_in_chromium(report, page, tmp_path):
     page.call("Emulation.setDeviceMetricsOverride", width=1400, height=int(h), deviceScaleFactor=1, mobile=False)
     time.sleep(0.5)
     rects = page.js("[...document.querySelectorAll('.plotly-graph-div')].map(d => {const r = d.getBoundingClientRect();"
-                    " return [r.left + scrollX, r.top + scrollY, r.width, r.height, d.querySelectorAll('.main-svg .trace').length]})")
+                    " return [r.left + scrollX, r.top + scrollY, r.width, r.height,"
+                    " d.querySelectorAll('.main-svg .trace').length]})")
     png = base64.b64decode(page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
     (tmp_path / "report.png").write_bytes(png)
-    if art := os.environ.get("CLIPWB_ARTIFACTS"): Path(art).mkdir(parents=True, exist_ok=True); (Path(art) / "report.png").write_bytes(png)
+    if art := os.environ.get("CLIPWB_ARTIFACTS"):
+        Path(art).mkdir(parents=True, exist_ok=True); (Path(art) / "report.png").write_bytes(png)
     img = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
     assert len(rects) >= 2
     for x, y, w, hh, marks in rects:

@@ -2,7 +2,6 @@
 import contextlib
 import io
 import json
-import shutil
 
 import pytest
 
@@ -52,7 +51,8 @@ def test_edited_card_refused_then_force_or_reuse(tmp_path, card):
     assert status == "new" and new != rd
 
 
-@pytest.mark.parametrize("field,value,words", [("clipwb", "0.0.1", "clipwb version 0.0.1"), ("git", "deadbeef", "git commit deadbeef")])
+@pytest.mark.parametrize("field,value,words", [("clipwb", "0.0.1", "clipwb version 0.0.1"),
+                                               ("git", "deadbeef", "git commit deadbeef")])
 def test_other_code_version_refused(tmp_path, field, value, words):
     root = tmp_path / "runs"
     rd = _done_run(root)

@@ -1,8 +1,8 @@
 """Stage runs as jobs (clipwb.jobs, clipwb.pipeline) on a real SLURM (and, through tests/test_slurm_local.py,
-with submitit's LocalExecutor). `make test` starts a private one-node cluster with tools/slurm_local.sh up before pytest (and stops
-it after); the SLURM cases skip, saying why, when no controller answers. Each test uses its own runs root and
-submitit folder (job ids restart when the cluster's state is purged, and a reused folder would return an old result).
-Round trips (submit → metrics) are printed (`pytest -s`), not asserted."""
+with submitit's LocalExecutor). `make test` starts a private one-node cluster with tools/slurm_local.sh up before
+pytest (and stops it after); the SLURM cases skip, saying why, when no controller answers. Each test uses its own
+runs root and submitit folder (job ids restart when the cluster's state is purged, and a reused folder would return
+an old result). Round trips (submit → metrics) are printed (`pytest -s`), not asserted."""
 import json
 import os
 import subprocess
@@ -15,7 +15,7 @@ import pytest
 from clipwb.core import ConfigError
 from clipwb.io import read_json
 from clipwb.runs import StageFailed
-from clipwb.jobs import (Resources, cancel, run_state, run_status, slurm_available, submit_stage, wait)
+from clipwb.jobs import (cancel, run_state, run_status, slurm_available, submit_stage, wait)
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = Path(os.environ.get("CLIPWB_SLURM_DIR", "/tmp/clipwb-slurm"))
@@ -44,8 +44,9 @@ def test_submit_smoke_cli(executor, tmp_path):
     "`clipwb submit … --wait` prints the metrics; the run's env.json records the job; `clipwb status` reads it."
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "clipwb", "submit", "prepare", "-p", "data", "shapes", "-p", "limit", "8",
-                          "--executor", executor, "--runs", str(tmp_path / "runs"), "--folder", str(tmp_path / "sub"), "--wait"],
+    out = subprocess.run([sys.executable, "-m", "clipwb", "submit", "prepare", "-p", "data", "shapes",
+                          "-p", "limit", "8", "--executor", executor, "--runs", str(tmp_path / "runs"),
+                          "--folder", str(tmp_path / "sub"), "--wait"],
                          capture_output=True, text=True, env=env, timeout=600)
     took = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr[-3000:]
@@ -55,15 +56,16 @@ def test_submit_smoke_cli(executor, tmp_path):
     job = read_json(Path(sub["run_dir"]) / "env.json")["job"]
     assert job["job_id"] == sub["job_id"] and job["executor"] == executor and job["host"] and job["state"] == "done"
     assert Path(job["stdout"]).parent == tmp_path / "sub"
-    st = subprocess.run([sys.executable, "-m", "clipwb", "status", sub["run_dir"]], capture_output=True, text=True, env=env)
+    st = subprocess.run([sys.executable, "-m", "clipwb", "status", sub["run_dir"]], capture_output=True, text=True,
+                        env=env)
     assert st.returncode == 0 and "run complete" in st.stdout, st.stdout + st.stderr
     print(f"\nround trip submit → metrics ({executor}, CLI, prepare on 8 samples): {took:.1f} s")
 
 
 def test_array_of_three(executor, tmp_path):
     "--array-from limit=4,6,8: three jobs, three run dirs, each with its own metrics."
-    subs = submit_stage("prepare", {"data": "shapes"}, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub",
-                        array="limit=4,6,8")
+    subs = submit_stage("prepare", {"data": "shapes"}, executor=executor, root=tmp_path / "runs",
+                        folder=tmp_path / "sub", array="limit=4,6,8")
     assert len({s.run_dir for s in subs}) == 3 and len({s.job_id for s in subs}) == 3
     res = wait(subs)
     assert [r["metrics"]["n_train"] for r in res] == [4, 6, 8]
@@ -72,7 +74,8 @@ def test_array_of_three(executor, tmp_path):
 
 def test_failing_job(executor, tmp_path):
     "A stage that raises on the node: a clear error naming the run; the executed notebook with the traceback is kept."
-    (sub,) = submit_stage("train", {**MICRO, "data_limit": 4, "max_steps": 1}, executor=executor,   # 4 samples: no batch of 8
+    # 4 samples: no batch of 8
+    (sub,) = submit_stage("train", {**MICRO, "data_limit": 4, "max_steps": 1}, executor=executor,
                           root=tmp_path / "runs", folder=tmp_path / "sub")
     with pytest.raises(StageFailed) as e:
         wait([sub])
@@ -126,7 +129,8 @@ def test_pipeline_with_dependency(executor, tmp_path):
     pipe = {"name": "two", "steps": [
         {"name": "train", "stage": "train", "params": {**MICRO, "data_limit": 16, "max_steps": 1}},
         {"name": "embed", "stage": "embed", "params": {"model": "{train}", "data": "shapes", "limit": 8}},
-        {"name": "bad", "stage": "train", "params": {**MICRO, "data_limit": 4, "max_steps": 1}},   # fails: no batch of 8
+        # fails: no batch of 8
+        {"name": "bad", "stage": "train", "params": {**MICRO, "data_limit": 4, "max_steps": 1}},
         {"name": "after_bad", "stage": "embed", "params": {"model": "{bad}", "data": "shapes", "limit": 8}}]}
     out = run_pipeline(pipe, executor=executor, root=tmp_path / "runs")
     rec = {s["name"]: s for s in read_json(out / "pipeline.json")["steps"]}
@@ -136,7 +140,8 @@ def test_pipeline_with_dependency(executor, tmp_path):
     assert rec["after_bad"]["status"] == "not run" and "'bad'" in rec["after_bad"]["error"]
     assert set(pipeline_failures(out)) == {"bad", "after_bad"}
     if executor == "slurm":
-        script = next(Path(rec["embed"]["run_dir"]).parents[1].glob(f".submitit/two-*/embed/{rec['embed']['job_id']}_submission.sh"))
+        script = next(Path(rec["embed"]["run_dir"]).parents[1]
+                      .glob(f".submitit/two-*/embed/{rec['embed']['job_id']}_submission.sh"))
         assert f"--dependency=afterok:{rec['train']['job_id']}" in script.read_text()
     page = (out / "report.html").read_text()
     assert "after_bad" in page and "dependency &#x27;bad&#x27; failed" in page
@@ -152,7 +157,8 @@ def test_parameters_rejected_before_queue(executor, tmp_path):
     with pytest.raises(ConfigError, match="limt"):
         submit_stage("prepare", {"limt": 8}, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub")
     with pytest.raises(ConfigError, match="batch_size"):   # the second element is bad: nothing of the array goes
-        submit_stage("train", MICRO, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub", array="batch_size=8,1")
+        submit_stage("train", MICRO, executor=executor, root=tmp_path / "runs", folder=tmp_path / "sub",
+                     array="batch_size=8,1")
     bad = {"name": "bad", "steps": [{"name": "a", "stage": "prepare", "params": {"limit": 4}},
                                     {"name": "b", "stage": "embed", "params": {"model": "{a}", "lmit": 3}}]}
     with pytest.raises(ConfigError, match="lmit"):
@@ -169,4 +175,5 @@ def test_shipped_demo_pipelines_match_demo_plan(tmp_path):
             f"pipelines/{name} differs from demo_plan: run `clipwb pipeline export-demo` and commit the files"
         pipe = load_pipeline(ROOT / "pipelines" / name)
         order(pipe)
-        assert set(plan_pipeline(pipe, root=tmp_path / name)) == {s.name for s in pipe.steps}   # every step plans before any runs
+        # every step plans before any runs
+        assert set(plan_pipeline(pipe, root=tmp_path / name)) == {s.name for s in pipe.steps}

@@ -14,8 +14,8 @@ from clipwb.jobs import Resources, submit_stage, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
-ARGS = ["train", "-p", "model", "clipwb-micro", "-p", "data", "shapes", "-p", "batch_size", "4", "-p", "data_limit", "16",
-        "-p", "max_steps", "2", "-p", "device", "cpu"]
+ARGS = ["train", "-p", "model", "clipwb-micro", "-p", "data", "shapes", "-p", "batch_size", "4",
+        "-p", "data_limit", "16", "-p", "max_steps", "2", "-p", "device", "cpu"]
 
 
 def test_run_train_nproc2(tmp_path):
@@ -34,9 +34,9 @@ def test_run_train_nproc2(tmp_path):
 
 
 def test_submit_nproc2_local(tmp_path):
-    (sub,) = submit_stage("train", {"model": "clipwb-micro", "data": "shapes", "batch_size": 4, "data_limit": 16, "max_steps": 2,
-                                    "device": "cpu", "seed": 1}, executor="local", root=tmp_path, folder=tmp_path / "sub",
-                          res=Resources(nproc=2))
+    (sub,) = submit_stage("train", {"model": "clipwb-micro", "data": "shapes", "batch_size": 4, "data_limit": 16,
+                                    "max_steps": 2, "device": "cpu", "seed": 1},
+                          executor="local", root=tmp_path, folder=tmp_path / "sub", res=Resources(nproc=2))
     (res,) = wait([sub])
     assert res["metrics"]["world_size"] == 2 and (sub.run_dir / "ranks" / "1" / "train.ipynb").is_file()
     assert read_json(sub.run_dir / "env.json")["job"]["resources"]["nproc"] == 2

@@ -42,7 +42,8 @@ def _sacct_states(job_id: str, wait: float = 120) -> list[str]:
     while True:   # the result file is written before the job's process exits and accounting hears of it; slurmctld
         # sends the requeued run's record and the last run's record to slurmdbd separately, so a query in between
         # sees ['REQUEUED'] alone (seen once in CI): wait for a last record that is an end state
-        out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
+        out = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True,
+                             text=True)
         states = out.stdout.split()
         if states and states[-1] not in NOT_ENDED or time.monotonic() > deadline: return states
         time.sleep(0.5)
@@ -64,7 +65,7 @@ def _stop_after_two_shards(sub, stop: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("stop", list(STOPS))
-def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):
+def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):  # noqa: F811  (`executor` is the imported fixture)
     from clipwb.data.datasets import load_dataset
     res_, lines, said = STOPS[stop]
     t0 = time.perf_counter()
@@ -85,7 +86,8 @@ def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):
     assert said in sub.job.paths.stderr.read_text()
     m, emb = res["metrics"], sub.run_dir / "embeddings"
     assert (sub.run_dir / "metrics.json").is_file() and m["n_embedded"] == N and m["n_shards"] == N // SHARD
-    assert all((emb / name).stat().st_mtime_ns == t for name, t in before.items()), "a shard done before the stop was rewritten"
+    assert all((emb / name).stat().st_mtime_ns == t for name, t in before.items()), (
+        "a shard done before the stop was rewritten")
     assert 0 < m["new_samples"] <= N - SHARD * (len(before) // 3), m   # the last attempt did only what was missing
     ids = list(load_embeddings(emb)[2]["id"])
     assert ids == list(load_dataset("shapes", "train").ids[:N])        # each id once, in the dataset's order

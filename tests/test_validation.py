@@ -35,6 +35,6 @@ def test_unfinished_referenced_run(tmp_path):
     start_run(cfg, rd)                                      # a run folder without metrics.json: interrupted
     rc, err = _cli("run", "eval", "-p", "model", str(rd), "--runs", str(tmp_path / "b"))
     assert rc == 2 and "is an unfinished run (no metrics.json)" in err and not (tmp_path / "b").exists()
-    finish(Result(), rd)                                    # complete, but no model/ inside: still refused, by resolve_model
+    finish(Result(), rd)                        # complete, but no model/ inside: still refused, by resolve_model
     rc, err = _cli("run", "eval", "-p", "model", str(rd), "--runs", str(tmp_path / "b"))
     assert rc == 2 and "has no open_clip_config.json" in err

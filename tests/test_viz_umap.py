@@ -2,8 +2,6 @@
 UMAP fed exactly that graph (never its own NN-descent), map quality, and the figure / HTML contents."""
 import base64
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd

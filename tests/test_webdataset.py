@@ -12,7 +12,7 @@ import pytest
 import clipwb.data.readers as rd
 import clipwb.data.webdataset as wd
 from clipwb.data.datasets import make_loader, shard_batches
-from clipwb.data.webdataset import WebDataset, shard_index
+from clipwb.data.webdataset import WebDataset
 from clipwb.testing import synthetic_pairs, write_tar_shard
 
 
@@ -39,8 +39,9 @@ def _count_builds(monkeypatch):
 def test_index_is_built_once_cached_and_opening_reads_no_sample(tmp_path, cache, monkeypatch):
     ps = _shards(tmp_path / "wds")
     builds = _count_builds(monkeypatch)
-    first = WebDataset(tmp_path / "wds", label_names=["shape"])
-    assert sorted(builds) == [f"{k:05d}.tar" for k in range(4)] and len(list((cache / "webdataset_index").glob("*.jsonl"))) == 4
+    WebDataset(tmp_path / "wds", label_names=["shape"])   # the first open builds every shard's index
+    assert (sorted(builds) == [f"{k:05d}.tar" for k in range(4)]
+            and len(list((cache / "webdataset_index").glob("*.jsonl"))) == 4)
     builds.clear()
     rows_read = []
     real = wd.shard_index
@@ -76,7 +77,8 @@ def test_truncated_and_unsafe_members_are_kept_out_with_shard_and_member(tmp_pat
     cut = ms[3 * 3]   # the 4th sample's png
     (tmp_path / "wds" / "00000.tar").write_bytes(src[:cut.offset_data + cut.size // 2])
     with tarfile.open(tmp_path / "wds" / "00001.tar", "w") as tf:
-        for name, data in (("../up.png", b"x"), ("../up.txt", b"escaped"), ("ok.png", src[:0] + _png()), ("ok.txt", b"fine")):
+        for name, data in (("../up.png", b"x"), ("../up.txt", b"escaped"), ("ok.png", src[:0] + _png()),
+                           ("ok.txt", b"fine")):
             ti = tarfile.TarInfo(name); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
     ds = WebDataset(tmp_path / "wds")
     assert list(ds.ids) == [p.id for p in ps[:3]] + ["ok"]
@@ -118,7 +120,8 @@ def test_embed_reports_every_refused_and_unreadable_sample(tmp_path, cache, capl
     with tarfile.open(tmp_path / "wds" / "00000.tar") as tf: ms = tf.getmembers()
     (tmp_path / "wds" / "00000.tar").write_bytes(src[:ms[12].offset_data + 3])   # 5th sample's png cut
     with tarfile.open(tmp_path / "wds" / "00001.tar", "w") as tf:
-        for name, data in (("../a.png", _png()), ("../a.txt", b"escaped"), ("bad.png", b"\x89PNG broken"), ("bad.txt", b"corrupt")):
+        for name, data in (("../a.png", _png()), ("../a.txt", b"escaped"), ("bad.png", b"\x89PNG broken"),
+                           ("bad.txt", b"corrupt")):
             ti = tarfile.TarInfo(name); ti.size = len(data); tf.addfile(ti, io.BytesIO(data))
     ds = WebDataset(tmp_path / "wds")
     model, _, pre = create_model_and_transforms("clipwb-micro")
@@ -129,7 +132,8 @@ def test_embed_reports_every_refused_and_unreadable_sample(tmp_path, cache, capl
     assert man["skipped_by_reason"] == {"truncated_tar": 1, "undecodable_image": 1, "unsafe_member": 2}
     on_disk = json.loads((tmp_path / "emb" / "manifest.json").read_text())
     assert {(s["shard"], s.get("member")) for s in on_disk["index_skipped"] + on_disk["skipped"]} == {
-        ("00000.tar", f"{ps[4].id}.png"), ("00001.tar", "../a.png"), ("00001.tar", "../a.txt"), ("00001.tar", "bad.png")}
+        ("00000.tar", f"{ps[4].id}.png"), ("00001.tar", "../a.png"), ("00001.tar", "../a.txt"),
+        ("00001.tar", "bad.png")}
     text = caplog.text
     assert "1 truncated_tar (00000.tar:" in text and "2 unsafe_member (00001.tar:../a.png" in text
     assert "1 undecodable_image (00001.tar:bad.png)" in text
@@ -193,7 +197,8 @@ A webdataset with a truncated shard and unsafe member names.
 
 
 def test_training_on_shards_reads_each_workers_own_shards(tmp_path, cache, monkeypatch):
-    """The train stage on a webdataset with 2 workers: shard-by-shard epochs; each real loader worker reads whole shards."""
+    """The train stage on a webdataset with 2 workers: shard-by-shard epochs; each real loader worker reads whole
+    shards."""
     import torch
     from clipwb.core import DataError
     from clipwb.data.datasets import load_dataset, shard_epoch_batches
@@ -212,7 +217,8 @@ def test_training_on_shards_reads_each_workers_own_shards(tmp_path, cache, monke
         return torch.full((1,), torch.utils.data.get_worker_info().id)
     reader = {}
     for b in make_loader(ds, preprocess=worker_id, batch_size=4, num_workers=2, batches=batches):
-        for i, w in zip(b["index"].tolist(), b["image"][:, 0].tolist()): reader.setdefault(ds.shard_of(i), set()).add(int(w))
+        for i, w in zip(b["index"].tolist(), b["image"][:, 0].tolist()):
+            reader.setdefault(ds.shard_of(i), set()).add(int(w))
     assert all(len(ws) == 1 for ws in reader.values()), f"a shard read by two workers: {reader}"
     assert sorted(w for ws in reader.values() for w in ws) == [0, 0, 1, 1], "two whole shards per worker"
     assert batches != shard_epoch_batches(ds, range(len(ds)), 4, num_workers=2, seed=4)   # the next epoch's order

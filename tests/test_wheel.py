@@ -31,23 +31,27 @@ def installed(tmp_path_factory):
     for f in (ROOT / "nbs" / "stages").glob("*.ipynb"): assert f"clipwb/_data/stages/{f.name}" in names
     for f in (ROOT / "data_cards").glob("*.md"): assert f"clipwb/_data/data_cards/{f.name}" in names
     target = tmp / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(whl)], check=True, capture_output=True)
+    subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(whl)], check=True,
+                   capture_output=True)
     return target
 
 
 def _clipwb(target, cwd, *args, **env):
     e = {k: v for k, v in os.environ.items() if k not in ("CLIPWB_RUNS", "CLIPWB_CARDS")}
     e.update(PYTHONPATH=str(target), **env)              # the installed copy only, never the checkout
-    return subprocess.run([sys.executable, "-m", "clipwb", *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "clipwb", *args], cwd=cwd, env=e, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_installed_wheel_runs_a_stage_from_any_folder(installed, tmp_path):
     work = tmp_path / "somewhere"; work.mkdir()
-    where = subprocess.run([sys.executable, "-c", "import clipwb; print(clipwb.__file__)"], cwd=work, capture_output=True,
-                           text=True, env={**os.environ, "PYTHONPATH": str(installed)}).stdout.strip()
+    where = subprocess.run([sys.executable, "-c", "import clipwb; print(clipwb.__file__)"], cwd=work,
+                           capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(installed)}).stdout.strip()
     assert where.startswith(str(installed)), where
     r = _clipwb(installed, work, "stages")
-    assert r.returncode == 0 and "\ntrain  (02_train.ipynb" in "\n" + r.stdout and "-p pretrained <str>" in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 0 and "\ntrain  (02_train.ipynb" in "\n" + r.stdout and "-p pretrained <str>" in r.stdout, (
+        r.stderr[-2000:])
     cards = tmp_path / "cards"; cards.mkdir()                    # a user card, found without a checkout
     (cards / "mine.md").write_text((ROOT / "data_cards" / "shapes.md").read_text().replace("id: shapes", "id: mine"))
     r = _clipwb(installed, work, "run", "prepare", "-p", "data", "mine", "-p", "limit", "4", "-p", "splits", "test",
