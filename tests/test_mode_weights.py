@@ -61,8 +61,8 @@ def test_text_encoders_registry_matches_notebooks():
 @pytest.mark.parametrize("name,kw", [("minilm", {}), ("clip", {"model": "clipwb-micro"})])
 def test_text_encoder_contract(name, kw):
     """Unit rows, the announced dim and key, deterministic, empty input."""
-    from clipwb.mode.captions import encoder_key, text_encoder
-    enc = text_encoder(name, **kw)
+    from clipwb.mode.captions import encoder_key, caption_encoder
+    enc = caption_encoder(name, **kw)
     a, b = (enc.encode(["a red circle", "a blue star", "grinning face"]),
             enc.encode(["a red circle", "a blue star", "grinning face"]))
     assert a.shape == (3, enc.dim) and a.dtype == np.float32
@@ -74,29 +74,29 @@ def test_text_encoder_contract(name, kw):
 def test_minilm_offline(monkeypatch):
     """The default encoder loads with the hub unreachable."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    from clipwb.mode.captions import text_encoder
-    assert text_encoder("minilm").dim == 384
+    from clipwb.mode.captions import caption_encoder
+    assert caption_encoder("minilm").dim == 384
 
 
 def test_simcse_missing_weights_named(monkeypatch):
     from clipwb.core import ConfigError
-    from clipwb.mode.captions import text_encoder
+    from clipwb.mode.captions import caption_encoder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1"); monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     monkeypatch.delenv("CLIPWB_SIMCSE", raising=False)
     with pytest.raises(ConfigError, match="princeton-nlp/sup-simcse-bert-base-uncased"):
-        text_encoder("simcse")
+        caption_encoder("simcse")
 
 
 def test_mode_clusters_fit_at_most_stream_sample_rows(tmp_path, monkeypatch):
-    """fraction=None fits the fine clusters on all captions up to the cluster stage's STREAM_SAMPLE, a sample beyond."""
+    """fraction=None fits the fine clusters on all captions up to STREAM_SAMPLE (clipwb.cluster.stream), a sample beyond."""
     import shutil
-    import clipwb.cluster.run as cr
+    import clipwb.cluster.stream as cs
     from clipwb.embed import EmbedCfg, run_embed
     from clipwb.mode.experts import mode_clusters
     run_embed(EmbedCfg(limit=40, shard_size=16), tmp_path / "emb")
     every = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
     assert (every.info["n_fine_points"], every.info["n_points"], every.info["fraction"]) == (40, 40, "auto")
-    monkeypatch.setattr(cr, "STREAM_SAMPLE", 20)
+    monkeypatch.setattr(cs, "STREAM_SAMPLE", 20)
     shutil.rmtree(every.folder)
     capped = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
     assert (capped.info["n_fine_points"], capped.info["n_points"]) == (20, 40), "every pair is still assigned"

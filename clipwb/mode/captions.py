@@ -21,7 +21,7 @@ from ..registry import Registry
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TEXT_ENCODERS', 'SIMCSE', 'TextEncoder', 'text_encoder', 'encoder_key', 'minilm', 'clip', 'simcse',
+__all__ = ['log', 'TEXT_ENCODERS', 'SIMCSE', 'TextEncoder', 'caption_encoder', 'encoder_key', 'minilm', 'clip', 'simcse',
            'caption_folder', 'encode_captions']
 
 # %% ../../nbs/70_mode.captions.ipynb #3eb8c040
@@ -41,12 +41,12 @@ class TextEncoder:
         if not texts: return np.zeros((0, self.dim), np.float32)
         return l2_normalize(self.fn(texts, batch_size))
 
-def text_encoder(name: str = "minilm", **kw) -> TextEncoder:
+def caption_encoder(name: str = "minilm", **kw) -> TextEncoder:
     "The registered encoder `name`, built with `kw` (checked against its signature)."
     return TEXT_ENCODERS.create(name, **kw)
 
 def encoder_key(name: str = "minilm", **kw) -> str:
-    "The `key` that `text_encoder(name, **kw)` will have, computed without loading any weights (for cache lookups)."
+    "The `key` that `caption_encoder(name, **kw)` will have, computed without loading any weights (for cache lookups)."
     from clipwb.registry import check_kwargs
     check_kwargs(TEXT_ENCODERS.get(name), kw, where=f"text encoder '{name}'")
     return TEXT_ENCODERS.meta(name)["key"](**{k: v for k, v in kw.items() if k != "device"})

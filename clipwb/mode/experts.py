@@ -19,7 +19,7 @@ from ..cluster import TwoLevelClustering, assign_shards, balanced_assign, shard_
 from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, DataError, check_int, get_logger
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
-from .captions import TEXT_ENCODERS, caption_folder, encode_captions, encoder_key, text_encoder
+from .captions import TEXT_ENCODERS, caption_folder, encode_captions, encoder_key, caption_encoder
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -99,7 +99,7 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
     folder = caption_folder(embeddings, key) / f"two_level_{digest}"
     if (folder / "clusters.json").is_file(): return ModeClusters.load(folder)
-    enc = text_encoder(encoder, **(encoder_kw or {}))
+    enc = caption_encoder(encoder, **(encoder_kw or {}))
     cap = encode_captions(embeddings, enc, batch_size=batch_size, progress=progress)
     src = shard_source(cap["folder"], "text")
     if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine "

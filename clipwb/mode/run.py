@@ -17,7 +17,7 @@ from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_f
                                   task_logits, weights_figure)
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
                                  seed_and_embeddings)
-from .captions import text_encoder
+from .captions import caption_encoder
 
 log = get_logger(__name__)
 
@@ -46,7 +46,7 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     import pandas as pd
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
-    enc = text_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
+    enc = caption_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
     logits, targets, weights, n_classes, n_samples = {}, {}, {}, {}, {}
     cards = [(c, load_dataset(c, split)) for c in data]
