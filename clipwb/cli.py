@@ -13,6 +13,8 @@ from .core import ClipwbError, ConfigError
 from .pipeline import demo_pipeline, export_demo, pipeline_failures, run_pipeline
 from .runs import StageFailed, plan_run, stage_names
 from .notebooks import run_stage
+from .config import STAGES, param_table
+from .jobs import run_distributed
 
 # %% auto #0
 __all__ = ['PARAM_HELP', 'describe_stages', 'main']
@@ -20,7 +22,6 @@ __all__ = ['PARAM_HELP', 'describe_stages', 'main']
 # %% ../nbs/93_cli.ipynb #4ce76337
 def describe_stages() -> str:
     "Text listing every stage, in pipeline order, with the names, types, defaults and help of its `parameters` cell."
-    from clipwb.config import STAGES, param_table
     lines = []
     for st in stage_names():
         cls = STAGES.get(st)
@@ -137,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup: raise ConfigError(f"parameter(s) {dup} given more than once")
         if a.nproc > 1:
-            from clipwb.jobs import run_distributed
             _, rd, _ = plan_run(a.stage, dict(a.param), root=a.runs, force=a.force,   # planned once, not per process
                                 on_stale="reuse" if a.reuse else "refuse")
             info = run_distributed(a.stage, dict(a.param), rd, a.nproc, timeout=a.timeout)

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from .core import ConfigError
 from .registry import Registry, meta_keys
+from .io import atomic_write_text
 
 # %% auto #0
 __all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig',
@@ -174,7 +175,6 @@ class StageConfig:
         "JSON text of the config, also written atomically to `path` when given."
         txt = json.dumps({"stage_config": type(self).__name__, **self.to_dict()}, indent=2, sort_keys=True)
         if path is not None:
-            from clipwb.io import atomic_write_text
             atomic_write_text(path, txt)
         return txt
 

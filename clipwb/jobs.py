@@ -22,8 +22,8 @@ import submitit
 
 from .core import ClipwbError, ConfigError, get_logger, runs_dir
 from .io import read_json, write_json
-from .runs import RunInfo, StageFailed, is_complete, plan_run, utc_stamp
-from .notebooks import run_stage
+from .runs import is_complete, plan_run, RunInfo, stage_config, stage_notebook, StageFailed, utc_stamp
+from .notebooks import kernel_uses_this_python, run_stage
 
 log = get_logger(__name__)
 
@@ -185,8 +185,6 @@ def _rank_main(stage: str, run_dir: str, params_json: str) -> None:
     "One torchrun process: rank 0 runs the stage into `run_dir`, the others into `run_dir/ranks/<rank>/`."
     rank, params = int(os.environ.get("RANK", "0")), json.loads(params_json)
     if rank == 0: run_stage(stage, params, run_dir=run_dir); return
-    from clipwb.runs import stage_config, stage_notebook
-    from clipwb.notebooks import kernel_uses_this_python
     import papermill as pm
     cls = stage_config(stage); cfg = cls(**cls.validate_params(params))
     own = Path(run_dir) / "ranks" / str(rank); own.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import yaml
 from .config import STAGES, Result, StageConfig, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
+from .cards import card_hash, load_card
 
 log = get_logger(__name__)
 
@@ -90,7 +91,6 @@ def _no_integration(x) -> str:
 def check_refs(cfg: StageConfig) -> dict[str, str]:
     ("Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each "
      "model field's init.")
-    from clipwb.cards import load_card
     inits = {}
     for name, meta in ref_fields(cfg).items():
         v, kind = getattr(cfg, name), meta["clipwb_ref"]
@@ -117,7 +117,6 @@ def check_refs(cfg: StageConfig) -> dict[str, str]:
 def run_key(cfg: StageConfig) -> dict:
     "What a run's results depend on besides its parameters: data card content hashes, clipwb version, git commit."
     import clipwb
-    from clipwb.cards import card_hash
     cards = {}
     for name, meta in ref_fields(cfg).items():
         if meta["clipwb_ref"] != "card": continue

@@ -22,6 +22,9 @@ from .core import ConfigError, DataError, get_device, get_logger, seed_everythin
 from .io import load_tensors, read_json, save_tensors, write_json
 from .models import (count_params, create_model_and_transforms, freeze_except, get_tokenizer, resolve_model,
                            save_model, trainable_patterns)
+from .data.datasets import load_dataset, make_loader, shard_epoch_batches
+from .data.samplers import MCLBatchSampler, pseudo_labels_for
+from .models.moe import moe_aux_loss
 
 log = get_logger(__name__)
 
@@ -224,7 +227,6 @@ class TrainCfg(StageConfig):
 def aux_loss(model, cfg: TrainCfg) -> tuple[torch.Tensor | None, dict]:
     "β × the MoE load-balancing loss of the latest forward pass (None for a dense model), and its parts."
     if not hasattr(model, "moe_routing"): return None, {}
-    from clipwb.models.moe import moe_aux_loss   # MoE is defined later in the library
     return moe_aux_loss(model, beta=cfg.moe_beta)
 
 # %% ../nbs/30_train.ipynb #6e37b2ca
@@ -299,7 +301,6 @@ def loss_figure(losses: list[float], *, batch_size: int, title: str = "training 
 def _mcl_sampler(cfg: TrainCfg, ids, world: int, rank: int):
     "The MCL batch sampler over the training samples `ids`, or None without `mcl_labels`."
     if not cfg.mcl_labels: return None
-    from clipwb.data.samplers import MCLBatchSampler, pseudo_labels_for
     return MCLBatchSampler(pseudo_labels_for(cfg.mcl_labels, ids), cfg.batch_size, world_size=world, rank=rank,
                            seed=cfg.seed, drop_small=cfg.mcl_drop_small)
 
@@ -314,7 +315,6 @@ def _shard_order(cfg: TrainCfg, ds, sampler) -> bool:
 def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     "The train stage: contrastive training → `run_dir/model/` (open_clip local-dir), checkpoints, loss curve."
     from tqdm.auto import tqdm
-    from clipwb.data.datasets import load_dataset, make_loader, shard_epoch_batches
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     rank, world, created_pg = _init_distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if world > 1 and torch.cuda.is_available() \

@@ -13,9 +13,10 @@ import numpy as np
 
 from .diagnostics import exemplars, top_terms
 from .kmeans import as_points
-from .labels import as_labels
+from .labels import as_labels, load_labels
 from ..core import ConfigError, DataError, get_logger
 from .map import thumbnails_b64
+from ..io import load_embeddings
 
 log = get_logger("clipwb.cluster.browser")
 
@@ -217,7 +218,6 @@ class ClusterBrowser:
 def _run_labels(run: Path | None, labels, ids: list[str], column: str) -> np.ndarray:
     "Labels by stage index of a cluster `run`, parquet/npy path, or array, aligned with the embeddings' `ids`."
     import pandas as pd
-    from clipwb.cluster.labels import load_labels
     if labels is None or (isinstance(labels, (int, np.integer)) and not isinstance(labels, bool)):
         if run is None: raise DataError("a stage index needs a cluster run dir (stage labels live there, not beside "
                                         "the embeddings): pass runs/cluster/<run>, or labels as a file or an array")
@@ -245,7 +245,6 @@ def _from_run(cls, run: str | Path,  # a cluster run dir, or a folder of img_emb
              ) -> ClusterBrowser:
     "A `ClusterBrowser` over a cluster run (or an embeddings folder) and its cluster labels."
     import json
-    from clipwb.io import load_embeddings
     folder = cluster_run = Path(run)
     if (folder / "labels.parquet").is_file():
         diag = folder / "diagnostics.json"

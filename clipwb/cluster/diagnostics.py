@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .kmeans import Clustering, as_points, import_faiss, fit_clusters, imbalance
+from .kmeans import as_points, clusterer_options, Clustering, fit_clusters, imbalance, import_faiss
 from .labels import as_labels, check_k, accumulate
 from ..core import ConfigError, DataError, get_logger, l2_normalize
 
@@ -348,7 +348,6 @@ def diagnose(x,  # [N, D] points the clustering labelled
     if stability_seeds is not None:
         if cl_ is None or not cl_.method: raise ConfigError("stability_seeds needs a fitted Clustering (its "
                                                             "method and params)")
-        from clipwb.cluster.kmeans import clusterer_options
         opts = clusterer_options(cl_.method)
         kw = {k: v for k, v in cl_.params.items() if k in opts and k not in ("x", "k", "seed", "gpu")}
         out["stability"] = stability(x, cl_.method, k=len(c), seeds=stability_seeds, **kw)

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from .diagnostics import diagnose
-from .kmeans import CLUSTERERS, Clustering, clusterer_options, fit_clusters
-from .labels import accumulate, load_labels
+from .kmeans import clusterer_options, CLUSTERERS, Clustering, fit_clusters, SEEDINGS
+from .labels import accumulate, joint_labels, load_labels
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from .stream import STREAM_SAMPLE, shard_source
 from ..io import atomic_path, embeddings_folder, load_embeddings, read_json, save_tensors, shard_paths, write_json
+from .figures import agreement_figure, objective_figure, sankey_figure, sizes_figure, stability_figure
+from .map import map_figure, save_map_html
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -65,7 +67,6 @@ class ClusterCfg(StageConfig):
             raise ConfigError(f"parameter 'modality' must be one of {MODALITIES}, got {self.modality!r}")
         if self.method not in CLUSTERERS.names():
             raise ConfigError(f"parameter 'method': unknown clusterer {self.method!r}; known: {CLUSTERERS.names()}")
-        from clipwb.cluster.kmeans import SEEDINGS
         if self.seeding not in SEEDINGS:
             raise ConfigError(f"parameter 'seeding' must be one of {SEEDINGS}, got {self.seeding!r}")
         if self.seeding != "random" and "seeding" not in clusterer_options(self.method):
@@ -100,7 +101,6 @@ def _options(method: str, **opts) -> dict:
 def cluster_stage(img, text, *, modality: str = "joint", method: str = "kmeans", k: int = 3, seed: int = 0,
                   **opts) -> tuple[np.ndarray, dict[str, Clustering]]:
     "Cluster image and/or text embeddings → (stage labels `[N]`, {modality: Clustering})."
-    from clipwb.cluster.labels import joint_labels
     if modality not in MODALITIES: raise ConfigError(f"modality must be one of {MODALITIES}, got {modality!r}")
     kw = _options(method, **opts)
     fits = {}
@@ -146,8 +146,6 @@ def _embed_here(cfg: ClusterCfg, run_dir: Path) -> Path:
 
 # %% ../../nbs/58_cluster.run.ipynb #1e1e6812
 def _figures(diag: dict, fits: dict, stage_cols: list, k_stage: int, map_fig) -> dict:
-    from clipwb.cluster.figures import (agreement_figure, objective_figure, sankey_figure, sizes_figure,
-                                    stability_figure)
     import pandas as pd
     figs = {f"sizes_{m}": sizes_figure(f) for m, f in fits.items()}
     figs.update({f"objective_{m}": objective_figure(f) for m, f in fits.items() if f.objective_per_iter})
@@ -216,7 +214,6 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     write_json(run_dir / "diagnostics.json", diag)
     artifacts = {"labels": "labels.parquet", "centroids": "centroids.safetensors", "diagnostics": "diagnostics.json"}
     if cfg.map_points:
-        from clipwb.cluster.map import map_figure, save_map_html
         fig = map_figure(img, (pseudo if cfg.stage else labels)[rows], meta,
                          images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)),
                          color_name="cluster" if cfg.stage == 0 else "pseudo-label",

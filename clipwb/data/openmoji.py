@@ -15,6 +15,7 @@ from pathlib import Path
 from ..core import DataError, cache_dir, get_logger
 from .readers import DATASETS, PairDataset, decode_image
 from ..core import stable_hash
+from ..io import atomic_path
 
 log = get_logger(__name__)
 
@@ -46,7 +47,6 @@ def openmoji_svgs() -> list[Path]:
 
 def _render(args) -> tuple[str, str | None]:
     svg, png, size = args
-    from clipwb.io import atomic_path
     try:
         import cairosvg
         with atomic_path(png) as tmp: cairosvg.svg2png(url=str(svg), write_to=str(tmp), output_width=size,

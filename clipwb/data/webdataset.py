@@ -13,8 +13,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ..core import DataError, Sample, get_logger
+from ..core import cache_dir, DataError, get_logger, Sample
 from .readers import DATASETS, IMAGE_EXTS, PairDataset, card_kwargs, decode_image
+from ..io import atomic_path
 
 log = get_logger(__name__)
 
@@ -104,7 +105,6 @@ INDEX_VERSION = 1   # bump when the index layout changes: old cache entries are 
 def index_path(shard: str | Path, require_caption: bool = True) -> Path:
     "The cached offset index of `shard`, keyed by its absolute path, size and modification time."
     import hashlib
-    from clipwb.core import cache_dir
     shard = Path(shard); st = shard.stat()
     key = f"{shard.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{INDEX_VERSION}\0{int(require_caption)}"
     return cache_dir("webdataset_index") / f"{hashlib.sha1(key.encode()).hexdigest()[:24]}.jsonl"
@@ -146,7 +146,6 @@ def shard_index(shard: str | Path, *, rows: bool = True, require_caption: bool =
     found, skipped = build_shard_index(shard, require_caption)
     head = {"version": INDEX_VERSION, "shard": str(shard.resolve()), "n": len(found), "skipped": skipped}
     try:
-        from clipwb.io import atomic_path
         with atomic_path(p) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(json.dumps(head) + "\n"); f.writelines(json.dumps(r) + "\n" for r in found)

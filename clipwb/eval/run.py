@@ -11,12 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..cards import TASKS
+from ..cards import load_card, TASKS
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, even_subset, get_logger
 from .retrieval import retrieval_chance, retrieval_metrics
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
 from ..io import read_json, write_json
+from ..data.datasets import load_dataset
+from ..encode import encode_dataset, encode_texts
+from ..models import create_model_and_transforms, get_tokenizer
 
 log = get_logger(__name__)
 
@@ -66,7 +69,6 @@ def select_tasks(requested: Sequence[str], card) -> list[str]:
 # %% ../../nbs/43_eval.run.ipynb #0141460f
 def _caption_embeddings(model, tokenizer, ds, index, first, *, batch_size, device):
     "All captions of the encoded images → (text_emb [M, D], text_to_image [M])."
-    from clipwb.encode import encode_texts
     caps = [list(ds.all_captions(int(i))) for i in index]
     t2i = np.repeat(np.arange(len(index)), [len(c) for c in caps])
     out = np.empty((len(t2i), first.shape[1]), np.float32)
@@ -87,7 +89,6 @@ def evaluate(model, ds, *, preprocess, tokenizer,
              ks: Sequence[int] = RECALL_KS,           # recall cut-offs
              device="cpu", progress: bool = True) -> dict:
     "Encode `ds` once and run `tasks` → dict(metrics, n_samples, skipped, templates)."
-    from clipwb.encode import encode_dataset
     enc = encode_dataset(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size,
                          device=device, indices=even_subset(len(ds), limit), progress=progress)
     index, img = np.asarray(enc["index"]), enc["image"]
@@ -132,9 +133,6 @@ def run_eval(cfg: EvalCfg, run_dir: str | Path) -> Result:
         log.info("eval: %s exists for this configuration; reusing it", out)
         res = prev
     else:
-        from clipwb.cards import load_card
-        from clipwb.data.datasets import load_dataset
-        from clipwb.models import create_model_and_transforms, get_tokenizer
         tasks = select_tasks(cfg.tasks, load_card(cfg.data))
         model, _, preprocess = create_model_and_transforms(cfg.model, pretrained=cfg.pretrained)
         ds = load_dataset(cfg.data, cfg.split)

@@ -21,6 +21,7 @@ from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
 from ..models import create_model, load_concat, resolve_model, save_model
 from ..runs import run_step
+from ..cluster.figures import sankey_figure
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -177,7 +178,6 @@ def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *
                                            yaxis_range=[0, 1.05])
     if cluster_run and k_stage and len(rows) > 1:
         import pandas as pd
-        from clipwb.cluster.figures import sankey_figure
         lab = pd.read_parquet(Path(cluster_run) / "labels.parquet")
         cols = sorted(c for c in lab.columns if c.startswith("cluster_s"))
         figs["sankey"] = sankey_figure([lab[c].to_numpy() for c in cols], k=k_stage)

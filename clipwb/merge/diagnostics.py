@@ -15,6 +15,7 @@ import torch
 
 from ..core import ConfigError, DataError, get_logger
 from .methods import check_compatible, merge
+from .stats import clip_batch_loss
 
 log = get_logger("clipwb.merge.diagnostics")
 
@@ -127,7 +128,6 @@ def clip_loss_fn(model,                  # the open_clip model whose architectur
                  batches: Sequence,      # fixed (images, tokens) batches, e.g. clipwb.merge.stats.stat_batches
                  *, device: str = "cpu") -> Callable[[dict], float]:
     "`loss_fn(state_dict) -> float`: mean CLIP loss of the model with those weights over fixed batches."
-    from clipwb.merge.stats import clip_batch_loss
     batches = list(batches)
     if not batches: raise DataError("clip_loss_fn: `batches` is empty")
     m = copy.deepcopy(model).to(device).eval()

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from ..core import ClipwbError, ConfigError, DataError, get_logger
 from .methods import MATMUL_PROJECTIONS
+from ..data.datasets import make_loader
+from ..train import clip_loss
 
 log = get_logger("clipwb.merge.stats")
 
@@ -241,7 +243,6 @@ def stat_batches(ds,                          # a clipwb PairDataset (clipwb.dat
                  limit: int | None = 256,     # pairs drawn in all (None: the whole dataset)
                  seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:  # which pairs, in which order
     "A list of `(images [B,3,H,W], tokens [B,L])` from `limit` seeded random pairs of a dataset."
-    from clipwb.data.datasets import make_loader
     if batch_size < 1: raise ConfigError(f"stat_batches: batch_size must be ≥ 1, got {batch_size}")
     if limit is not None and limit < 1: raise ConfigError(f"stat_batches: limit must be ≥ 1 or None, got {limit}")
     n = len(ds)
@@ -259,7 +260,6 @@ def clip_batch_loss(model, images: torch.Tensor, tokens: torch.Tensor, *, reduct
     "CLIP loss of one batch (`clipwb.train.clip_loss`); `reduction='none'` gives each sample's term `[B]`."
     img, txt, scale = model.encode_image(images), model.encode_text(tokens), model.logit_scale.exp()
     if reduction == "mean":
-        from clipwb.train import clip_loss
         return clip_loss(img, txt, scale)
     if reduction != "none": raise ConfigError(f"clip_batch_loss: reduction must be 'mean' or 'none', got {reduction!r}")
     logits = scale * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T

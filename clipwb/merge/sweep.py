@@ -19,9 +19,13 @@ import torch
 
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_device, get_logger, seed_everything
-from ..data.datasets import tail_view
+from ..data.datasets import load_dataset, tail_view
 from ..io import load_tensors, read_json, save_tensors, write_json
-from .methods import MERGERS, interval
+from .methods import check_shapes, interval, merge, MERGERS
+from ..cards import TASKS, load_card
+from ..eval.run import evaluate, select_tasks
+from ..models import create_model_and_transforms, get_tokenizer, is_mcl_run, moe_config
+from ..moe.build import expert_model, expert_state_dict
 
 log = get_logger(__name__)
 
@@ -59,7 +63,6 @@ GRID_COLUMNS = ("merge_ratio", "lam", "density", "alpha")   # grids that are con
 def _experts_in(model: str) -> int | None:
     ("Experts of an MoE model folder; None for a dense model, a name, or a folder not made yet (a "
      "pipeline's planned step).")
-    from clipwb.models import is_mcl_run, moe_config
     p = Path(str(model).removeprefix("local-dir:"))
     if not p.is_dir(): return None
     _need(not is_mcl_run(p), f"{model} is the folder of an mcl run; list its stage models (its experts.json) instead")
@@ -237,7 +240,6 @@ def load_point(folder: str | Path, method: str, params: dict, context: dict) -> 
 # %% ../../nbs/85_merge.sweep.ipynb #dd256977
 def check_mergeable(state_dicts: Sequence[dict], names: Sequence[str]) -> None:
     "Raise `MergeError` naming the model and key unless every state dict has the keys and shapes of the first."
-    from clipwb.merge.methods import check_shapes
     check_shapes([{k: tuple(v.shape) for k, v in sd.items()} for sd in state_dicts], [repr(str(n)) for n in names])
 
 # %% ../../nbs/85_merge.sweep.ipynb #af758ff2
@@ -254,8 +256,6 @@ class _MemoTokenizer:
 class _Sweep:
     "Models, datasets and lazily computed statistics shared by the points of one sweep."
     def __init__(self, cfg: MergeSweepCfg, run_dir: Path):
-        from clipwb.models import create_model_and_transforms, get_tokenizer
-        from clipwb.moe.build import expert_model, expert_state_dict
         cfg.check()   # again: folders a pipeline had planned exist now, so their experts count
         self.cfg, self.run_dir, self.device = cfg, run_dir, get_device(cfg.device)
         inputs = cfg.inputs()
@@ -277,13 +277,10 @@ class _Sweep:
 
     def dataset(self, card: str, split: str):
         if (card, split) not in self._ds:
-            from clipwb.data.datasets import load_dataset
             self._ds[card, split] = load_dataset(card, split)
         return self._ds[card, split]
 
     def evaluate(self, sd: dict, ds, limit: int | None) -> dict:
-        from clipwb.cards import TASKS, load_card
-        from clipwb.eval.run import evaluate, select_tasks
         self.work.load_state_dict(sd)
         return evaluate(self.work, ds, preprocess=self.preprocess, tokenizer=self.tokenizer,
                         batch_size=self.cfg.batch_size,
@@ -328,7 +325,6 @@ class _Sweep:
 
     def merged(self, method: str, params: dict) -> tuple[dict, dict]:
         "The merged state dict of a point, and extra facts worth recording."
-        from clipwb.merge.methods import merge
         if method == "input": return self.models[params["model"]], {}
         if method == "base": return self.base, {}
         to_kw, extra = MERGERS.meta(method).get("point_kwargs"), {}

@@ -15,8 +15,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core import ConfigError, DataError, get_device, get_logger, l2_normalize
-from ..io import complete_shards, read_json, shard_paths, write_json, write_shard
-from ..registry import Registry
+from ..io import complete_shards, embeddings_folder, read_json, shard_paths, write_json, write_shard
+from ..registry import check_kwargs, Registry
+from ..encode import encode_texts
+from ..models import create_model, embedding_dim, get_tokenizer, resolve_model
 
 log = get_logger(__name__)
 
@@ -47,7 +49,6 @@ def caption_encoder(name: str = "minilm", **kw) -> TextEncoder:
 
 def encoder_key(name: str = "minilm", **kw) -> str:
     "The `key` that `caption_encoder(name, **kw)` will have, computed without loading any weights (for cache lookups)."
-    from clipwb.registry import check_kwargs
     check_kwargs(TEXT_ENCODERS.get(name), kw, where=f"text encoder '{name}'")
     return TEXT_ENCODERS.meta(name)["key"](**{k: v for k, v in kw.items() if k != "device"})
 
@@ -75,7 +76,6 @@ def minilm(*, device: str = "cpu") -> TextEncoder:
 
 # %% ../../nbs/70_mode.captions.ipynb #f0d0817c
 def _weights_key(name_or_dir: str) -> str:
-    from clipwb.models import resolve_model
     kind, ref = resolve_model(name_or_dir)
     if kind != "dir": return str(ref)
     f = Path(ref) / "open_clip_model.safetensors"
@@ -85,9 +85,6 @@ def _weights_key(name_or_dir: str) -> str:
 @TEXT_ENCODERS.register("clip", key=lambda model="clipwb-micro": f"clip-{_weights_key(model)}")
 def clip(*, model: str = "clipwb-micro", device: str = "cpu") -> TextEncoder:
     "The text tower of the open_clip `model` (name, model folder or train run dir)."
-    from clipwb.models import embedding_dim
-    from clipwb.encode import encode_texts
-    from clipwb.models import create_model, get_tokenizer
     m, tok = create_model(model, device=device), get_tokenizer(model)
     enc = lambda texts, bs: encode_texts(m, tok, texts, batch_size=bs, device=device)
     return TextEncoder("clip", encoder_key("clip", model=model), embedding_dim(m), enc)
@@ -127,7 +124,6 @@ def simcse(*, path: str | None = None, device: str = "cpu", max_length: int = 77
 # %% ../../nbs/70_mode.captions.ipynb #e9a30ae4
 def caption_folder(embeddings: str | Path, encoder: TextEncoder | str) -> Path:
     "Where `encode_captions` puts the caption shards of an embed run for this encoder."
-    from clipwb.io import embeddings_folder
     key = encoder if isinstance(encoder, str) else encoder.key
     return embeddings_folder(embeddings) / f"captions_{key}"
 
@@ -138,7 +134,6 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
     "Caption embeddings of every shard of `embeddings` → shards in `caption_folder`; resumable; returns the manifest."
     import pandas as pd
     from tqdm.auto import tqdm
-    from clipwb.io import embeddings_folder
     src, out = embeddings_folder(embeddings), caption_folder(embeddings, encoder)
     man_path = out / "manifest.json"
     if man_path.is_file() and (old := read_json(man_path).get("encoder")) != encoder.key:

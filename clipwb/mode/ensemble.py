@@ -15,6 +15,7 @@ import numpy as np
 from ..core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from ..eval.zeroshot import build_classifier, fill_template, get_templates, zeroshot_metrics
 from ..eval.zeroshot import text_encoder as clip_text_encoder
+from ..data.datasets import make_loader
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -75,7 +76,6 @@ def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, devi
     ("Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices read); a list of models → a list of "
      "features, images decoded once.")
     import torch
-    from clipwb.data.datasets import make_loader
     device = get_device(device)
     many = isinstance(model, (list, tuple))
     models = [m.to(device).eval() for m in (model if many else [model])]

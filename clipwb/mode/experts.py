@@ -20,6 +20,10 @@ from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, DataError, check_int, get_logger
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from .captions import TEXT_ENCODERS, caption_folder, encode_captions, encoder_key, caption_encoder
+from ..cluster.stream import STREAM_SAMPLE
+from ..data.datasets import load_dataset
+from ..embed import EmbedCfg, run_embed
+from ..train import TrainCfg, run_train
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -105,7 +109,6 @@ def mode_clusters(embeddings: str | Path,              # embed run dir or shard 
     if src.n < k_fine: raise DataError(f"mode: {src.n} captions cannot make k_fine={k_fine} fine "
                                        f"clusters; lower k_fine")
     if fraction is None:   # never more than the cluster stage's STREAM_SAMPLE rows in memory for the fine fit
-        from clipwb.cluster.stream import STREAM_SAMPLE
         fraction = min(1.0, STREAM_SAMPLE / src.n)
     kw = {"niter": int(niter)}
     tl = two_level(src, k=k, k_fine=k_fine, seed=seed, fraction=fraction, fine_method="balanced_kmeans",
@@ -171,7 +174,6 @@ def pick_seed_step(seed_model: str | Path, seed_step: int | None = None) -> int:
 
 def expert_train_config(seed_model: str | Path, seed_step: int, ids_file: str | Path, *, device: str = "auto"):
     "The `TrainCfg` of an expert: the seed's config continued from `seed_step` to the seed's last step on `ids_file`."
-    from clipwb.train import TrainCfg
     cfg, total, _ = seed_schedule(seed_model)
     return TrainCfg(**{**cfg, "keep_checkpoints": False, "resume_from": str(seed_model), "resume_step": int(seed_step),
                        "ids": str(ids_file), "epochs": total, "max_steps": total, "device": device})
@@ -237,8 +239,6 @@ SMOKE_SEED = dict(data="shapes", model="clipwb-micro", data_limit=64, batch_size
 def seed_and_embeddings(seed_model: str | None, embeddings: str | None, run_dir: Path, *,
                         device: str = "auto") -> tuple[Path, Path]:
     "The seed run and the embed run to use: given ones, or a smoke seed / an embedding of its data made in `run_dir`."
-    from clipwb.embed import EmbedCfg, run_embed
-    from clipwb.train import TrainCfg, run_train
     if seed_model is None:
         seed = run_dir / "seed"
         if not (seed / "metrics.json").is_file():
@@ -256,8 +256,6 @@ def seed_and_embeddings(seed_model: str | None, embeddings: str | None, run_dir:
 
 def run_mode_expert(cfg: ModeExpertCfg, run_dir: str | Path) -> Result:
     "The mode_expert stage: clusters (cached), the expert's ids, then the seed continued on them → `model/`."
-    from clipwb.data.datasets import load_dataset
-    from clipwb.train import run_train
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     seed, emb = seed_and_embeddings(cfg.seed_model, cfg.embeddings, run_dir, device=cfg.device)
     step = pick_seed_step(seed, cfg.seed_step)

@@ -18,6 +18,9 @@ from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_f
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
                                  seed_and_embeddings)
 from .captions import caption_encoder
+from ..data.datasets import load_dataset
+from ..models import create_model_and_transforms, get_tokenizer
+from ..notebooks import run_stage
 
 log = get_logger(__name__)
 
@@ -44,8 +47,6 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     ("Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → "
      "comparison table.")
     import pandas as pd
-    from clipwb.data.datasets import load_dataset
-    from clipwb.models import create_model_and_transforms, get_tokenizer
     enc = caption_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
     logits, targets, weights, n_classes, n_samples = {}, {}, {}, {}, {}
@@ -121,7 +122,6 @@ def _runs_root(cfg: ModeCfg, run_dir: Path) -> Path:
 def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
     ("The mode stage: clusters, every expert as a `mode_expert` run (finished ones skipped), evaluation "
      "table and figures.")
-    from clipwb.notebooks import run_stage           # the experts are ordinary stage runs
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     seed, emb = seed_and_embeddings(cfg.seed_model, cfg.embeddings, run_dir, device=cfg.device)
     step = pick_seed_step(seed, cfg.seed_step)

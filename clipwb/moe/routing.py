@@ -13,6 +13,8 @@ import numpy as np
 
 from ..core import ConfigError, DataError, even_subset, get_logger
 from ..models.moe import TOWERS, has_moe
+from ..encode import iter_encoded
+from ..models import get_tokenizer
 
 if TYPE_CHECKING:   # annotations only: the module does not import it at run time
     import pandas as pd
@@ -40,7 +42,6 @@ class Routing:
 def collect_routing(model, ds, *, preprocess, tokenizer, indices=None, batch_size: int = 64,
                     device="cpu") -> dict[str, Routing]:
     "Run `ds[indices]` through the MoE `model` and keep each tower's routing of every counted token."
-    from clipwb.encode import iter_encoded
     if not has_moe(model): raise ConfigError("collect_routing: the model has no MoE layers")
     rlog = getattr(model, "module", model).moe_routing
     parts = {t: [] for t in TOWERS}
@@ -134,7 +135,6 @@ def routing_stats(model, dataset, labels: list[str] | dict[str, np.ndarray] | No
     if preprocess is None or tokenizer is None:
         import open_clip
         from open_clip.transform import PreprocessCfg, image_transform_v2
-        from clipwb.models import get_tokenizer
         m = getattr(model, "module", model)
         preprocess = preprocess or image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(m)),
                                                       is_train=False)

@@ -15,6 +15,9 @@ from ..io import write_json
 from ..models import create_model, save_model
 from .build import expand_experts, expert_models, from_experts, upcycle
 from .routing import routing_figures, routing_stats
+from ..data.datasets import load_dataset
+from ..eval.run import EvalCfg, run_eval
+from ..train import TrainCfg, run_train
 
 log = get_logger(__name__)
 
@@ -97,9 +100,6 @@ def _prefixed(prefix: str, metrics: dict) -> dict:
 def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     ("The moe stage: build → router-train (train stage) → evaluate MoE and base (eval stage) → routing "
      "statistics and heatmaps.")
-    from clipwb.data.datasets import load_dataset
-    from clipwb.eval.run import EvalCfg, run_eval
-    from clipwb.train import TrainCfg, run_train
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     models = expert_models(cfg.experts)
