@@ -88,7 +88,8 @@ def test_simcse_missing_weights_named(monkeypatch):
 
 
 def test_mode_clusters_fit_at_most_stream_sample_rows(tmp_path, monkeypatch):
-    """fraction=None fits the fine clusters on all captions up to STREAM_SAMPLE (clipwb.cluster.stream), a sample beyond."""
+    """fraction=None fits the fine clusters on all captions up to STREAM_SAMPLE (clipwb.cluster.stream), a sample
+    beyond."""
     import shutil
     import clipwb.cluster.stream as cs
     from clipwb.embed import EmbedCfg, run_embed
