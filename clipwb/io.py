@@ -21,17 +21,38 @@ import numpy as np
 from .core import ClipwbError, DataError, UnsafeFileError, l2_normalize, repo_root
 
 # %% auto #0
-__all__ = ['PICKLE_SUFFIXES', 'atomic_path', 'atomic_write_text', 'write_json', 'read_json', 'refuse_pickle', 'save_tensors',
-           'load_tensors', 'shard_paths', 'write_shard', 'complete_shards', 'load_embeddings', 'embeddings_folder',
-           'save_figure', 'git_state', 'env_info']
+__all__ = ['PICKLE_SUFFIXES', 'current_umask', 'file_mode', 'atomic_path', 'atomic_write_text', 'write_json', 'read_json',
+           'refuse_pickle', 'save_tensors', 'load_tensors', 'shard_paths', 'write_shard', 'complete_shards',
+           'load_embeddings', 'embeddings_folder', 'save_figure', 'git_state', 'env_info']
 
 # %% ../nbs/02_io.ipynb #f48f655b
+def _umask_at_import() -> int:
+    "The umask, read by setting it and putting it back (once, at import, before any threads of ours start)."
+    old = os.umask(0o022); os.umask(old)
+    return old
+
+_UMASK = _umask_at_import()
+
+def current_umask() -> int:
+    "This process's umask: from /proc/self/status where Linux gives it (no set-and-restore race), else as at import."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    return _UMASK
+
+def file_mode(umask: int | None = None) -> int:
+    "The mode a new file gets under `umask` (the current one by default): 0644 under 022, 0640 under 027."
+    return 0o666 & ~(current_umask() if umask is None else umask)
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    try: os.fchmod(fd, file_mode())   # mkstemp makes 0600; the file gets the mode `open` would give it
+    finally: os.close(fd)
+    tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
