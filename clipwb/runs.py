@@ -27,7 +27,7 @@ log = get_logger(__name__)
 # %% auto #0
 __all__ = ['log', 'StageFailed', 'stage_names', 'stage_config', 'stage_notebook', 'stage_function', 'available_cpus',
            'pinned_threads', 'utc_stamp', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run',
-           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'finish', 'RunInfo', 'run_step']
+           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'no_negative_zero', 'finish', 'RunInfo', 'run_step']
 
 # %% ../nbs/25_runs.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -229,6 +229,13 @@ def stage_run_dir(run_dir: str | Path | None, stage: str, *, wait: float = 120.0
     hold_run_dir(p, wait=wait)
     return p
 
+def no_negative_zero(x):
+    "`x` with every -0.0 (inside dicts, lists and tuples too) made 0.0: a metric never reads as '-0.0'."
+    if isinstance(x, dict): return {k: no_negative_zero(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(no_negative_zero(v) for v in x)
+    if isinstance(x, float) and x == 0.0: return 0.0
+    return x
+
 def finish(res: Result, run_dir: str | Path) -> dict:
     "Save `res.figures` under `figures/`, `artifacts.json`, then `metrics.json` (last: marks the run complete)."
     if int(os.environ.get("RANK", "0")): return res.metrics   # under torchrun only rank 0 writes
@@ -236,8 +243,9 @@ def finish(res: Result, run_dir: str | Path) -> dict:
     figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir))
             for k, f in res.figures.items()}
     write_json(run_dir / "artifacts.json", {"artifacts": res.artifacts, "figures": figs})
-    write_json(run_dir / "metrics.json", res.metrics)
-    return res.metrics
+    metrics = no_negative_zero(res.metrics)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
 
 # %% ../nbs/25_runs.ipynb #8d640b51
 @dataclass
