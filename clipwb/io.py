@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,17 +23,39 @@ import numpy as np
 from .core import ClipwbError, DataError, UnsafeFileError, l2_normalize, repo_root
 
 # %% auto #0
-__all__ = ['PICKLE_SUFFIXES', 'atomic_path', 'atomic_write_text', 'write_json', 'read_json', 'refuse_pickle', 'save_tensors',
-           'load_tensors', 'shard_paths', 'write_shard', 'complete_shards', 'load_embeddings', 'embeddings_folder',
-           'save_figure', 'git_state', 'env_info']
+__all__ = ['PICKLE_SUFFIXES', 'SIMD_FLAGS', 'current_umask', 'file_mode', 'atomic_path', 'atomic_write_text', 'write_json',
+           'read_json', 'refuse_pickle', 'save_tensors', 'load_tensors', 'shard_paths', 'write_shard',
+           'complete_shards', 'load_embeddings', 'embeddings_folder', 'save_figure', 'git_state', 'cpu_info',
+           'torch_cpu_info', 'env_info']
 
 # %% ../nbs/02_io.ipynb #f48f655b
+def _umask_at_import() -> int:
+    "The umask, read by setting it and putting it back (once, at import, before any threads of ours start)."
+    old = os.umask(0o022); os.umask(old)
+    return old
+
+_UMASK = _umask_at_import()
+
+def current_umask() -> int:
+    "This process's umask: from /proc/self/status where Linux gives it (no set-and-restore race), else as at import."
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    return _UMASK
+
+def file_mode(umask: int | None = None) -> int:
+    "The mode a new file gets under `umask` (the current one by default): 0644 under 022, 0640 under 027."
+    return 0o666 & ~(current_umask() if umask is None else umask)
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     "Yield a temporary path beside `path`; on success it replaces `path` atomically, on error it is removed."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    try: os.fchmod(fd, file_mode())   # mkstemp makes 0600; the file gets the mode `open` would give it
+    finally: os.close(fd)
+    tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -161,6 +185,37 @@ def git_state(root: str | Path | None = None) -> dict:
                 "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())}
     except (OSError, subprocess.SubprocessError): return {"sha": None, "dirty": None}
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2")
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    ("The CPU model, its SIMD flags and a short hash of all its flags (the first processor of `/proc/cpuinfo` on "
+     "Linux, else `platform`): what tells two machines' float results apart.")
+    if cpuinfo is None:
+        try: cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError: cpuinfo = ""
+    first = {}
+    for line in cpuinfo.splitlines():
+        k, sep, v = line.partition(":")
+        if sep: first.setdefault(k.strip(), v.strip())
+    flags = sorted(set((first.get("flags") or first.get("Features") or "").split()))   # x86 | arm
+    return {"model": first.get("model name") or first.get("Model") or platform.processor() or platform.machine(),
+            "machine": platform.machine(), "simd": [f for f in SIMD_FLAGS if f in flags], "n_flags": len(flags),
+            "flags_sha": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:12] if flags else None}
+
+_LIBS = ("Math Kernel Library", "MKL-DNN", "oneDNN", "OpenMP", "LAPACK", "BLAS", "NNPACK")
+
+def torch_cpu_info(torch) -> dict:
+    ("torch's CPU side: its thread counts, the CPU capability its kernels dispatch to, and the BLAS / LAPACK / "
+     "oneDNN / OpenMP it was built with (a summary of `torch.__config__.show()`).")
+    show = torch.__config__.show()
+    libs = [s[2:] for s in (line.strip() for line in show.splitlines())
+            if s.startswith("- ") and not s.startswith("- Build settings") and any(w in s for w in _LIBS)]
+    built = dict(re.findall(r"\b(BLAS_INFO|LAPACK_INFO|USE_MKLDNN|USE_OPENMP)=([^,\s]*)", show))
+    return {"num_threads": torch.get_num_threads(), "num_interop_threads": torch.get_num_interop_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "libraries": libs,
+            **{k.lower(): v for k, v in sorted(built.items())}}
+
 def env_info() -> dict:
     "Git state, versions of the main libraries, device and host for `env.json`."
     from importlib.metadata import version, PackageNotFoundError
@@ -173,5 +228,6 @@ def env_info() -> dict:
            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
            "cpu_count": os.cpu_count()}
     return {"git": git_state(), "versions": vers, "python": sys.version.split()[0],
-            "platform": platform.platform(), "device": dev,
+            "platform": platform.platform(), "device": dev, "cpu": cpu_info(), "torch": torch_cpu_info(torch),
+            "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
             "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}

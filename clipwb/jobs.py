@@ -22,7 +22,8 @@ import submitit
 
 from .core import ClipwbError, ConfigError, get_logger, runs_dir
 from .io import read_json, write_json
-from .runs import is_complete, plan_run, RunInfo, stage_config, stage_notebook, StageFailed, utc_stamp
+from .runs import (available_cpus, is_complete, pinned_threads, plan_run, RunInfo, stage_config, stage_notebook,
+                         StageFailed, utc_stamp)
 from .notebooks import kernel_uses_this_python, run_stage
 
 log = get_logger(__name__)
@@ -136,8 +137,10 @@ class StageJob(submitit.helpers.Checkpointable):
         in_job = job["job_id"] is not None and threading.current_thread() is threading.main_thread()
         with (_NoteSigterm() if in_job else contextlib.nullcontext()) as term:
             try:
-                info = run_distributed(stage, params, run_dir, nproc) if nproc > 1 else run_stage(stage, params,
-                        run_dir=run_dir)
+                # the CPUs this job process was given (SLURM's allocation), shared by its ranks; the user's value wins
+                with pinned_threads(max(1, available_cpus() // nproc)):
+                    info = (run_distributed(stage, params, run_dir, nproc) if nproc > 1
+                            else run_stage(stage, params, run_dir=run_dir))
             except SystemExit:   # submitit's SIGUSR2 handler checkpointed, requeued and exits
                 _stop_children()
                 _merge_job(run_dir, {**job, "state": "requeued", "seconds": time.time() - t0})

@@ -14,8 +14,8 @@ from pathlib import Path
 from .config import STAGES, param_table
 from .core import ClipwbError, ConfigError, get_logger, stages_dir
 from .io import atomic_write_text, read_json
-from .runs import (RunInfo, StageFailed, is_complete, plan_run, stage_config, stage_notebook,
-                         start_run)
+from .runs import (RunInfo, StageFailed, available_cpus, is_complete, pinned_threads, plan_run, stage_config,
+                         stage_notebook, start_run)
 
 log = get_logger(__name__)
 
@@ -104,20 +104,21 @@ def run_stage(stage: str, params: dict | None = None, *, root: str | Path | None
     if status == "complete":
         log.info("%s: complete run %s skipped", stage, run_dir)
         return RunInfo(stage, run_dir, status, read_json(run_dir / "metrics.json"))
-    start_run(cfg, run_dir)
-    out_nb = run_dir / f"{stage}.ipynb"
-    kernel_uses_this_python()
-    log.info("%s: %s run in %s", stage, status, run_dir)
-    try:
-        with _KernelEnv(run_dir.parent.parent):
-            pm.execute_notebook(str(stage_notebook(stage)), str(out_nb),
-                                parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
-                                cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
-                                execution_timeout=timeout, language="python")
-    except pm.PapermillExecutionError as e:
-        raise StageFailed(f"stage '{stage}' failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                          f"executed notebook with the traceback: {out_nb}") from None
-    if not is_complete(run_dir):
-        raise StageFailed(f"stage '{stage}' finished without writing metrics.json ({out_nb}); "
-                          "the notebook must end with finish(res, run_dir)")
+    with pinned_threads(available_cpus()):   # the kernel inherits it (one the user exported wins); start_run records it
+        start_run(cfg, run_dir)
+        out_nb = run_dir / f"{stage}.ipynb"
+        kernel_uses_this_python()
+        log.info("%s: %s run in %s", stage, status, run_dir)
+        try:
+            with _KernelEnv(run_dir.parent.parent):
+                pm.execute_notebook(str(stage_notebook(stage)), str(out_nb),
+                                    parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
+                                    cwd=str(run_dir), kernel_name="python3", progress_bar=False, log_output=log_output,
+                                    execution_timeout=timeout, language="python")
+        except pm.PapermillExecutionError as e:
+            raise StageFailed(f"stage '{stage}' failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
+                              f"executed notebook with the traceback: {out_nb}") from None
+        if not is_complete(run_dir):
+            raise StageFailed(f"stage '{stage}' finished without writing metrics.json ({out_nb}); "
+                              "the notebook must end with finish(res, run_dir)")
     return RunInfo(stage, run_dir, "done", read_json(run_dir / "metrics.json"))

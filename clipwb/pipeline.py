@@ -5,8 +5,6 @@
 # %% ../nbs/92_pipeline.ipynb #2e4a24ae
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,15 +15,14 @@ import yaml
 from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_dir
 from .io import read_json, write_json, atomic_write_text
 from .report import write_report
-from .runs import plan_run, stage_config, utc_stamp
+from .runs import available_cpus, pinned_threads, plan_run, stage_config, utc_stamp
 from .jobs import Resources, Submission, make_executor, submit_planned, wait
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'refs', 'fill', 'Step', 'Pipeline', 'load_pipeline', 'order', 'plan_pipeline',
-           'available_cpus', 'pinned_threads', 'run_pipeline', 'pipeline_failures', 'demo_plan', 'demo_pipeline',
-           'demo_yaml', 'export_demo']
+           'run_pipeline', 'pipeline_failures', 'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
 
 # %% ../nbs/92_pipeline.ipynb #61bfac55
 _REF = re.compile(r"^\{([A-Za-z_][\w-]*)\}$")
@@ -125,20 +122,6 @@ def _step_record(name, step, run_dir, sub: Submission | None, status: str, error
             "host": job.get("host") if sub and sub.job is not None else None,
             "device": env.get("device"), "seconds": job.get("seconds") if sub and sub.job is not None else None,
             "error": error}
-
-def available_cpus() -> int:
-    "CPUs this process may run on (its affinity mask, as taskset or SLURM set it), else the machine's count."
-    try: return len(os.sched_getaffinity(0))
-    except AttributeError: return os.cpu_count() or 1
-
-@contextlib.contextmanager
-def pinned_threads(n: int):
-    "`OMP_NUM_THREADS` = `n` for the stage processes started inside (a value the user set is kept); yields it."
-    if (user := os.environ.get("OMP_NUM_THREADS")):
-        yield int(user) if user.isdigit() else user; return
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    try: yield n
-    finally: os.environ.pop("OMP_NUM_THREADS", None)
 
 def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", root: str | Path | None = None,
                  res: Resources | None = None, report: bool = True) -> Path:

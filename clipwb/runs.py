@@ -5,6 +5,7 @@
 # %% ../nbs/25_runs.ipynb #24fbecbd
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -24,9 +25,9 @@ from .cards import card_hash, load_card
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'StageFailed', 'stage_names', 'stage_config', 'stage_notebook', 'stage_function', 'utc_stamp', 'is_complete',
-           'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run', 'start_run', 'RunBusy', 'hold_run_dir',
-           'stage_run_dir', 'finish', 'RunInfo', 'run_step']
+__all__ = ['log', 'StageFailed', 'stage_names', 'stage_config', 'stage_notebook', 'stage_function', 'available_cpus',
+           'pinned_threads', 'utc_stamp', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run',
+           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'no_negative_zero', 'finish', 'RunInfo', 'run_step']
 
 # %% ../nbs/25_runs.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -60,6 +61,21 @@ def stage_function(stage: str):
         if (fn := getattr(importlib.import_module(mod), f"run_{stage}", None)) is not None: return fn
     raise ClipwbError(f"stage '{stage}': {cls.__module__} has no function run_{stage}(cfg, run_dir)")
 
+
+# %% ../nbs/25_runs.ipynb #7834f320
+def available_cpus() -> int:
+    "CPUs this process may run on (its affinity mask, as taskset or SLURM set it), else the machine's count."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    "`OMP_NUM_THREADS` = `n` for the stage processes started inside (a value the user set is kept); yields it."
+    if (user := os.environ.get("OMP_NUM_THREADS")):
+        yield int(user) if user.isdigit() else user; return
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try: yield n
+    finally: os.environ.pop("OMP_NUM_THREADS", None)
 
 # %% ../nbs/25_runs.ipynb #fb38ecac
 def utc_stamp() -> str:
@@ -167,7 +183,8 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     env = env_info()
     import torch
     omp = os.environ.get("OMP_NUM_THREADS")   # what the stage kernel will use: results depend on the thread count
-    env["threads"] = {"torch": int(omp) if (omp or "").isdigit() else torch.get_num_threads(), "OMP_NUM_THREADS": omp}
+    env["threads"] = {"torch": int(omp) if (omp or "").isdigit() else torch.get_num_threads(), "OMP_NUM_THREADS": omp,
+                      "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS"), "available_cpus": available_cpus()}
     if checkout_root() is None: env["git"] = {"sha": None, "dirty": None,
                                               "note": "installed clipwb, not run from a git checkout"}
     write_json(run_dir / "env.json", {**env, "init": check_refs(cfg)})
@@ -212,6 +229,13 @@ def stage_run_dir(run_dir: str | Path | None, stage: str, *, wait: float = 120.0
     hold_run_dir(p, wait=wait)
     return p
 
+def no_negative_zero(x):
+    "`x` with every -0.0 (inside dicts, lists and tuples too) made 0.0: a metric never reads as '-0.0'."
+    if isinstance(x, dict): return {k: no_negative_zero(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return type(x)(no_negative_zero(v) for v in x)
+    if isinstance(x, float) and x == 0.0: return 0.0
+    return x
+
 def finish(res: Result, run_dir: str | Path) -> dict:
     "Save `res.figures` under `figures/`, `artifacts.json`, then `metrics.json` (last: marks the run complete)."
     if int(os.environ.get("RANK", "0")): return res.metrics   # under torchrun only rank 0 writes
@@ -219,8 +243,9 @@ def finish(res: Result, run_dir: str | Path) -> dict:
     figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir))
             for k, f in res.figures.items()}
     write_json(run_dir / "artifacts.json", {"artifacts": res.artifacts, "figures": figs})
-    write_json(run_dir / "metrics.json", res.metrics)
-    return res.metrics
+    metrics = no_negative_zero(res.metrics)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
 
 # %% ../nbs/25_runs.ipynb #8d640b51
 @dataclass

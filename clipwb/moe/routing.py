@@ -157,11 +157,16 @@ def load_figure(st: RoutingStats, *, kind: str = "top1"):
     from plotly.subplots import make_subplots
     towers = list(st.load.tower.unique())
     fig = make_subplots(rows=1, cols=len(towers), subplot_titles=[f"{t} tower" for t in towers])
+    grids = {t: st.load[st.load.tower == t].pivot(index="layer", columns="expert", values=kind) for t in towers}
+    # load cannot be negative: the scale runs from 0 (blue) through 1 = uniform (white) to the largest load (red),
+    # the same for every tower
+    zmax = max(2.0, *(float(np.nanmax(d.to_numpy() * d.shape[1])) for d in grids.values()))
+    scale = [[0, "rgb(5,48,97)"], [1 / zmax, "rgb(247,247,247)"], [1, "rgb(103,0,31)"]]
     for i, t in enumerate(towers, 1):
-        d = st.load[st.load.tower == t].pivot(index="layer", columns="expert", values=kind)
+        d = grids[t]
         E = d.shape[1]
         fig.add_heatmap(z=d.to_numpy() * E, x=[f"expert {e}" for e in d.columns], y=[f"block {l}" for l in d.index],
-                        zmin=0, zmid=1, colorscale="RdBu_r", coloraxis=None, showscale=i == len(towers),
+                        zmin=0, zmax=zmax, colorscale=scale, coloraxis=None, showscale=i == len(towers),
                         colorbar=dict(title="load × E"), row=1, col=i,
                         hovertemplate="%{y}, %{x}: %{z:.2f} × uniform<extra></extra>")
         fig.update_xaxes(title_text="expert", row=1, col=i)
@@ -199,7 +204,7 @@ def mi_figure(st: RoutingStats):
             fig.add_scatter(x=d.layer, y=d[col], mode="lines+markers", name=f"{t}: {col[3:]}")
     return fig.update_layout(title="Does the label decide the expert? I(label; expert) / log E per layer",
                              xaxis_title="MoE layer (block index)", yaxis_title="normalised mutual information (0–1)",
-                             yaxis_range=[0, 1])
+                             yaxis_range=[0, 1], xaxis=dict(tickmode="linear", dtick=1))   # layers are whole numbers
 
 def routing_figures(st: RoutingStats) -> dict:
     "All routing figures by name: load, mi, and label × expert per tower and label column."
