@@ -64,7 +64,7 @@ def test_missing_experts_element_names_the_absolute_path_and_runs_root(tmp_path,
 
 @pytest.mark.e2e
 def test_moe_cli_with_relative_experts(tmp_path):
-    "`clipwb run moe -p experts <relative mcl-like folder>` (and the list form) runs: the notebook gets the absolute path."
+    "`clipwb run moe -p experts <relative mcl-like folder>` (and the list form) runs: the notebook gets it absolute."
     import yaml
     from e2e_helpers import clipwb
     work = tmp_path / "work"; work.mkdir()
