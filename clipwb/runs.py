@@ -101,7 +101,11 @@ def check_refs(cfg: StageConfig,
             if x is None: continue
             where = f"{type(cfg).__name__}: parameter '{name}'" + (f" item {i}" if isinstance(v, (list, tuple)) else "")
             try:
-                if kind == "card": load_card(x); continue
+                if kind == "card":   # the split(s) read from it exist, the ${VAR}s in its path are set
+                    from clipwb.data.datasets import check_card
+                    sp = getattr(cfg, meta["split"]) if meta.get("split") else None
+                    for s in (sp if isinstance(sp, (list, tuple)) else [sp]): check_card(load_card(x), s)
+                    continue
                 p = Path(str(x).removeprefix("local-dir:"))
                 if not p.exists() and (p.is_absolute() or kind == "path"):   # made absolute at validation
                     raise ConfigError(f"{'model folder' if kind == 'model' else 'path'} not found: {p} (relative paths "
