@@ -25,8 +25,9 @@ from .registry import Registry, meta_keys
 from .io import atomic_write_text
 
 # %% auto #0
-__all__ = ['REF_KINDS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields', 'resolve_path', 'StageConfig',
-           'comment_help', 'param_help', 'type_text', 'py_literal', 'param_table', 'Result']
+__all__ = ['REF_KINDS', 'PATH_KINDS', 'OPTIONAL_DEPS', 'STAGES', 'coerce', 'path_field', 'card_field', 'ref_fields',
+           'resolve_path', 'resolve_refs', 'missing_needs', 'StageConfig', 'comment_help', 'param_help', 'type_text',
+           'py_literal', 'param_table', 'Result']
 
 # %% ../nbs/03_config.ipynb #5d6c7a13
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
@@ -86,6 +87,7 @@ def coerce(value: Any, tp: Any, name: str = "value") -> Any:
 
 # %% ../nbs/03_config.ipynb #b7a2f7de
 REF_KINDS = ("path", "model", "name_or_path", "card")
+PATH_KINDS = ("path", "model", "name_or_path")   # the kinds resolved against the working directory
 
 def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pretrained: str | None = None,
                # a 'model' field that takes an mcl run folder (the integration of its stage models)
@@ -102,9 +104,11 @@ def path_field(default: Any = None, *, kind: str = "path", run: bool = True, pre
     if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
-def card_field(default: Any = None, *, default_factory: Any = dataclasses.MISSING):
+def card_field(default: Any = None, *,
+               split: str | None = None,  # the field holding the split(s) read from these cards: checked to exist
+               default_factory: Any = dataclasses.MISSING):
     "A dataclass field holding a data card id (or a list of them): checked to exist and hashed into the run key."
-    meta = {"clipwb_ref": "card"}
+    meta = {"clipwb_ref": "card", "split": split}
     if default_factory is not dataclasses.MISSING: return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
@@ -130,6 +134,24 @@ def resolve_path(v: Any, kind: str = "path", cwd: str | Path | None = None) -> A
     if kind != "path" and not pre and not _looks_like_path(v, cwd): return v
     return pre + os.path.normpath(cwd / Path(v).expanduser())   # normpath keeps the user's symlinks
 
+def resolve_refs(cls_or_cfg, values: Mapping[str, Any], cwd: str | Path | None = None) -> dict:
+    "`values` with every path, model and name-or-path field's value (list elements too) resolved by `resolve_path`."
+    refs = ref_fields(cls_or_cfg)
+    return {k: resolve_path(v, refs[k]["clipwb_ref"], cwd) if refs.get(k, {}).get("clipwb_ref") in PATH_KINDS else v
+            for k, v in values.items()}
+
+# module → how to install it, for the optional dependencies a config class `needs`
+OPTIONAL_DEPS = {"faiss": "pip install faiss-cpu (or pip install 'clipwb[cpu]'; conda install faiss-gpu on GPU nodes)"}
+
+def missing_needs(cls_or_cfg) -> list[str]:
+    "One line per module in the config class's `needs` that cannot be imported here, with the command that installs it."
+    import importlib.util
+    def absent(m):
+        try: return importlib.util.find_spec(m) is None
+        except (ImportError, ValueError): return True
+    return [f"needs the module '{m}', which is not installed: {OPTIONAL_DEPS.get(m, f'pip install {m}')}"
+            for m in getattr(cls_or_cfg, "needs", ()) if absent(m)]
+
 # %% ../nbs/03_config.ipynb #89b60e14
 @dataclass
 class StageConfig:
@@ -149,7 +171,7 @@ class StageConfig:
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown parameter(s) {unknown}; "
                               f"known: {sorted(types_)}")
-        return {k: coerce(v, types_[k], k) for k, v in params.items()}
+        return resolve_refs(cls, {k: coerce(v, types_[k], k) for k, v in params.items()})
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]):
@@ -157,13 +179,12 @@ class StageConfig:
         types_ = cls.field_types()
         return cls(**{k: coerce(params[k], t, k) for k, t in types_.items() if k in params})
 
+    # optional modules the stage imports (`clipwb.config.OPTIONAL_DEPS` says how to install each): checked before work
+    needs: typing.ClassVar[tuple[str, ...]] = ()
+
     def __post_init__(self):
-        refs = ref_fields(self)
-        for k, t in self.field_types().items():
-            v = coerce(getattr(self, k), t, k)
-            if refs.get(k, {}).get("clipwb_ref") in ("path", "model", "name_or_path"): v = resolve_path(v,
-                    refs[k]["clipwb_ref"])
-            setattr(self, k, v)
+        vals = resolve_refs(self, {k: coerce(getattr(self, k), t, k) for k, t in self.field_types().items()})
+        for k, v in vals.items(): setattr(self, k, v)
         self.check()
 
     def check(self) -> None:

@@ -37,7 +37,7 @@ class EmbedCfg(StageConfig):
     # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
     # for clipwb's tiny configs
     pretrained: str = path_field("auto", kind="name_or_path")
-    data: str = card_field("shapes")  # data card id
+    data: str = card_field("shapes", split="split")  # data card id
     split: str | None = "train"     # split to embed (None: the whole dataset)
     shard_size: int = 64            # samples per shard
     batch_size: int = 32            # samples per forward pass

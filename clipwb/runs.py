@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import STAGES, Result, StageConfig, ref_fields
+from .config import STAGES, Result, StageConfig, missing_needs, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
 from .cards import card_hash, load_card
@@ -104,9 +104,12 @@ def _no_integration(x) -> str:
             f"take; this parameter needs one model with weights: pass one of its stage models "
             f"({', '.join(listed_models(x))})")
 
-def check_refs(cfg: StageConfig) -> dict[str, str]:
-    ("Check what `cfg`'s path, model and card fields refer to (`ConfigError` otherwise); returns each "
-     "model field's init.")
+def check_refs(cfg: StageConfig,
+               root: str | Path | None = None,  # runs root in use (default runs_dir()), named when a path is missing
+               ) -> dict[str, str]:
+    ("Check what `cfg`'s path, model and card fields refer to and the optional modules its class `needs` "
+     "(`ConfigError` otherwise); returns each model field's init.")
+    if miss := missing_needs(cfg): raise ConfigError(f"{type(cfg).__name__}: " + "; ".join(miss))
     inits = {}
     for name, meta in ref_fields(cfg).items():
         v, kind = getattr(cfg, name), meta["clipwb_ref"]
@@ -114,9 +117,16 @@ def check_refs(cfg: StageConfig) -> dict[str, str]:
             if x is None: continue
             where = f"{type(cfg).__name__}: parameter '{name}'" + (f" item {i}" if isinstance(v, (list, tuple)) else "")
             try:
-                if kind == "card": load_card(x); continue
+                if kind == "card":   # the split(s) read from it exist, the ${VAR}s in its path are set
+                    from clipwb.data.datasets import check_card
+                    sp = getattr(cfg, meta["split"]) if meta.get("split") else None
+                    for s in (sp if isinstance(sp, (list, tuple)) else [sp]): check_card(load_card(x), s)
+                    continue
                 p = Path(str(x).removeprefix("local-dir:"))
-                if kind == "path" and not p.exists(): raise ConfigError(f"{p} does not exist")
+                if not p.exists() and (p.is_absolute() or kind == "path"):   # made absolute at validation
+                    raise ConfigError(f"{'model folder' if kind == 'model' else 'path'} not found: {p} (relative paths "
+                                      f"are read from the working directory {Path.cwd()}; runs root in use: "
+                                      f"{Path(root or runs_dir()).expanduser().resolve()})")
                 if meta.get("run", True) and p.is_absolute() and p.is_dir() and _is_run_dir(p) and not is_complete(p):
                     raise ConfigError(f"{p} is an unfinished run (no metrics.json): finish it by rerunning its "
                                       "command, or pick a complete run")
@@ -160,8 +170,8 @@ def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force:
                                                                      f"got {on_stale!r}")
     cls = stage_config(stage)
     cfg = cls(**cls.validate_params(params))
-    if check: check_refs(cfg)
     root = Path(root or runs_dir()).expanduser().resolve()
+    if check: check_refs(cfg, root)
     old = None if force else find_run(stage, cfg, root)
     if old is not None:
         kf = old / "run_key.json"

@@ -153,7 +153,7 @@ _PRECISIONS = ("fp32", "amp", "amp_bf16")
 @dataclass
 class TrainCfg(StageConfig):
     "Parameters of the train stage."
-    data: str = card_field("shapes")    # data card id
+    data: str = card_field("shapes", split="split")    # data card id
     split: str = "train"                # split to train on
     # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
     model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained")

@@ -20,7 +20,7 @@ def _cli(*args):
     (["-p", "data", "no_such_card"], "parameter 'data': no data card 'no_such_card'"),
     (["-p", "model", "no_such_model"], "parameter 'model': unknown model 'no_such_model'"),
     (["-p", "model", "/no/such/dir"], "model folder not found: /no/such/dir"),
-    (["-p", "init", "/no/such/run"], "parameter 'init': /no/such/run does not exist"),
+    (["-p", "init", "/no/such/run"], "parameter 'init': path not found: /no/such/run"),
     (["-p", "model", "ViT-B-32"], "model 'ViT-B-32' needs weights: pass pretrained <tag>"),
     (["-p", "pretrained", "no_such_tag"], "pretrained 'no_such_tag' of clipwb-micro: neither one of its tags"),
 ])

@@ -38,6 +38,7 @@ MODALITIES = ("image", "text", "joint")
 @dataclass
 class ClusterCfg(StageConfig):
     "Parameters of the cluster stage."
+    needs = ("faiss",)   # clusters with faiss: checked before any work
     # embed run dir or shard folder (None: embed `data` with `model` here first)
     embeddings: str | None = path_field(None)
     # model for embedding when `embeddings` is None
@@ -45,7 +46,7 @@ class ClusterCfg(StageConfig):
     # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
     # for clipwb's tiny configs
     pretrained: str = path_field("auto", kind="name_or_path")
-    data: str = card_field("shapes")  # data card id, when `embeddings` is None
+    data: str = card_field("shapes", split="split")  # data card id, when `embeddings` is None
     split: str | None = "train"     # split to embed, when `embeddings` is None
     limit: int | None = 128         # samples to embed, when `embeddings` is None (None: all)
     modality: str = "joint"         # 'image', 'text', or 'joint' (both separately, label t·k + i)

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..cards import CardError, DataCard, load_card
+from ..cards import CardError, DataCard, expand_env, load_card
 from ..config import STAGES, Result, StageConfig, card_field
 from ..core import ConfigError, DataError, get_logger
 from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
@@ -30,14 +30,21 @@ def reader_formats() -> list[str]:
     "Formats a card may name: every registered dataset reader (`clipwb.data.readers.DATASETS`, plug-ins included)."
     return DATASETS.names()
 
-def check_card(card: DataCard) -> DataCard:
-    "`card`, if a registered reader handles its `format` and it has the `path` that reader needs; else `CardError`."
+def check_card(card: DataCard, split: str | None = None) -> DataCard:
+    ("`card`, if a registered reader handles its `format`, it has the `path` that reader needs, `split` is one it has "
+     "(the card's `splits`, else its reader's `splits` metadata; unknown: not checked) and every `${VAR}` in the "
+     "path read is set; else `CardError`.")
     where = f"data card '{card.id}' ({card.file})"
     if card.format not in DATASETS:
         raise CardError(f"{where}: field 'format' is '{card.format}', which no registered dataset reader handles; "
                         f"registered formats: {', '.join(reader_formats())}")
     if DATASETS.meta(card.format).get("needs_path") and not card.path and not card.splits:
         raise CardError(f"{where}: field 'path' is required for format '{card.format}' (its reader reads files)")
+    known = sorted(card.splits) if card.splits else DATASETS.meta(card.format).get("splits")
+    if split is not None and known is not None and split not in known:
+        raise CardError(f"{where} has no split '{split}'; its splits: {', '.join(known)}")
+    raw = card.splits.get(split) if split is not None and isinstance(card.splits.get(split), str) else card.path
+    if raw is not None: expand_env(raw, where=f"{where}, field 'path'")
     return card
 
 def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
@@ -170,7 +177,7 @@ def tail_view(ds, n: int) -> DatasetView:
 @dataclass
 class PrepareCfg(StageConfig):
     "Parameters of the prepare stage."
-    data: str = card_field("shapes")                                       # data card id
+    data: str = card_field("shapes", split="splits")                            # data card id
     splits: list[str] = field(default_factory=lambda: ["train", "test"])   # splits to check
     limit: int | None = 64                                                 # samples per split (None: all)
 

@@ -120,7 +120,7 @@ class OpenMojiDataset(PairDataset):
         i = self._check(i)
         return decode_image(self._locs[i], id=self.ids[i])
 
-@DATASETS.register("openmoji")
+@DATASETS.register("openmoji", splits=("train", "test"))
 def openmoji_dataset(card=None, split: str | None = None, *, size: int = 64, limit: int | None = None,
                      test_fraction: float = 0.1, workers: int | None = None) -> OpenMojiDataset:
     "Builder for `format: openmoji` (options size, limit, test_fraction, workers)."

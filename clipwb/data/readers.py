@@ -164,7 +164,8 @@ def log_skipped(records: Sequence[dict], *, what: str = "skipped", examples: int
 
 # %% ../../nbs/10_data.readers.ipynb #ff8e27d1
 # needs_path: a card of this format must give a path
-DATASETS = Registry("datasets", check_meta=meta_keys("needs_path"),
+# splits: the split names a reader knows when its cards list none (checked before any work)
+DATASETS = Registry("datasets", check_meta=meta_keys("needs_path", "splits"),
                     builtins=("clipwb.data.webdataset", "clipwb.data.shapes", "clipwb.data.openmoji"))
 
 def split_path(card, split: str | None) -> Path:

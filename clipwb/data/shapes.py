@@ -148,7 +148,7 @@ class ShapesDataset(PairDataset):
     def load_image(self, i):
         return render_shape(self._locs[self._check(i)], self.size)
 
-@DATASETS.register("shapes")
+@DATASETS.register("shapes", splits=("train", "test"))
 def shapes_dataset(card=None, split: str | None = None, *, n: int = 2000, size: int = 64, seed: int = 0,
                    test_fraction: float = 0.1, limit: int | None = None, variant: str = "default") -> ShapesDataset:
     "Builder for `format: shapes` (options n, size, seed, test_fraction, limit, variant)."

@@ -39,7 +39,7 @@ class EvalCfg(StageConfig):
     # weights of an open_clip name: a tag (openai, laion2b_s34b_b79k …) or a weights file; none: random; auto: random
     # for clipwb's tiny configs
     pretrained: str = path_field("auto", kind="name_or_path")
-    data: str = card_field("shapes")  # data card id
+    data: str = card_field("shapes", split="split")  # data card id
     split: str = "test"             # split to evaluate
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # run those the card lists too
     templates: str | None = None    # prompt template set name or one '{c}' template (None: the card's)

@@ -38,9 +38,10 @@ CLUSTERINGS = ("joint", "image")
 @dataclass
 class MclCfg(StageConfig):
     "Parameters of the mcl stage."
+    needs = ("faiss",)   # clusters with faiss: checked before any work
     # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
     base: str = path_field("clipwb-micro", kind="model")
-    data: str = card_field("shapes")    # data card: embedded, clustered and trained on
+    data: str = card_field("shapes", split="split")    # data card: embedded, clustered and trained on
     split: str = "train"                # split of `data`
     data_limit: int | None = 64         # the first `data_limit` samples (None: all)
     stages: int = 2                     # MCL stages S: stage models 1..S are trained (S + 1 models with the base)
@@ -63,7 +64,7 @@ class MclCfg(StageConfig):
     label_smoothing: float = 0.0        # CLIP-MoE: 0.1
     logit_scale: float | None = None    # None: learnable; a value fixes it (CLIP-MoE: 100)
     drop_small: bool = True             # False: merge cells smaller than a global batch into one 'rest' group
-    eval_data: str | None = card_field(None)  # held-out evaluation card (None: `data`)
+    eval_data: str | None = card_field(None, split="eval_split")  # held-out evaluation card (None: `data`)
     eval_split: str = "test"            # its split
     eval_limit: int | None = 64         # evenly spaced held-out samples (None: all)
     seed: int = 0                       # clustering, initialisation (name bases) and data order

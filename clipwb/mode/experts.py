@@ -183,6 +183,7 @@ def expert_train_config(seed_model: str | Path, seed_step: int, ids_file: str | 
 class ModeSetup(StageConfig):
     ("Parameters the mode_expert and mode stages share: the seed, its embeddings, the caption encoder and "
      "the clustering.")
+    needs = ("faiss",)   # clusters with faiss: checked before any work
     # finished train run with kept checkpoints (None: train a micro seed here)
     seed_model: str | None = path_field(None)
     seed_step: int | None = None     # its checkpoint to continue from (None: the latest before its last step)

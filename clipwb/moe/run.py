@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import STAGES, Result, StageConfig
+from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, get_logger
 from ..io import write_json
 from ..models import create_model, save_model
@@ -33,7 +33,7 @@ TRAIN_PARTS = {"router": "router", "router+experts": r"router,\.mlp\.experts\."}
 class MoeCfg(StageConfig):
     "Parameters of the moe stage."
     # MCL run dir (experts.json) or models, base first
-    experts: list[str] = field(default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
+    experts: list[str] = path_field(kind="name_or_path", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
     init: str = "mcl"                   # 'mcl' (expert i is model i's MLPs) or 'upcycle' (copies of the base MLP)
     num_experts: int | None = None      # upcycle: number of experts (None: as many as `experts`)
     top_k: int = 2                      # experts per token
