@@ -24,11 +24,15 @@ def test_bad_parameters_rejected_before_running(tmp_path):
 
 
 def test_failing_cell_keeps_notebook(tmp_path):
-    # only the reader knows splits
-    r = clipwb("run", "embed", "-p", "split", "no-such-split", root=tmp_path, check=False)
+    "A model folder whose weights file is damaged passes validation (the files are there) and fails in the kernel."
+    from clipwb.models import create_model, save_model
+    bad = save_model(create_model("clipwb-micro"), tmp_path / "damaged")
+    (bad / "open_clip_model.safetensors").write_bytes(b"not a safetensors file")
+    r = clipwb("run", "embed", "-p", "model", str(bad), "-p", "limit", "8", root=tmp_path, check=False)
     assert r.returncode == 1, r.stderr
     nbs = list((tmp_path / "embed").glob("*/embed.ipynb"))
-    assert len(nbs) == 1 and "unknown split 'no-such-split'" in nbs[0].read_text()
+    assert len(nbs) == 1 and "Traceback" in nbs[0].read_text()
+    assert "executed notebook with the traceback" in r.stderr
     assert not (nbs[0].parent / "metrics.json").exists()
 
 

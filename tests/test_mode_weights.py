@@ -91,13 +91,13 @@ def test_mode_clusters_fit_at_most_stream_sample_rows(tmp_path, monkeypatch):
     """fraction=None fits the fine clusters on all captions up to STREAM_SAMPLE (clipwb.cluster.stream), a sample
     beyond."""
     import shutil
-    import clipwb.cluster.stream as cs
+    import clipwb.mode.experts as mx
     from clipwb.embed import EmbedCfg, run_embed
     from clipwb.mode.experts import mode_clusters
     run_embed(EmbedCfg(limit=40, shard_size=16), tmp_path / "emb")
     every = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
     assert (every.info["n_fine_points"], every.info["n_points"], every.info["fraction"]) == (40, 40, "auto")
-    monkeypatch.setattr(cs, "STREAM_SAMPLE", 20)
+    monkeypatch.setattr(mx, "STREAM_SAMPLE", 20)   # the name mode_clusters reads
     shutil.rmtree(every.folder)
     capped = mode_clusters(tmp_path / "emb", k=2, k_fine=4, progress=False)
     assert (capped.info["n_fine_points"], capped.info["n_points"]) == (20, 40), "every pair is still assigned"

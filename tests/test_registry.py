@@ -9,6 +9,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# `@R.register`, or `@R.register("name", meta…)` whose metadata may hold strings with brackets and tuples, then the
+# decorated def/class
+REGISTRATION = re.compile(r"""@(\w+)\.register(?:\(\s*["']([\w.-]+)["'](?:"[^"]*"|'[^']*'|\([^()]*\)|[^()"'])*\))?"""
+                          r"""\s*\n(?:@.*\n)*\s*(?:def|class)\s+(\w+)""")
+
+
 def registrations_in_notebooks():
     """{registry variable: {names}} from exported cells of nbs/*.ipynb."""
     found = {}
@@ -17,8 +23,7 @@ def registrations_in_notebooks():
             src = "".join(c["source"])
             if c["cell_type"] != "code" or not re.match(r"#\|\s*export", src):
                 continue
-            for m in re.finditer(r"@(\w+)\.register(?:\(\s*[\"']([\w.-]+)[\"'][^)]*\))?\s*\n"
-                                 r"(?:@.*\n)*\s*(?:def|class)\s+(\w+)", src):
+            for m in re.finditer(REGISTRATION, src):
                 found.setdefault(m.group(1), set()).add(m.group(2) or m.group(3))
     return found
 
