@@ -70,7 +70,7 @@ bench: install     ## benchmarks: printed ratios (about half an hour on 2 CPU co
 	$(PY) benchmarks/bench_mode.py
 
 export: install    ## regenerate clipwb/ from nbs/, the stage notebooks' parameters cells, clean notebooks, README.md from nbs/index.ipynb
-	$(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean && $(PY) tools/readme.py
+	$(VENV)/bin/nbdev_clean && $(VENV)/bin/nbdev_export && $(PY) tools/sync_stage_params.py && $(VENV)/bin/nbdev_clean && $(PY) tools/readme.py
 
 sync-params: install  ## rewrite each stage notebook's parameters cell from its config class (after changing one)
 	$(PY) tools/sync_stage_params.py
