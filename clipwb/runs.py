@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import re
@@ -55,7 +56,6 @@ def stage_notebook(stage: str) -> Path:
 def stage_function(stage: str):
     ("The function that runs `stage`: `run_<stage>` beside its config class (`run_train` for 'train'), else in a "
      "built-in stage module (a notebook that re-registered the class may not define the function).")
-    import importlib
     cls = stage_config(stage)
     for mod in dict.fromkeys([cls.__module__, *STAGES.builtins]):
         if (fn := getattr(importlib.import_module(mod), f"run_{stage}", None)) is not None: return fn
@@ -120,7 +120,8 @@ def check_refs(cfg: StageConfig,
                 if kind == "card":   # the split(s) read from it exist, the ${VAR}s in its path are set
                     from clipwb.data.datasets import check_card
                     sp = getattr(cfg, meta["split"]) if meta.get("split") else None
-                    for s in (sp if isinstance(sp, (list, tuple)) else [sp]): check_card(load_card(x), s)
+                    card = load_card(x)                 # parsed once, checked for each split read
+                    for s in (sp if isinstance(sp, (list, tuple)) else [sp]): check_card(card, s)
                     continue
                 p = Path(str(x).removeprefix("local-dir:"))
                 if not p.exists() and (p.is_absolute() or kind == "path"):   # made absolute at validation
