@@ -24,7 +24,7 @@ from .models import (count_params, create_model_and_transforms, freeze_except, g
                            save_model, trainable_patterns)
 from .data.datasets import load_dataset, make_loader, shard_epoch_batches
 from .data.samplers import MCLBatchSampler, pseudo_labels_for
-from .models.moe import moe_aux_loss
+from .models.moe import BALANCE_AGGREGATES, moe_aux_loss
 
 log = get_logger(__name__)
 
@@ -190,6 +190,7 @@ class TrainCfg(StageConfig):
     device: str = "auto"                # 'auto', 'cpu', 'cuda' (under torchrun: cuda:LOCAL_RANK)
     precision: str = "fp32"             # 'fp32', or mixed precision on CUDA: 'amp' (fp16), 'amp_bf16'
     moe_beta: float = 0.01              # MoE models: weight β of the load-balancing loss added to the contrastive loss
+    moe_balance: str = "pooled"         # … on every MoE layer’s tokens pooled (CLIP-MoE, Mixtral) or "layer_mean"
 
     def check(self):
         def need(ok, msg):
@@ -212,6 +213,8 @@ class TrainCfg(StageConfig):
         need(self.resume_step is None or (self.resume_from is not None and self.resume_step >= 1),
              f"resume_step={self.resume_step} needs resume_from (a train run) and must be ≥ 1")
         need(self.moe_beta >= 0, f"moe_beta must be ≥ 0, got {self.moe_beta}")
+        need(self.moe_balance in BALANCE_AGGREGATES,
+             f"moe_balance must be one of {BALANCE_AGGREGATES}, got {self.moe_balance!r}")
         need(self.precision in _PRECISIONS, f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
         if self.trainable is not None:
             need(bool(trainable_patterns(self.trainable)), f"trainable {self.trainable!r} names no pattern")
@@ -227,7 +230,7 @@ class TrainCfg(StageConfig):
 def aux_loss(model, cfg: TrainCfg) -> tuple[torch.Tensor | None, dict]:
     "β × the MoE load-balancing loss of the latest forward pass (None for a dense model), and its parts."
     if not hasattr(model, "moe_routing"): return None, {}
-    return moe_aux_loss(model, beta=cfg.moe_beta)
+    return moe_aux_loss(model, beta=cfg.moe_beta, aggregate=cfg.moe_balance)
 
 # %% ../nbs/30_train.ipynb #6e37b2ca
 def _init_distributed() -> tuple[int, int, bool]:

@@ -18,8 +18,9 @@ from ..core import ConfigError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TOWERS', 'DISPATCHES', 'TEXT_WEIGHT', 'RoutingRecord', 'RoutingLog', 'MoEMLP', 'towers', 'moe_blocks',
-           'moe_layers_of', 'has_moe', 'apply_moe', 'load_balancing_loss', 'router_z_loss', 'moe_aux_loss']
+__all__ = ['log', 'TOWERS', 'DISPATCHES', 'BALANCE_AGGREGATES', 'TEXT_WEIGHT', 'RoutingRecord', 'RoutingLog', 'MoEMLP', 'towers',
+           'moe_blocks', 'moe_layers_of', 'has_moe', 'apply_moe', 'load_balancing_loss', 'router_z_loss',
+           'moe_aux_loss']
 
 # %% ../../nbs/20_models.moe.ipynb #6b3dbf78
 TOWERS = ("image", "text")
@@ -223,22 +224,30 @@ def _masked(z: Tensor, m: Tensor | None) -> Tensor:
     z = z.float().reshape(-1, z.shape[-1])
     return z if m is None else z[m.reshape(-1).to(z.device).bool()]
 
+BALANCE_AGGREGATES = ("pooled", "layer_mean")
+
+def _balance(z: Tensor, top_k: int) -> Tensor:
+    "E · Σ_j Σ_e f_{j,e} · P_e over the rows of `z` [tokens, E]."
+    E = z.shape[-1]
+    p = z.softmax(-1)
+    f = F.one_hot(p.topk(top_k, dim=-1).indices, E).float().mean(0)   # [k, E]
+    return E * (f * p.mean(0)).sum()
+
 def load_balancing_loss(router_logits: list[Tensor],        # one [tokens, E] tensor per MoE layer
                         *, top_k: int,
-                        mask: list[Tensor] | None = None) -> Tensor:   # matching bool [tokens], False = ignored
-    "E · Σ_j Σ_e f_{j,e} · P_e per layer, averaged over layers (= k at balance, → E at collapse)."
+                        mask: list[Tensor] | None = None,    # matching bool [tokens], False = ignored
+                        aggregate: str = "pooled") -> Tensor:  # 'pooled': every layer's tokens together; 'layer_mean'
+    ("E · Σ_j Σ_e f_{j,e} · P_e over all the layers' tokens pooled, or per layer then averaged (= k at balance, "
+     "→ E at collapse).")
+    if aggregate not in BALANCE_AGGREGATES:
+        raise ConfigError(f"load_balancing_loss: aggregate must be one of {BALANCE_AGGREGATES}, got {aggregate!r}")
     if mask is not None and len(mask) != len(router_logits):
         raise ConfigError(f"load_balancing_loss: {len(mask)} masks for {len(router_logits)} layers")
-    out = []
-    for j, z in enumerate(router_logits):
-        z = _masked(z, None if mask is None else mask[j])
-        if not len(z): continue
-        E = z.shape[-1]
-        p = z.softmax(-1)
-        f = F.one_hot(p.topk(top_k, dim=-1).indices, E).float().mean(0)   # [k, E]
-        out.append(E * (f * p.mean(0)).sum())
-    if not out: return torch.zeros((), device=router_logits[0].device if router_logits else None)
-    return torch.stack(out).mean()
+    zs = [_masked(z, None if mask is None else mask[j]) for j, z in enumerate(router_logits)]
+    zs = [z for z in zs if len(z)]
+    if not zs: return torch.zeros((), device=router_logits[0].device if router_logits else None)
+    if aggregate == "pooled": return _balance(torch.cat(zs), top_k)
+    return torch.stack([_balance(z, top_k) for z in zs]).mean()
 
 def router_z_loss(router_logits: list[Tensor], mask: list[Tensor] | None = None) -> Tensor:
     "Mean over layers of the mean squared log-sum-exp of the router logits (ST-MoE)."
@@ -247,15 +256,16 @@ def router_z_loss(router_logits: list[Tensor], mask: list[Tensor] | None = None)
 
 TEXT_WEIGHT = 0.5   # CLIP-MoE halves each text term (it has two: long and short captions)
 
-def moe_aux_loss(model, *, beta: float = 0.01) -> tuple[Tensor, dict]:
-    "β·(L_image + ½·L_text) + z_coef·(z_image + z_text) from the latest forward pass, and its parts for logging."
+def moe_aux_loss(model, *, beta: float = 0.01, aggregate: str = "pooled") -> tuple[Tensor, dict]:
+    ("β·(L_image + ½·L_text) + z_coef·(z_image + z_text) from the latest forward pass (L per `aggregate`), "
+     "and its parts for logging.")
     model = getattr(model, "module", model)
     cfg, rlog = model.clipwb_config["moe"], model.moe_routing
     total, parts = 0.0, {}
     for tower, wt in (("image", 1.0), ("text", TEXT_WEIGHT)):
         z, m = rlog.logits(tower)
         if not z: continue
-        lb = load_balancing_loss(z, top_k=cfg["top_k"], mask=m)
+        lb = load_balancing_loss(z, top_k=cfg["top_k"], mask=m, aggregate=aggregate)
         total = total + beta * wt * lb
         parts[f"balance_{tower}"] = float(lb.detach())
         if cfg.get("z_loss"):

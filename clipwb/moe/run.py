@@ -13,6 +13,7 @@ from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, get_logger
 from ..io import write_json
 from ..models import create_model, save_model
+from ..models.moe import BALANCE_AGGREGATES
 from .build import expand_experts, expert_models, from_experts, upcycle
 from .routing import routing_figures, routing_stats
 from ..data.datasets import load_dataset
@@ -54,6 +55,7 @@ class MoeCfg(StageConfig):
     wd: float = 0.01                    # weight decay (CLIP-MoE: 0.01)
     warmup: int = 2                     # warmup steps, then cosine (CLIP-MoE: 200)
     beta: float = 0.01                  # weight β of the load-balancing loss (CLIP-MoE: 0.01)
+    balance: str = "pooled"             # its tokens: every MoE layer pooled (CLIP-MoE, Mixtral) or "layer_mean"
     logit_scale: float | None = 100.0   # fixed logit scale (None: learnable)
     label_smoothing: float = 0.1        # label smoothing (CLIP-MoE: 0.1)
     eval_data: str | None = None        # data card to evaluate and route (None: `data`)
@@ -79,6 +81,7 @@ class MoeCfg(StageConfig):
              f"top_k must be in [1, {E}] (the number of experts), got {self.top_k}")
         need(self.num_experts is None or self.num_experts >= 1, f"num_experts must be ≥ 1, got {self.num_experts}")
         need(self.moe_layers is None or self.moe_layers >= 1, f"moe_layers must be ≥ 1 or None, got {self.moe_layers}")
+        need(self.balance in BALANCE_AGGREGATES, f"balance must be one of {BALANCE_AGGREGATES}, got {self.balance!r}")
         need(0 <= self.dropout < 1 and self.jitter >= 0 and self.z_loss >= 0 and self.beta >= 0,
              "dropout must be in [0, 1); jitter, z_loss and beta ≥ 0")
         need(self.routing_limit is None or self.routing_limit >= 1, "routing_limit must be ≥ 1 or None")
@@ -109,7 +112,7 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
                     label_smoothing=cfg.label_smoothing,
                     logit_scale=cfg.logit_scale, trainable=TRAIN_PARTS[cfg.train], seed=cfg.seed,
                     data_limit=cfg.data_limit,
-                    device=cfg.device, moe_beta=cfg.beta)
+                    device=cfg.device, moe_beta=cfg.beta, moe_balance=cfg.balance)
     tres = run_train(tcfg, run_dir / "train")
     final = run_dir / "train" / "model"
     data = cfg.eval_data or cfg.data
