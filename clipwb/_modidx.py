@@ -1117,4 +1117,5 @@ d = { 'settings': { 'branch': 'main',
                               'clipwb.train.param_groups': ('train.html#param_groups', 'clipwb/train.py'),
                               'clipwb.train.patch_dropout_at': ('train.html#patch_dropout_at', 'clipwb/train.py'),
                               'clipwb.train.run_train': ('train.html#run_train', 'clipwb/train.py'),
-                              'clipwb.train.save_checkpoint': ('train.html#save_checkpoint', 'clipwb/train.py')}}}
+                              'clipwb.train.save_checkpoint': ('train.html#save_checkpoint', 'clipwb/train.py'),
+                              'clipwb.train.trained_ids': ('train.html#trained_ids', 'clipwb/train.py')}}}

@@ -23,8 +23,8 @@ import numpy as np
 from .core import ClipwbError, DataError, UnsafeFileError, l2_normalize, repo_root
 
 # %% auto #0
-__all__ = ['PICKLE_SUFFIXES', 'SIMD_FLAGS', 'current_umask', 'file_mode', 'atomic_path', 'atomic_write_text', 'write_json',
-           'read_json', 'refuse_pickle', 'save_tensors', 'load_tensors', 'shard_paths', 'write_shard',
+__all__ = ['PICKLE_SUFFIXES', 'SIMD_FLAGS', 'ISA_ENV', 'current_umask', 'file_mode', 'atomic_path', 'atomic_write_text',
+           'write_json', 'read_json', 'refuse_pickle', 'save_tensors', 'load_tensors', 'shard_paths', 'write_shard',
            'complete_shards', 'load_embeddings', 'embeddings_folder', 'save_figure', 'git_state', 'cpu_info',
            'torch_cpu_info', 'env_info']
 
@@ -216,6 +216,10 @@ def torch_cpu_info(torch) -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "libraries": libs,
             **{k.lower(): v for k, v in sorted(built.items())}}
 
+# what caps the instruction set torch, MKL, oneDNN, OpenBLAS and faiss dispatch to (e.g. to emulate an older CPU)
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
+           "FAISS_OPT_LEVEL")
+
 def env_info() -> dict:
     "Git state, versions of the main libraries, device and host for `env.json`."
     from importlib.metadata import version, PackageNotFoundError
@@ -230,4 +234,6 @@ def env_info() -> dict:
     return {"git": git_state(), "versions": vers, "python": sys.version.split()[0],
             "platform": platform.platform(), "device": dev, "cpu": cpu_info(), "torch": torch_cpu_info(torch),
             "thread_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+            # caps on the instruction set the libraries dispatch to (set to emulate an older CPU): results depend on it
+            "isa_env": {k: os.environ.get(k) for k in ISA_ENV},
             "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}

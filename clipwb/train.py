@@ -30,7 +30,7 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'gather_with_grad', 'clip_loss', 'cosine_lr', 'param_groups', 'patch_dropout_at', 'save_checkpoint',
-           'load_checkpoint', 'TrainCfg', 'aux_loss', 'loss_figure', 'run_train']
+           'load_checkpoint', 'TrainCfg', 'aux_loss', 'loss_figure', 'run_train', 'trained_ids']
 
 # %% ../nbs/30_train.ipynb #50c0107a
 def _distributed() -> bool:
@@ -412,3 +412,24 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     metrics.update({f"moe/{k}": v for k, v in (st.get("aux") or [{}])[-1].items()})
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},
                   figures={"loss": fig})
+
+# %% ../nbs/30_train.ipynb #f1faeb84
+def trained_ids(run: str | Path, *, lineage: bool = False) -> list[dict]:
+    ("Samples a train run (its folder or the model folder in it) was given: dicts of run, data, split and ids (a "
+     "set); with `lineage`, also the train runs it started from. Empty for anything that is not a train run.")
+    out, todo, seen = [], [Path(run)], set()
+    while todo:
+        p = todo.pop(0)
+        if not (p / "config.json").is_file() and (p.parent / "config.json").is_file(): p = p.parent
+        p = p.resolve()
+        if p in seen or not (p / "config.json").is_file(): continue
+        seen.add(p)
+        c = read_json(p / "config.json")
+        if c.get("stage_config") != "TrainCfg": continue
+        ds = load_dataset(c["data"], c["split"])
+        n = len(ds) if c.get("data_limit") is None else min(c["data_limit"], len(ds))
+        out.append({"run": str(p), "data": c["data"], "split": c["split"],
+                    "ids": {str(ds.ids[i]) for i in _id_pool(ds, c.get("ids"), n)}})
+        if lineage: todo += [Path(x) for x in (c.get("init"), c.get("resume_from"), c.get("model"))
+                             if x and Path(x).exists()]
+    return out
