@@ -128,8 +128,9 @@ def test_greedy_soup_selects_on_heldout_split(finetunes, tmp_path, monkeypatch):
     monkeypatch.setattr(S, "tail_view", lambda ds, n: seen.append((ds.split, n)) or real(ds, n))
     cfg = S.MergeSweepCfg.tiny(models=finetunes, base=None, methods=["greedy_soup"], **EVAL)
     res = S.run_merge_sweep(cfg, tmp_path)
-    assert seen and set(seen) == {("train", 8)}             # 2 ingredients + 1 candidate, never the test split
-    assert len(seen) == 3 and res.metrics["points_computed"] == 3
+    # the overlap check + 2 ingredients + 1 candidate, never the test split
+    assert seen and set(seen) == {("train", 8)}
+    assert len(seen) == 4 and res.metrics["points_computed"] == 3
     with pytest.raises(ConfigError, match="must differ from the reported 'split'"):
         S.MergeSweepCfg.tiny(models=finetunes, heldout_split="test")
 

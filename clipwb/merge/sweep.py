@@ -27,13 +27,15 @@ from ..cards import TASKS, load_card
 from ..eval.run import evaluate, select_tasks
 from ..models import create_model_and_transforms, get_tokenizer, is_mcl_run, moe_config
 from ..moe.build import expert_model, expert_state_dict
+from ..train import trained_ids
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_METHODS', 'GRID_COLUMNS', 'SCORE_RECALL', 'sweep_grid', 'sweep_needs', 'method_points', 'sweep_inputs',
            'input_names', 'MergeSweepCfg', 'domain_score', 'point_context', 'point_key', 'load_point',
-           'check_mergeable', 'sweep_points', 'run_merge_sweep', 'sweep_table', 'sweep_metrics', 'sweep_figures']
+           'check_mergeable', 'sweep_points', 'run_merge_sweep', 'heldout_overlap', 'sweep_table', 'sweep_metrics',
+           'sweep_figures']
 
 # %% ../../nbs/86_merge.sweep.ipynb #24f9872a
 _STRUCTURAL = ("input", "base")   # reference points: the inputs as they are, and the base; not merge methods
@@ -343,6 +345,7 @@ def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
     from tqdm.auto import tqdm
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    _check_heldout(cfg)
     t0, sw = time.perf_counter(), _Sweep(cfg, run_dir)
     records, n_new = [], 0
     for method, params in tqdm(sweep_points(cfg), desc="merge sweep"):
@@ -370,6 +373,33 @@ def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
     figs.update(_diagnostics(sw))
     return Result(metrics=metrics, artifacts={"sweep_csv": "sweep.csv", "sweep_json": "sweep.json", "points": "points"},
                   figures=figs)
+
+# %% ../../nbs/86_merge.sweep.ipynb #5526e798
+def heldout_overlap(cfg: MergeSweepCfg) -> tuple[list[str], list[str]]:
+    ("`(refusals, warnings)`: selection samples of greedy soup that an ingredient trained on (refused), and ones its "
+     "base runs trained on or ingredients that cannot be checked (warned).")
+    held = {d: {str(i) for i in tail_view(load_dataset(d, cfg.heldout_split), cfg.heldout_limit).ids}
+            for d in cfg.domains}
+    bad, warn = [], []
+    for m in dict.fromkeys(name for name, _ in cfg.inputs()):
+        runs = trained_ids(m, lineage=True)
+        if not runs: warn.append(f"{m} is not a clipwb train run: whether it trained on the selection samples is "
+                                 "unknown"); continue
+        for j, r in enumerate(runs):
+            for d, h in held.items():
+                if r["data"] != d or not (n := len(h & r["ids"])): continue
+                what = (f"{n} of the {len(h)} selection samples of '{d}' (the last {cfg.heldout_limit} of split "
+                        f"'{cfg.heldout_split}') are in the training data of {r['run']}")
+                (bad if j == 0 else warn).append(what if j == 0 else f"{what}, which {m} started from")
+    return bad, warn
+
+def _check_heldout(cfg: MergeSweepCfg) -> None:
+    if not any("heldout" in sweep_needs(m) for m in cfg.methods): return
+    bad, warn = heldout_overlap(cfg)
+    for w in warn: log.warning("merge_sweep: greedy soup selection: %s", w)
+    _need(not bad, "greedy soup would select on samples its ingredients trained on: " + "; ".join(bad)
+          + ". Leave the tail of the split unseen (train with a smaller data_limit) or set 'heldout_split' to a "
+          "split the ingredients did not train on")
 
 # %% ../../nbs/86_merge.sweep.ipynb #eae75f52
 def sweep_table(records: list[dict]):
