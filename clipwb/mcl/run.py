@@ -67,6 +67,11 @@ class MclCfg(StageConfig):
     eval_data: str | None = card_field(None, split="eval_split")  # held-out evaluation card (None: `data`)
     eval_split: str = "test"            # its split
     eval_limit: int | None = 64         # evenly spaced held-out samples (None: all)
+    # a control: the base trained as many further steps (stages × max_steps) on ordinary shuffled batches, with
+    # the same trainable parameters and optimiser: it separates what MCL's batching does from "just train longer"
+    control: bool = False
+    probe: list[str] | None = None      # labels also read by a linear probe of each model's image embedding
+    probe_limit: int | None = 5000      # evenly spaced training samples (of `split`) for the probes (None: all)
     seed: int = 0                       # clustering, initialisation (name bases) and data order
     device: str = "auto"                # 'auto', 'cpu', 'cuda'
 
@@ -104,6 +109,28 @@ def _integration(models: list[str], cfg: MclCfg, run_dir: Path) -> dict:
     write_json(out, {"models": models, "metrics": r["metrics"]})
     return r["metrics"]
 
+def _probe(dirs: list[str], cfg: MclCfg, out: Path) -> dict:
+    "Linear probes (`clipwb.eval.probe`) of the models `dirs` on `cfg.probe`, kept in `out` for the same inputs."
+    key = dict(models=dirs, data=cfg.eval_data or cfg.data, train_split=cfg.split, test_split=cfg.eval_split,
+               factors=list(cfg.probe), train_limit=cfg.probe_limit, test_limit=cfg.eval_limit)
+    if out.is_file() and (old := read_json(out)).get("key") == key: return old["metrics"]
+    from clipwb.eval.probe import probe_model
+    m = probe_model(dirs, key["data"], train_split=cfg.split, test_split=cfg.eval_split, factors=cfg.probe,
+                    train_limit=cfg.probe_limit, test_limit=cfg.eval_limit, device=cfg.device)
+    write_json(out, {"key": key, "metrics": m})
+    return m
+
+def _probe(dirs: list[str], cfg: MclCfg, out: Path) -> dict:
+    "Linear probes (`clipwb.eval.probe`) of the models `dirs` on `cfg.probe`, kept in `out` for the same inputs."
+    key = dict(models=dirs, data=cfg.eval_data or cfg.data, train_split=cfg.split, test_split=cfg.eval_split,
+               factors=list(cfg.probe), train_limit=cfg.probe_limit, test_limit=cfg.eval_limit)
+    if out.is_file() and (old := read_json(out)).get("key") == key: return old["metrics"]
+    from clipwb.eval.probe import probe_model
+    m = probe_model(dirs, key["data"], train_split=cfg.split, test_split=cfg.eval_split, factors=cfg.probe,
+                    train_limit=cfg.probe_limit, test_limit=cfg.eval_limit, device=cfg.device)
+    write_json(out, {"key": key, "metrics": m})
+    return m
+
 def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     "The mcl stage: S stages of embed → cluster → train-from-base, evaluation of each model and their integration."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
@@ -132,35 +159,55 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
                      "final_loss": tr.metrics["final_loss"], "steps": tr.metrics["steps"],
                      "nmi": nmi_by_factor(cl.metrics),
                      "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir)})
-    evals = [run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split, limit=cfg.eval_limit,
-                                   device=cfg.device), root=root).metrics for m in models]
+    ctrl = None
+    if cfg.control:   # the same trainable parameters, optimiser and total steps, on ordinary shuffled batches
+        steps = dict(max_steps=cfg.stages * cfg.max_steps) if cfg.max_steps else dict(epochs=cfg.stages * cfg.epochs)
+        ctrl = run_step("train", dict(model=base, data_limit=cfg.data_limit, trainable=cfg.trainable,
+                                      batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup,
+                                      label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale,
+                                      seed=cfg.seed, **steps, **common), root=root)
+    ev_of = lambda m: run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split,
+                                            limit=cfg.eval_limit, device=cfg.device), root=root).metrics
+    evals = [ev_of(m) for m in models]
+    control = ev_of(str(ctrl.run_dir / "model")) if ctrl else None
     integ = _integration(models, cfg, run_dir)
+    groups = {**{f"model{s}": [m] for s, m in enumerate(models)}, "integration": models,
+              **({"control": [str(ctrl.run_dir / "model")]} if ctrl else {})}
+    probes = {name: _probe(dirs, cfg, run_dir / "probes" / f"{name}.json") for name, dirs in groups.items()} \
+        if cfg.probe else {}
     write_json(run_dir / "experts.json", {"models": models})
-    write_json(run_dir / "stages.json", {"stages": rows, "eval": evals, "integration": integ})
+    write_json(run_dir / "stages.json", {"stages": rows, "eval": evals, "integration": integ, "control": control,
+                                         "probe": probes})
     metrics = {"experts": models, "n_models": len(models), "time_s": time.perf_counter() - t0}
     for r in rows:
         metrics.update({f"stage{r['stage']}/{k}": r[k]
                         for k in ("cells", "dropped_samples", "dropped_groups", "final_loss")})
-    for name, ev in [*((f"model{s}", e) for s, e in enumerate(evals)), ("integration", integ)]:
-        metrics.update({f"{name}/{k}": v for k, v in ev.items() if not k.startswith("chance/")})
-    metrics.update({k: v for k, v in evals[0].items() if k.startswith("chance/")})
+    if ctrl: metrics.update({"control/final_loss": ctrl.metrics["final_loss"], "control/steps": ctrl.metrics["steps"]})
+    for name, ev in [*((f"model{s}", e) for s, e in enumerate(evals)), ("integration", integ),
+                     *([("control", control)] if control else [])]:
+        metrics.update({f"{name}/{k}": v for k, v in {**ev, **probes.get(name, {})}.items()
+                        if not k.startswith("chance/")})
+    metrics.update({k: v for k, v in {**evals[0], **probes.get("model0", {})}.items() if k.startswith("chance/")})
     return Result(metrics=metrics, artifacts={"experts": "experts.json", "stages": "stages.json", "steps": "steps"},
-                  figures=mcl_figures(rows, evals, integ, cluster_run=prev, k_stage=cfg.k_stage))
+                  figures=mcl_figures(rows, evals, integ, cluster_run=prev, k_stage=cfg.k_stage, control=control))
 
 # %% ../../nbs/60_mcl.run.ipynb #963c0bfb
-def accuracy_table(evals: list[dict], integration: dict | None = None, metric: str = "acc1") -> "pd.DataFrame":
-    "Zero-shot `metric` per factor (rows) for each model (columns 'base', 'stage 1', …, 'integration') and chance."
+def accuracy_table(evals: list[dict], integration: dict | None = None, metric: str = "acc1",
+                   control: dict | None = None, task: str = "zeroshot") -> "pd.DataFrame":
+    ("`task` ('zeroshot' or 'probe') `metric` per factor (rows) for each model (columns 'base', 'control', "
+     "'stage 1', …, 'integration') and chance.")
     import pandas as pd
     names = ["base"] + [f"stage {s}" for s in range(1, len(evals))]
-    cols = dict(zip(names, evals)) | ({"integration": integration} if integration else {})
-    facs = sorted({k.split("/")[1] for k in evals[0] if k.startswith("zeroshot/") and k.endswith(f"/{metric}")})
-    df = pd.DataFrame({n: [ev.get(f"zeroshot/{f}/{metric}") for f in facs] for n, ev in cols.items()}, index=facs)
-    df["chance"] = [evals[0].get(f"chance/zeroshot/{f}/{metric}") for f in facs]
+    cols = {"base": evals[0], **({"control": control} if control else {}), **dict(zip(names[1:], evals[1:])),
+            **({"integration": integration} if integration else {})}
+    facs = sorted({k.split("/")[1] for k in evals[0] if k.startswith(f"{task}/") and k.endswith(f"/{metric}")})
+    df = pd.DataFrame({n: [ev.get(f"{task}/{f}/{metric}") for f in facs] for n, ev in cols.items()}, index=facs)
+    df["chance"] = [evals[0].get(f"chance/{task}/{f}/{metric}") for f in facs]
     df.index.name = "factor"
     return df
 
 def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *, cluster_run: str | None = None,
-                k_stage: int | None = None) -> dict:
+                k_stage: int | None = None, control: dict | None = None) -> dict:
     "Cells per stage, per-factor held-out accuracy per model, and (given the last cluster run) the pseudo-label sankey."
     import plotly.graph_objects as go
     figs = {}
@@ -169,7 +216,7 @@ def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *
                    go.Bar(name="cells of this stage's clustering", x=x, y=[r["cells_this_stage"] for r in rows])])
     figs["cells"] = f.update_layout(barmode="group", title="Pseudo-label cells the stage model was trained on",
                                     xaxis_title="MCL stage (model trained on these cells)", yaxis_title="cells (count)")
-    acc = accuracy_table(evals, integration)
+    acc = accuracy_table(evals, integration, control=control)
     if len(acc):
         f = go.Figure([go.Bar(name=c, x=list(acc.index), y=list(acc[c])) for c in acc.columns if c != "chance"])
         f.add_scatter(x=list(acc.index), y=list(acc["chance"]), mode="markers", marker_symbol="line-ew-open",
