@@ -21,8 +21,9 @@ from .jobs import Resources, Submission, make_executor, submit_planned, wait
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'refs', 'fill', 'Step', 'Pipeline', 'load_pipeline', 'order', 'plan_pipeline',
-           'run_pipeline', 'pipeline_failures', 'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
+__all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'MCL_BASE_STEPS', 'MCL_STAGE_STEPS', 'MCL_FACTORS', 'refs', 'fill', 'Step',
+           'Pipeline', 'load_pipeline', 'order', 'plan_pipeline', 'run_pipeline', 'pipeline_failures', 'demo_plan',
+           'demo_pipeline', 'demo_yaml', 'export_demo']
 
 # %% ../nbs/92_pipeline.ipynb #61bfac55
 _REF = re.compile(r"^\{([A-Za-z_][\w-]*)\}$")
@@ -181,6 +182,8 @@ def pipeline_failures(out: str | Path) -> dict[str, str]:
 # %% ../nbs/92_pipeline.ipynb #ba8d5b08
 DEMO_EPOCHS = 10
 DEMO_THREADS = 2   # the README's tables were measured with 2 threads
+MCL_BASE_STEPS, MCL_STAGE_STEPS = 1500, 3000   # micro CLIP on shapes-suppress, batches of 16
+MCL_FACTORS = ("shape", "position", "colour", "background")
 
 def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
     "The (name, stage, params) chain of `clipwb demo`; `'{name}'` values become that step's run dir."
@@ -194,8 +197,9 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         fts = [("ft_a", dict(data="shapes", seed=1, **ft)), ("ft_b", dict(data="shapes", seed=2, **ft))]
         sw = dict(domains=["shapes"], limit=32, merge_ratio=[0.0, 0.5, 1.0], lam=[0.5, 1.0], density=[0.5], alpha=[1.0],
                   stats_limit=32, heldout_limit=32, batch_size=32)
-        mc = dict(data_limit=64, max_steps=2, batch_size=8, eval_limit=32)
-        moe = dict(data="shapes", max_steps=4, data_limit=64, batch_size=16, eval_limit=32, routing_limit=32)
+        mb = dict(max_steps=40, data_limit=256)
+        mc = dict(data_limit=256, k_image=4, max_steps=8, eval_limit=32, probe=["shape"], probe_limit=64)
+        moe = dict(max_steps=4, data_limit=64, batch_size=16, eval_limit=32, routing_limit=32)
     else:
         data, tr, ev = "openmoji", dict(model="clipwb-tiny", data_limit=None, max_steps=None, epochs=DEMO_EPOCHS,
                                        batch_size=128, lr=1e-3, warmup=50, keep_checkpoints=True,
@@ -211,9 +215,13 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
         sw = dict(domains=["openmoji", "shapes"], limit=200, merge_ratio=[0.0, 0.25, 0.5, 0.75, 1.0],
                   lam=[0.5, 1.0, 1.5],
                   density=[0.2, 0.5], alpha=[0.5, 0.9, 1.0], stats_limit=256, heldout_limit=200, batch_size=128)
-        mc = dict(data_limit=256, max_steps=10, batch_size=32, eval_limit=100)   # MLPs of the tiny base, 2 short stages
-        moe = dict(data="shapes", moe_layers=2, max_steps=12, data_limit=None, batch_size=32, warmup=2, eval_limit=100,
-                   routing_limit=100)   # the MCL stage models as experts of the last 2 blocks per tower
+        # MCL on shapes-suppress: a micro CLIP whose easy feature (colours) suppresses shape, one stage of
+        # one-cell batches over 200 image clusters, and a control trained as many shuffled steps
+        mb = dict(max_steps=MCL_BASE_STEPS, data_limit=None)
+        mc = dict(data_limit=None, k_image=200, max_steps=MCL_STAGE_STEPS, eval_limit=None,
+                  probe=list(MCL_FACTORS), probe_limit=5000)
+        moe = dict(max_steps=200, data_limit=None, batch_size=32, warmup=10, eval_limit=None,
+                   routing_limit=500)   # router budget, the same for both MoE arms
     return [("prepare", "prepare", dict(data=data, limit=ev["limit"])),
             ("train", "train", dict(data=data, split="train", **tr)),
             ("embed", "embed", dict(model="{train}", data=data, split="train", limit=ev["limit"], shard_size=1000)),
@@ -221,8 +229,14 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
             ("cluster", "cluster", dict(embeddings="{embed}", modality="joint", **cl)),
             *[(name, "train", p) for name, p in fts],
             ("merge", "merge_sweep", dict(models=[f"{{{name}}}" for name, _ in fts], base="{train}", **sw)),
-            ("mcl", "mcl", dict(base="{train}", data="shapes", stages=2, k_image=2, k_text=2, drop_small=False, **mc)),
-            ("moe", "moe", dict(experts="{mcl}", init="mcl", **moe)),
+            ("mcl_base", "train", dict(model="clipwb-micro", data="shapes-suppress", split="train", epochs=10,
+                                       batch_size=16, lr=2e-3, warmup=20, **mb)),
+            ("mcl", "mcl", dict(base="{mcl_base}", data="shapes-suppress", stages=1, clustering="image",
+                                trainable="all", epochs=10, batch_size=16, lr=2e-3, warmup=20, control=True, **mc)),
+            # CLIP-MoE from the MCL experts (base + stage 1) vs sparse upcycling (2 copies of the base), same budget
+            ("moe", "moe", dict(experts="{mcl}", init="mcl", data="shapes-suppress", **moe)),
+            ("moe_upcycled", "moe", dict(experts=["{mcl_base}"], init="upcycle", num_experts=2,
+                                         data="shapes-suppress", **moe)),
             ("mode", "mode", dict(seed_model="{train}", embeddings="{embed}", **mo))]
 
 
