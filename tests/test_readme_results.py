@@ -74,3 +74,47 @@ def test_update_results_page_replaces_only_the_block(tmp_path):
     got = read_notebook(page)["cells"]
     assert cell_source(got[0]) == "# Results\n"
     assert cell_source(got[1]) == f"before\n{START}\n| new | table |\n{END}\nafter"
+
+
+def test_reproducibility_blocks_are_generated_from_the_measurement():
+    """The README's reproducibility paragraph and the results page's table are what benchmarks/reproducibility.json
+    renders, and the measurement backs the README's claim: a rerun with the same threads is bit-identical."""
+    from readme_results import REPRO, REPRO_JSON, reproducibility_blocks
+    res = json.loads((ROOT / REPRO_JSON).read_text())
+    page, home = reproducibility_blocks(res)
+    text = lambda p: "\n\n".join(cell_source(c) for c in read_notebook(p)["cells"])
+    assert readme_block(text(ROOT / RESULTS_NB), *REPRO) == page
+    assert readme_block(text(ROOT / "nbs" / "index.ipynb"), *REPRO) == home
+    assert home in (ROOT / "README.md").read_text()
+    rep = res["arms"]["repeat"]
+    assert rep and all(c["identical"] == c["n"] > 0 for c in rep.values()), rep
+    assert {"1 thread", "AVX2", "no SIMD"} <= set(res["arms"])
+
+
+def test_reproducibility_comparison_on_hand_numbers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_reproducibility import compare, summary, table
+    ref, other = {"a": 0.5, "b": 0.25, "c": 1.0, "only_ref": 3.0}, {"a": 0.5, "b": 0.2504, "c": 0.99, "only_new": 1.0}
+    c = compare(ref, other)
+    assert c == {"n": 3, "identical": 1, "over_tol": 1, "max_abs": pytest.approx(0.01), "max_metric": "c"}
+    res = {"cpu": "X", "capability": "AVX512", "torch": "2", "tolerance": 1e-3,
+           "arms": {"repeat": {"p": compare(ref, ref)}, "1 thread": {"p": c}}}
+    assert "| 1 thread | p | 3 | 1 | 1 | 0.0100 (c) |" in table(res)
+    assert "bit-identical metrics (4 compared)" in summary(res) and "moved 1 of 3" in summary(res)
+    assert "largest by 0.010" in summary(res)
+
+
+def test_mcl_section_shows_the_control_and_the_probes():
+    from readme_results import _section
+    m = {"n_models": 2, "stage1/cells": 200, "chance/zeroshot/shape/acc1": 1 / 6, "chance/probe/shape/acc1": 1 / 6}
+    for p, z, pr in (("model0/", 0.18, 0.2), ("model1/", 0.39, 0.44), ("control/", 0.17, 0.21),
+                     ("integration/", 0.3, 0.45)):
+        m.update({f"{p}zeroshot/shape/acc1": z, f"{p}probe/shape/acc1": pr})
+    md = _section({"name": "mcl", "stage": "mcl", "metrics": m})
+    lines = md.splitlines()
+    # rows in order: base, control, stage 1, integration, chance — zero-shot, then the probe table
+    zs = [l for l in lines if l.startswith("| ") and "R@1" not in l and "---" not in l and "probe" not in l]
+    assert [l.split(" | ")[0] for l in zs[:5]] == ["| base", "| control (same steps, shuffled)", "| stage 1",
+                                                   "| integration (concatenated)", "| chance"]
+    assert "| control (same steps, shuffled) | 0.210 |" in md and "| stage 1 | 0.440 |" in md
+    assert "| chance | 0.167 |" in md and "Linear probe" in md

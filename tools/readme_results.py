@@ -5,7 +5,8 @@
 
 writes benchmarks/demo_results.json (the numbers) and the block between the demo-results markers of
 nbs/explanations/results.ipynb (rendered from that JSON by `results_markdown`); tests/test_readme_results.py checks
-that the two agree.
+that the two agree. `write_reproducibility` does the same for the reproducibility measurement
+(`python benchmarks/bench_reproducibility.py --write`): its table on the results page, its summary in the README.
 """
 from __future__ import annotations
 
@@ -65,6 +66,16 @@ def model_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
     return _table(head, rows)
 
 
+def probe_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
+    "A markdown table of linear-probe top-1 per label (columns) for each model (rows) and chance; '' without probes."
+    labels = sorted({k.split("/")[2] for p in models.values() for k in m
+                     if k.startswith(f"{p}probe/") and k.endswith("/acc1")})
+    if not labels: return ""
+    rows = [[name, *[_f(m.get(f"{p}probe/{l}/acc1")) for l in labels]] for name, p in models.items()]
+    rows.append(["chance", *[_f(m.get(f"{chance}probe/{l}/acc1")) for l in labels]])
+    return _table(["model", *[f"probe {l}" for l in labels]], rows)
+
+
 def _section(s: dict) -> str:
     m, st, name = s["metrics"], s["stage"], s["name"]
     if st == "eval":
@@ -90,9 +101,13 @@ def _section(s: dict) -> str:
     if st == "mcl":
         n = int(m.get("n_models", 0))
         cells = " → ".join(str(int(m[f"stage{s}/cells"])) for s in range(1, n) if f"stage{s}/cells" in m)
-        models = {("base" if i == 0 else f"stage {i}"): f"model{i}/" for i in range(n)}
+        models = {"base": "model0/", **({"control (same steps, shuffled)": "control/"}
+                                        if any(k.startswith("control/") for k in m) else {}),
+                  **{f"stage {i}": f"model{i}/" for i in range(1, n)}}
         if any(k.startswith("integration/") for k in m): models["integration (concatenated)"] = "integration/"
-        return f"**{name}** (`mcl`, accumulated cells per stage: {cells or '–'}):\n\n" + model_rows(m, models)
+        out = f"**{name}** (`mcl`, accumulated cells per stage: {cells or '–'}):\n\n" + model_rows(m, models)
+        if probe := probe_rows(m, models): out += "\n\nLinear probe of the image embedding (top-1):\n\n" + probe
+        return out
     if st == "moe":
         models = {"base": "base/", "MoE": "eval/"} if any(k.startswith("base/") for k in m) else {"MoE": "eval/"}
         bal = m.get("train/moe/balance_image")
@@ -121,30 +136,53 @@ def results_markdown(res: dict) -> str:
     return "\n\n".join([head, *parts])
 
 
-def _span(text: str) -> tuple[int, int]:
-    i, j = text.find(START), text.find(END)
-    if i < 0 or j < i: raise ValueError(f"the text needs the markers {START} … {END} around its results")
-    return i + len(START), j
+def _span(text: str, start: str = START, end: str = END) -> tuple[int, int]:
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i: raise ValueError(f"the text needs the markers {start} … {end} around its results")
+    return i + len(start), j
 
-def readme_block(text: str) -> str:
-    "What lies between the demo-results markers of `text`."
-    i, j = _span(text)
+def readme_block(text: str, start: str = START, end: str = END) -> str:
+    "What lies between the markers (default: the demo-results ones) of `text`."
+    i, j = _span(text, start, end)
     return text[i:j].strip("\n")
 
-def update_block(text: str, block: str) -> str:
-    "`text` with what lies between the demo-results markers replaced by `block`."
-    i, j = _span(text)
+def update_block(text: str, block: str, start: str = START, end: str = END) -> str:
+    "`text` with what lies between the markers (default: the demo-results ones) replaced by `block`."
+    i, j = _span(text, start, end)
     return text[:i] + "\n" + block + "\n" + text[j:]
+
+
+def update_notebook_block(path: str | Path, block: str, start: str = START, end: str = END) -> Path:
+    "Put `block` between the markers of the one markdown cell of notebook `path` that holds them."
+    nb = read_notebook(path)
+    hits = [c for c in nb["cells"] if c["cell_type"] == "markdown" and start in cell_source(c)]
+    if len(hits) != 1: raise ValueError(f"{path}: expected one markdown cell with {start} and {end}, found {len(hits)}")
+    hits[0]["source"] = update_block(cell_source(hits[0]), block, start, end).splitlines(True)
+    return write_notebook(path, nb)
 
 
 def update_results_page(block: str, root: str | Path | None = None) -> Path:
     "Put `block` between the demo-results markers of the results page (nbs/explanations/results.ipynb)."
-    p = (Path(root) if root else ROOT) / RESULTS_NB
-    nb = read_notebook(p)
-    hits = [c for c in nb["cells"] if c["cell_type"] == "markdown" and START in cell_source(c)]
-    if len(hits) != 1: raise ValueError(f"{p}: expected one markdown cell with {START} and {END}, found {len(hits)}")
-    hits[0]["source"] = update_block(cell_source(hits[0]), block).splitlines(True)
-    return write_notebook(p, nb)
+    return update_notebook_block((Path(root) if root else ROOT) / RESULTS_NB, block)
+
+
+# the reproducibility measurement (benchmarks/bench_reproducibility.py → benchmarks/reproducibility.json)
+REPRO = ("<!-- reproducibility:start -->", "<!-- reproducibility:end -->")
+REPRO_JSON = Path("benchmarks") / "reproducibility.json"
+
+def reproducibility_blocks(res: dict) -> tuple[str, str]:
+    "`(results page block, README block)` of a reproducibility measurement."
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_reproducibility import summary, table
+    return table(res) + "\n\n" + summary(res), summary(res)
+
+def write_reproducibility(res: dict, root: str | Path | None = None) -> list[Path]:
+    "Write the reproducibility blocks of the results page and of the home page, then README.md."
+    from readme import write_readme
+    root = Path(root) if root else ROOT
+    page, home = reproducibility_blocks(res)
+    return [update_notebook_block(root / RESULTS_NB, page, *REPRO),
+            update_notebook_block(root / "nbs" / "index.ipynb", home, *REPRO), write_readme(root)]
 
 
 def main(argv: list[str]) -> int:
