@@ -165,8 +165,13 @@ class StageConfig:
 
     @classmethod
     def validate_params(cls, params: Mapping[str, Any]) -> dict:
-        "Strict check of user parameters: unknown names and bad types raise `ConfigError`."
+        ("Strict check of user parameters: unknown names and bad types raise `ConfigError`; a `recipe` parameter "
+         "adds that recipe's values under the explicit ones.")
         types_ = cls.field_types()
+        if cls.recipes and "recipe" in params:
+            if (r := params["recipe"]) not in ("none", *cls.recipes):
+                raise ConfigError(f"{cls.__name__}: unknown recipe {r!r}; recipes: {['none', *cls.recipes]}")
+            params = {**cls.recipes.get(r, {}), **params}
         unknown = sorted(set(params) - set(types_))
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown parameter(s) {unknown}; "
@@ -181,6 +186,8 @@ class StageConfig:
 
     # optional modules the stage imports (`clipwb.config.OPTIONAL_DEPS` says how to install each): checked before work
     needs: typing.ClassVar[tuple[str, ...]] = ()
+    # named sets of defaults (a reference's recipe) for a `recipe` field: explicit parameters override them
+    recipes: typing.ClassVar[dict[str, dict]] = {}
 
     def __post_init__(self):
         vals = resolve_refs(self, {k: coerce(getattr(self, k), t, k) for k, t in self.field_types().items()})

@@ -29,8 +29,8 @@ from .models.moe import BALANCE_AGGREGATES, moe_aux_loss
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'gather_with_grad', 'clip_loss', 'cosine_lr', 'param_groups', 'patch_dropout_at', 'save_checkpoint',
-           'load_checkpoint', 'TrainCfg', 'aux_loss', 'loss_figure', 'run_train', 'trained_ids']
+__all__ = ['log', 'SCHEDULES', 'gather_with_grad', 'clip_loss', 'cosine_lr', 'param_groups', 'patch_dropout_at',
+           'save_checkpoint', 'load_checkpoint', 'TrainCfg', 'aux_loss', 'loss_figure', 'run_train', 'trained_ids']
 
 # %% ../nbs/30_train.ipynb #50c0107a
 def _distributed() -> bool:
@@ -62,15 +62,19 @@ def clip_loss(image_features: torch.Tensor,  # [B, D] image embeddings (normalis
     return (ce(logit_scale * img @ all_txt.T) + ce(logit_scale * txt @ all_img.T)) / 2
 
 # %% ../nbs/30_train.ipynb #1cbf01a8
-def cosine_lr(step: int, *, base_lr: float, warmup: int, total: int) -> float:
-    "Learning rate at `step` (0-based): linear warmup, then half-cosine to 0 at `total`."
+SCHEDULES = ("cosine", "const")
+
+def cosine_lr(step: int, *, base_lr: float, warmup: int, total: int, schedule: str = "cosine") -> float:
+    "Learning rate at `step` (0-based): linear warmup, then half-cosine to 0 at `total` (or constant: `const`)."
     if step < warmup: return base_lr * (step + 1) / warmup
+    if schedule == "const": return base_lr
     span = total - warmup
     return base_lr if span <= 0 else 0.5 * (1 + math.cos(math.pi * (step - warmup) / span)) * base_lr
 
-def param_groups(model, wd: float) -> list[dict]:
-    "AdamW groups of the trainable parameters: decay on matrices, none on 1-D tensors, norms, biases, logit_scale."
-    no_wd = lambda n, p: p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+def param_groups(model, wd: float, *, decay_all: bool = False) -> list[dict]:
+    ("AdamW groups of the trainable parameters: decay on matrices, none on 1-D tensors, norms, biases, logit_scale "
+     "(`decay_all`: decay on every tensor, as a plain `AdamW(params, weight_decay=wd)`).")
+    no_wd = lambda n, p: not decay_all and (p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if no_wd(n, p)], "weight_decay": 0.0},
               {"params": [p for n, p in named if not no_wd(n, p)], "weight_decay": wd}]
@@ -166,7 +170,9 @@ class TrainCfg(StageConfig):
     batch_size: int = 16                # pairs per step and process (global batch: batch_size × processes)
     lr: float = 5e-4                    # peak learning rate (AdamW, betas 0.9/0.98, eps 1e-6)
     wd: float = 0.2                     # weight decay on weight matrices
+    decay_all: bool = False             # weight decay on every trainable tensor (a plain AdamW, as CLIP-MoE's stages)
     warmup: int = 2                     # linear warmup steps, then cosine to 0
+    schedule: str = "cosine"            # after the warmup: 'cosine' to 0, or 'const' (original MCL)
     label_smoothing: float = 0.0        # label smoothing of both cross-entropies (CLIP-MoE: 0.1)
     logit_scale: float | None = None    # None: learnable temperature; a value fixes the multiplier (CLIP-MoE: 100)
     patch_dropout: float = 0.0          # fraction of image patches dropped in training (FLIP: 0.5)
@@ -213,6 +219,7 @@ class TrainCfg(StageConfig):
         need(self.resume_step is None or (self.resume_from is not None and self.resume_step >= 1),
              f"resume_step={self.resume_step} needs resume_from (a train run) and must be ≥ 1")
         need(self.moe_beta >= 0, f"moe_beta must be ≥ 0, got {self.moe_beta}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         need(self.moe_balance in BALANCE_AGGREGATES,
              f"moe_balance must be one of {BALANCE_AGGREGATES}, got {self.moe_balance!r}")
         need(self.precision in _PRECISIONS, f"precision must be one of {_PRECISIONS}, got {self.precision!r}")
@@ -326,7 +333,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     model, preprocess = _setup_model(cfg, device)
     if rank: seed_everything(cfg.seed + rank)   # different patch dropout and augmentation per process
     tokenizer = get_tokenizer(cfg.model)
-    opt = torch.optim.AdamW(param_groups(model, cfg.wd), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(param_groups(model, cfg.wd, decay_all=cfg.decay_all), lr=cfg.lr, betas=(0.9, 0.98),
+                            eps=1e-6)
     ds = load_dataset(cfg.data, cfg.split)
     n = len(ds) if cfg.data_limit is None else min(cfg.data_limit, len(ds))
     pool = _id_pool(ds, cfg.ids, n); n = len(pool)
@@ -372,7 +380,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
         model.train()
         for batch in it:
             step = st["step"]
-            for g in opt.param_groups: g["lr"] = cosine_lr(step, base_lr=cfg.lr, warmup=cfg.warmup, total=total)
+            for g in opt.param_groups: g["lr"] = cosine_lr(step, base_lr=cfg.lr, warmup=cfg.warmup, total=total,
+                                                                schedule=cfg.schedule)
             if cfg.patch_dropout: model.visual.patch_dropout.prob = patch_dropout_at(
                 step, total=total, p=cfg.patch_dropout, unmasked_frac=cfg.unmasked_frac)
             st["skipped"].update({s["id"]: s["reason"] for s in batch["skipped"]})

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, get_logger
@@ -29,16 +32,31 @@ if TYPE_CHECKING:   # annotations only: the module does not import it at run tim
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CLUSTERINGS', 'MclCfg', 'run_mcl', 'accuracy_table', 'mcl_figures']
+__all__ = ['log', 'CLUSTERINGS', 'MCL_RECIPES', 'MclCfg', 'run_mcl', 'accuracy_table', 'mcl_figures']
 
 # %% ../../nbs/60_mcl.run.ipynb #cca36d71
 CLUSTERINGS = ("joint", "image")
+
+# the references' recipes (`-p recipe <name>`): defaults that explicit parameters override, recorded in params.yaml
+MCL_RECIPES = {
+    # CLIP-MoE's MCL stages (Zhang et al. 2024, train_mcl.py): the MLPs train on joint 3 × 3 cells, temperature
+    # fixed at 100 (set once on the base, so every stage model shares it), label smoothing 0.1, AdamW lr 1e-5 with
+    # weight decay 0.2 on every trainable tensor, 200 warm-up steps then cosine, one epoch per stage
+    "clip-moe": dict(trainable="mlp", clustering="joint", k_image=3, k_text=3, lr=1e-5, wd=0.2, decay_all=True,
+                     warmup=200, schedule="cosine", label_smoothing=0.1, logit_scale=100.0, epochs=1, max_steps=None),
+    # the original MCL (Zhang et al., ECCV 2024): 10 image clusters, the last 6 vision groups train and so does the
+    # temperature (open_clip's lock flags leave it trainable), 600 warm-up steps then a constant learning rate
+    "mcl": dict(trainable="visual:6,^logit_scale$", clustering="image", k_image=10, warmup=600, schedule="const",
+                logit_scale=None, label_smoothing=0.0, epochs=20, max_steps=None),
+}
 
 @STAGES.register("mcl", notebook="07_mcl.ipynb")
 @dataclass
 class MclCfg(StageConfig):
     "Parameters of the mcl stage."
     needs = ("faiss",)   # clusters with faiss: checked before any work
+    recipes = MCL_RECIPES
+    recipe: str = "none"                # a reference's defaults: 'clip-moe', 'mcl' or 'none' (explicit values win)
     # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
     base: str = path_field("clipwb-micro", kind="model")
     data: str = card_field("shapes", split="split")    # data card: embedded, clustered and trained on
@@ -60,7 +78,9 @@ class MclCfg(StageConfig):
     batch_size: int = 8                 # pairs per batch; a global batch holds one pseudo-label cell
     lr: float = 5e-4                    # peak learning rate per stage
     wd: float = 0.2                     # weight decay
+    decay_all: bool = False             # weight decay on every trainable tensor (CLIP-MoE), not only matrices
     warmup: int = 2                     # warmup steps
+    schedule: str = "cosine"            # after the warmup: 'cosine' to 0, or 'const' (original MCL)
     label_smoothing: float = 0.0        # CLIP-MoE: 0.1
     logit_scale: float | None = None    # None: learnable; a value fixes it (CLIP-MoE: 100)
     drop_small: bool = True             # False: merge cells smaller than a global batch into one 'rest' group
@@ -76,6 +96,8 @@ class MclCfg(StageConfig):
     device: str = "auto"                # 'auto', 'cpu', 'cuda'
 
     def check(self):
+        if self.recipe not in ("none", *self.recipes):
+            raise ConfigError(f"mcl: recipe must be one of {['none', *self.recipes]}, got {self.recipe!r}")
         if self.clustering not in CLUSTERINGS:
             raise ConfigError(f"mcl: clustering must be one of {CLUSTERINGS}, got {self.clustering!r}")
         if self.stages < 1: raise ConfigError(f"mcl: stages must be ≥ 1, got {self.stages}")
@@ -91,11 +113,16 @@ class MclCfg(StageConfig):
 
 # %% ../../nbs/60_mcl.run.ipynb #8ffd223f
 def _base_dir(cfg: MclCfg, run_dir: Path) -> str:
-    "The base as a model folder: a name is created with `seed` once and saved in `run_dir/base`."
+    ("The base as a model folder: a name is created with `seed` once and saved in `run_dir/base`; with a fixed "
+     "`logit_scale` the base is saved there with it, so the base and every stage model share one temperature.")
     kind, ref = resolve_model(cfg.base)
-    if kind == "dir": return str(ref)
+    if kind == "dir" and cfg.logit_scale is None: return str(ref)
     d = run_dir / "base"
-    if not (d / "open_clip_model.safetensors").is_file(): save_model(create_model(cfg.base, seed=cfg.seed), d)
+    if not (d / "open_clip_model.safetensors").is_file():
+        model = create_model(str(ref) if kind == "dir" else cfg.base, seed=cfg.seed)
+        if cfg.logit_scale is not None:
+            with torch.no_grad(): model.logit_scale.fill_(math.log(cfg.logit_scale))
+        save_model(model, d)
     return str(d)
 
 def _integration(models: list[str], cfg: MclCfg, run_dir: Path) -> dict:
@@ -149,7 +176,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
         prev = str(cl.run_dir)
         tr = run_step("train", dict(model=base, data_limit=cfg.data_limit, mcl_labels=prev, trainable=cfg.trainable,
                                     max_steps=cfg.max_steps, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                                    wd=cfg.wd, warmup=cfg.warmup, label_smoothing=cfg.label_smoothing,
+                                    wd=cfg.wd, decay_all=cfg.decay_all, warmup=cfg.warmup, schedule=cfg.schedule,
+                                    label_smoothing=cfg.label_smoothing,
                                     logit_scale=cfg.logit_scale, mcl_drop_small=cfg.drop_small,
                                     seed=cfg.seed, **common),
                       root=root)
@@ -163,7 +191,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     if cfg.control:   # the same trainable parameters, optimiser and total steps, on ordinary shuffled batches
         steps = dict(max_steps=cfg.stages * cfg.max_steps) if cfg.max_steps else dict(epochs=cfg.stages * cfg.epochs)
         ctrl = run_step("train", dict(model=base, data_limit=cfg.data_limit, trainable=cfg.trainable,
-                                      batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup,
+                                      batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, decay_all=cfg.decay_all,
+                                      warmup=cfg.warmup, schedule=cfg.schedule,
                                       label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale,
                                       seed=cfg.seed, **steps, **common), root=root)
     ev_of = lambda m: run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split,

@@ -23,16 +23,28 @@ from ..train import TrainCfg, run_train
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'INITS', 'TRAIN_PARTS', 'MoeCfg', 'build_moe', 'run_moe']
+__all__ = ['log', 'INITS', 'TRAIN_PARTS', 'MOE_RECIPES', 'MoeCfg', 'build_moe', 'run_moe']
 
 # %% ../../nbs/65_moe.run.ipynb #45a31bd9
 INITS = ("mcl", "upcycle")
 TRAIN_PARTS = {"router": "router", "router+experts": r"router,\.mlp\.experts\."}
 
+# the reference's recipe (`-p recipe clip-moe`): defaults that explicit parameters override, recorded in params.yaml
+MOE_RECIPES = {
+    # CLIP-MoE's router tuning (train_moe.py, --lock-except-gate): top-2 of the experts in every block, expert
+    # dropout 0.1, only the routers train for one epoch, AdamW lr 1e-6 / wd 0.01, 200 warm-up steps then cosine,
+    # temperature fixed at 100, label smoothing 0.1, β = 0.01 on the pooled balance loss
+    "clip-moe": dict(top_k=2, moe_layers=None, dropout=0.1, train="router", lr=1e-6, wd=0.01, warmup=200, epochs=1,
+                     max_steps=None, logit_scale=100.0, label_smoothing=0.1, beta=0.01, balance="pooled",
+                     data_limit=None),
+}
+
 @STAGES.register("moe", notebook="08_moe.ipynb")
 @dataclass
 class MoeCfg(StageConfig):
     "Parameters of the moe stage."
+    recipes = MOE_RECIPES
+    recipe: str = "none"                # a reference's defaults: 'clip-moe' or 'none' (explicit values win)
     # MCL run dir (experts.json) or models, base first
     experts: list[str] = path_field(kind="name_or_path", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
     init: str = "mcl"                   # 'mcl' (expert i is model i's MLPs) or 'upcycle' (copies of the base MLP)
@@ -70,6 +82,8 @@ class MoeCfg(StageConfig):
     def check(self):
         def need(ok, msg):
             if not ok: raise ConfigError(f"moe: {msg}")
+        need(self.recipe in ("none", *self.recipes), f"recipe must be one of {['none', *self.recipes]}, "
+             f"got {self.recipe!r}")
         need(self.init in INITS, f"init must be one of {INITS}, got {self.init!r}")
         need(self.train in TRAIN_PARTS, f"train must be one of {list(TRAIN_PARTS)}, got {self.train!r}")
         need(bool(self.experts), "experts is empty: pass an MCL run dir or a list of models, base first")
