@@ -17,6 +17,7 @@ from ..cards import TASKS, load_card
 from ..cluster.kmeans import SEEDINGS, clusterer_options
 from ..cluster.run import nmi_by_factor
 from ..data.datasets import load_dataset
+from ..data.readers import accounts_of
 from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
 from ..models import create_model, load_concat, resolve_model, save_model
@@ -131,7 +132,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
                      "dropped_samples": tr.metrics["mcl/samples"], "dropped_groups": tr.metrics["mcl/groups"],
                      "final_loss": tr.metrics["final_loss"], "steps": tr.metrics["steps"],
                      "nmi": nmi_by_factor(cl.metrics),
-                     "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir)})
+                     "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir),
+                     "accounts": {p: accounts_of(r.metrics).get("", {}) for p, r in (("embed", emb), ("train", tr))}})
     evals = [run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split, limit=cfg.eval_limit,
                                    device=cfg.device), root=root).metrics for m in models]
     integ = _integration(models, cfg, run_dir)
@@ -141,6 +143,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     for r in rows:
         metrics.update({f"stage{r['stage']}/{k}": r[k]
                         for k in ("cells", "dropped_samples", "dropped_groups", "final_loss")})
+        metrics.update({f"stage{r['stage']}/{p}/{k}": v for p, acc in r["accounts"].items() for k, v in acc.items()})
     for name, ev in [*((f"model{s}", e) for s, e in enumerate(evals)), ("integration", integ)]:
         metrics.update({f"{name}/{k}": v for k, v in ev.items() if not k.startswith("chance/")})
     metrics.update({k: v for k, v in evals[0].items() if k.startswith("chance/")})
