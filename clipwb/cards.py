@@ -15,8 +15,8 @@ import yaml
 from .core import DataError, package_data, repo_root
 
 # %% auto #0
-__all__ = ['TASKS', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'card_dirs', 'list_cards', 'load_card',
-           'card_hash']
+__all__ = ['TASKS', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'check_size', 'card_dirs', 'list_cards',
+           'load_card', 'card_hash']
 
 # %% ../nbs/05_cards.ipynb #320282fa
 class CardError(DataError):
@@ -27,7 +27,7 @@ _FIELDS = {  # name: (type, required)
     "id": (str, True), "name": (str, True), "format": (str, True), "license": (str, True),
     "source": (str, True), "path": ((str, type(None)), False), "splits": (dict, False),
     "options": (dict, False), "labels": (dict, False), "templates": ((str, list), False),
-    "tasks": (list, False), "citation": ((str, type(None)), False), "size": ((int, str), False),
+    "tasks": (list, False), "citation": ((str, type(None)), False), "size": ((int, str, dict), False),
 }
 
 @dataclass
@@ -45,7 +45,7 @@ class DataCard:
     templates: str | list = "default"            # prompt template set name or list of templates
     tasks: list = field(default_factory=lambda: ["retrieval"])
     citation: str | None = None
-    size: int | str | None = None
+    size: int | str | dict | None = None      # samples: an int (all), {split: int}, or prose
     description: str = ""                        # the prose after the front matter
     file: str = ""                               # where the card was read from
 
@@ -89,6 +89,21 @@ def validate_card(meta: dict, source: str = "<card>") -> None:
     if bad: raise CardError(f"{source}: field 'tasks' has unknown task(s) {bad}; known: {list(TASKS)}")
     if "zeroshot" in meta.get("tasks", []) and not meta.get("labels"):
         raise CardError(f"{source}: field 'labels' is required when 'tasks' includes zeroshot")
+    if "size" in meta: check_size(meta["size"], meta.get("splits"), source)
+
+# %% ../nbs/05_cards.ipynb #f9d7ebb3
+def check_size(size, splits: dict | None = None, source: str = "<card>") -> None:
+    "Raise `CardError` unless `size` is prose, a count ≥ 0, or a mapping of split names to counts ≥ 0."
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    if isinstance(size, str) or ok(size): return
+    if not isinstance(size, dict):
+        raise CardError(f"{source}: field 'size' must be a sample count ≥ 0, a mapping {{split: count}} or prose, "
+                        f"got {size!r}")
+    bad = {k: v for k, v in size.items() if not (isinstance(k, str) and ok(v))}
+    if bad: raise CardError(f"{source}: field 'size' maps split names to sample counts ≥ 0; wrong entries: {bad}")
+    unknown = sorted(set(size) - set(splits)) if splits else []
+    if unknown: raise CardError(f"{source}: field 'size' names split(s) {unknown} that 'splits' does not list "
+                                f"({sorted(splits)})")
 
 # %% ../nbs/05_cards.ipynb #82286fe7
 def card_dirs() -> list[Path]:

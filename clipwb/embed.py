@@ -15,7 +15,7 @@ from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, get_logger
 from .cards import load_card
 from .data.datasets import load_dataset
-from .data.readers import DATASETS, log_skipped, skip_counts
+from .data.readers import DATASETS, log_accounts, log_skipped, sample_accounts, skip_counts
 from .encode import EMBED_MODALITIES, iter_encoded
 from .models import create_model_and_transforms, get_tokenizer
 from .models.concat import embedding_dim
@@ -103,8 +103,11 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
               "n_index_skipped": len(index_skipped), "n_shards": n_shards, "shard_size": shard_size,
               "dim": embedding_dim(model), "modality": modality}
     log_skipped(index_skipped + skipped, what="embed: skipped")
+    accounts = sample_accounts(ds, n - len(skipped), skipped, limit=limit, used="embedded")
+    log_accounts("embed", accounts)
     man = {**(manifest or {}), **counts, "skipped": skipped, "index_skipped": index_skipped,
-           "skipped_by_reason": skip_counts(index_skipped + skipped), "dtype": "float16", "normalized": True,
+           "skipped_by_reason": skip_counts(index_skipped + skipped), "accounts": accounts,
+           "dtype": "float16", "normalized": True,
            "files": {"img": "img_emb_{i:05d}.npy", "text": "text_emb_{i:05d}.npy", "meta": "metadata_{i:05d}.parquet"}}
     write_json(out / "manifest.json", man)
     dt = time.perf_counter() - t0
@@ -130,5 +133,6 @@ def run_embed(cfg: EmbedCfg, run_dir: str | Path) -> Result:
     m = {k: man[k] for k in ("n_requested", "n_embedded", "n_skipped", "n_index_skipped", "n_shards", "dim", "modality",
                              "new_samples", "time_s")}
     m.update({f"skipped/{kind}": c for kind, c in man["skipped_by_reason"].items()})
+    m.update(man["accounts"])   # n_expected = n_embedded + n_lost, lost/<reason> (clipwb.data.readers.sample_accounts)
     m["samples_per_s"] = man["new_samples"] / man["time_s"] if man["new_samples"] else None
     return Result(metrics=m, artifacts={"embeddings": "embeddings", "manifest": "embeddings/manifest.json"})

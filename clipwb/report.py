@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .core import get_logger
+from .data.readers import accounts_line, accounts_of
 from .io import atomic_write_text, read_json
 
 log = get_logger(__name__)
@@ -26,7 +27,8 @@ td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-ali
 th{background:#f4f4f4}.done{color:#176d17}.failed{color:#b00020;font-weight:bold}
 .notrun{color:#a66300}.skipped{color:#555}
 pre{background:#fff4f4;border-left:3px solid #b00020;padding:.5em;white-space:pre-wrap;font-size:85%}
-.fig{height:430px;margin:.5em 0 1.5em 0;border:1px solid #eee}h2{border-top:2px solid #eee;padding-top:.6em}"""
+.fig{height:430px;margin:.5em 0 1.5em 0;border:1px solid #eee}h2{border-top:2px solid #eee;padding-top:.6em}
+p.accounts{font-family:monospace;margin:.3em 0}p.accounts.failed{background:#fff4f4;padding:2px 4px}"""
 
 def figure_fragment(path: str | Path, height: int = 430) -> str:
     "The plot div and script of a figure saved by `save_figure`, without its plotly.js tag (the report has it once)."
@@ -58,6 +60,23 @@ def _where(s: dict) -> str:
     return " · ".join(html.escape(str(x))
                       for x in (s.get("executor"), s.get("job_id") and f"job {s['job_id']}", s.get("host"), d) if x)
 
+# %% ../nbs/90_report.ipynb #61728bf7
+def _accounts(s: dict) -> list[tuple[str, dict]]:
+    "The sample accounts in a step's metrics.json: (what, accounts) per stage part ('embed', 'prepare train' …)."
+    p = Path(s["run_dir"]) / "metrics.json"
+    if not p.is_file(): return []
+    return [(f"{s['stage']} {pre.rstrip('/')}".strip(), acc) for pre, acc in accounts_of(read_json(p)).items()]
+
+def _lost_cell(accs: list) -> str:
+    if not accs: return "<td></td>"
+    n = sum(a["n_lost"] for _, a in accs)
+    return f"<td class='{'failed' if n else 'done'}'>{n} of {sum(a['n_expected'] for _, a in accs)}</td>"
+
+def _accounts_html(accs: list) -> str:
+    "One line per account, as the stage logged it; red when samples were lost."
+    return "".join(f"<p class='accounts{' failed' if a['n_lost'] or a.get('n_unexpected') else ''}'>"
+                   f"{html.escape(accounts_line(what, a))}</p>" for what, a in accs)
+
 # %% ../nbs/90_report.ipynb #2c2c333e
 def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
     "Write `report.html` for the pipeline run in `folder` (which holds `pipeline.json`); returns its path."
@@ -76,13 +95,14 @@ def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
         name = html.escape(s["name"])
         rows.append(f"<tr><td><a href='#step-{name}'>{name}</a></td><td>{html.escape(s['stage'])}</td>"
                     f"<td class='{_status_class(s['status'])}'>{html.escape(s['status'])}</td>"
-                    f"<td>{secs}</td><td>{_where(s)}</td><td>{link}</td></tr>")
+                    f"<td>{secs}</td>{_lost_cell(_accounts(s))}<td>{_where(s)}</td><td>{link}</td></tr>")
     parts = [f"<h1>pipeline {html.escape(rec['name'])}</h1>",
              f"<p>started {started} · executor <b>{html.escape(rec['executor'])}</b> · {len(steps)} steps · "
              f"{'all done' if not n_bad else f'<span class=failed>{n_bad} failed or not run</span>'} · "
              f"{rec['finished'] - rec['started']:.1f} s in "
              f"all{' · file ' + html.escape(rec['source']) if rec.get('source') else ''}</p>",
-             "<table><tr><th>step</th><th>stage</th><th>status</th><th>seconds</th><th>where (executor · job · host · "
+             "<table><tr><th>step</th><th>stage</th><th>status</th><th>seconds</th><th>samples lost</th>"
+             "<th>where (executor · job · host · "
              "device)</th><th>links</th></tr>",
              *rows, "</table>"]
     if n_bad:
@@ -96,6 +116,7 @@ def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
         parts.append(f"<h2 id='step-{html.escape(s['name'])}'>{html.escape(s['name'])} "
                      f"<small>({html.escape(s['stage'])}, "
                      f"<span class='{_status_class(s['status'])}'>{html.escape(s['status'])}</span>)</small></h2>")
+        parts.append(_accounts_html(_accounts(s)))
         if (rd / "metrics.json").is_file():
             ms = scalar_metrics(read_json(rd / "metrics.json"))
             more = f"<p>… {len(ms) - max_metrics} more in metrics.json</p>" if len(ms) > max_metrics else ""

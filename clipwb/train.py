@@ -23,6 +23,7 @@ from .io import load_tensors, read_json, save_tensors, write_json
 from .models import (count_params, create_model_and_transforms, freeze_except, get_tokenizer, resolve_model,
                            save_model, trainable_patterns)
 from .data.datasets import load_dataset, make_loader, shard_epoch_batches
+from .data.readers import log_accounts, sample_accounts
 from .data.samplers import MCLBatchSampler, pseudo_labels_for
 from .models.moe import BALANCE_AGGREGATES, moe_aux_loss
 
@@ -239,6 +240,40 @@ def aux_loss(model, cfg: TrainCfg) -> tuple[torch.Tensor | None, dict]:
     if not hasattr(model, "moe_routing"): return None, {}
     return moe_aux_loss(model, beta=cfg.moe_beta, aggregate=cfg.moe_balance)
 
+# %% ../nbs/30_train.ipynb #2156d4ec
+def _sample_bits(st: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    "Which of the dataset's `n` samples trained in a step, and which failed to load, from a checkpoint's state."
+    import base64
+    raw = st.get("sample_bits")
+    buf = np.frombuffer(base64.b64decode(raw), np.uint8) if raw is not None else None
+    if buf is None or len(buf) != -(-2 * n // 8):
+        if buf is not None: log.warning("train: the checkpoint's sample bits are for another dataset size; the sample "
+                                        "accounts count from this step on")
+        return np.zeros(n, bool), np.zeros(n, bool)
+    bits = np.unpackbits(buf, count=2 * n).astype(bool)
+    return bits[:n].copy(), bits[n:].copy()
+
+def _pack_bits(trained: np.ndarray, failed: np.ndarray) -> str:
+    import base64
+    return base64.b64encode(np.packbits(np.concatenate([trained, failed])).tobytes()).decode()
+
+def _merge_ranks(st: dict, trained: np.ndarray, failed: np.ndarray, device) -> None:
+    "Every process's trained and failed samples and skipped ids, merged in place (every process calls it)."
+    import torch.distributed as dist
+    t = torch.from_numpy(np.stack([trained, failed]).astype(np.uint8)).to(device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    trained[:], failed[:] = t.cpu().numpy().astype(bool)
+    got = [None] * dist.get_world_size(); dist.all_gather_object(got, st["skipped"])
+    st["skipped"] = {k: v for d in got for k, v in d.items()}
+
+def _train_accounts(cfg: TrainCfg, ds, pool: np.ndarray, st: dict, trained: np.ndarray, failed: np.ndarray) -> dict:
+    "The train stage's sample accounts: samples trained on (in ≥ 1 step), unread by the schedule, and lost."
+    late = {ds.ids[int(i)] for i in np.flatnonzero(trained & failed)}   # failed once, read another time
+    lost = [{"id": k, "reason": v} for k, v in st["skipped"].items() if k not in late]
+    unread = np.zeros(len(ds), bool); unread[pool] = True; unread &= ~trained & ~failed
+    return sample_accounts(ds, int(trained.sum()), lost, limit=len(pool) if cfg.ids else cfg.data_limit,
+                           used="trained", n_unread=int(unread.sum()))
+
 # %% ../nbs/30_train.ipynb #6e37b2ca
 def _init_distributed() -> tuple[int, int, bool]:
     import torch.distributed as dist
@@ -295,7 +330,7 @@ def _start_from(cfg: TrainCfg, model, opt, total: int) -> dict:
     if st is None: raise DataError(f"train: resume_from={cfg.resume_from} holds no checkpoint")
     if st["step"] >= total: raise ConfigError(f"train: resume_from checkpoint is at step {st['step']}, not before the "
                                               f"end of this run's schedule ({total} steps); raise max_steps/epochs")
-    return {**st, "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict(),
+    return {**st, "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict(), "sample_bits": None,
             "resumed_from": {"run": str(cfg.resume_from), "step": st["step"]}}
 
 def loss_figure(losses: list[float], *, batch_size: int, title: str = "training loss"):
@@ -356,6 +391,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     elif cfg.resume_from: st = _start_from(cfg, model, opt, total)
     rng = st.pop("rng") if st else None
     st = st or {"step": 0, "losses": [], "skipped": {}, "samples": 0, "train_time_s": 0.0, "cfg": cfg.to_dict()}
+    trained, failed = _sample_bits(st, len(ds))
     amp = cfg.precision != "fp32" and device.type == "cuda"
     if cfg.precision != "fp32" and not amp: log.warning("precision=%s needs CUDA; training in fp32 on %s",
                                                         cfg.precision, device)
@@ -385,6 +421,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
             if cfg.patch_dropout: model.visual.patch_dropout.prob = patch_dropout_at(
                 step, total=total, p=cfg.patch_dropout, unmasked_frac=cfg.unmasked_frac)
             st["skipped"].update({s["id"]: s["reason"] for s in batch["skipped"]})
+            trained[batch["index"].numpy()] = True; failed[[s["index"] for s in batch["skipped"]]] = True
             with torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "amp_bf16" else torch.float16,
                                 enabled=amp):
                 img, txt, scale = net(batch["image"].to(device, non_blocking=True), batch["text"].to(device))[:3]
@@ -399,6 +436,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
             st["train_time_s"] += time.perf_counter() - t0   # data loading included, checkpointing not
             pbar.update(); pbar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
             if st["step"] % cfg.checkpoint_every == 0 or st["step"] == total:
+                if world > 1: _merge_ranks(st, trained, failed, device)
+                st["sample_bits"] = _pack_bits(trained, failed)
                 if rank == 0: save_checkpoint(run_dir, model, opt, st, keep=cfg.keep_checkpoints)
                 if world > 1: torch.distributed.barrier()
             t0 = time.perf_counter()
@@ -406,7 +445,10 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
         log.info("epoch %d done at step %d, loss %.4f", epoch, st["step"], st["losses"][-1])
     pbar.close()
     fig = loss_figure(st["losses"], batch_size=B * world, title=f"{cfg.model} on {cfg.data}/{cfg.split}")
+    if world > 1: _merge_ranks(st, trained, failed, device)
+    accounts = _train_accounts(cfg, ds, pool, st, trained, failed)
     if rank == 0:
+        log_accounts("train", accounts)
         save_model(model, run_dir / "model")
         write_json(run_dir / "skipped.json", [{"id": k, "reason": v} for k, v in st["skipped"].items()])
     if world > 1: torch.distributed.barrier()   # rank 0 has written the model before any process leaves
@@ -417,6 +459,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
                "skipped_samples": len(st["skipped"]), "n_samples": n, "world_size": world,
                "data_order": "mcl" if sampler is not None else "shards" if shards else "samples",
                "init": model.clipwb_config["init"]}
+    metrics.update(accounts)   # n_expected = n_trained + n_unread + n_lost (clipwb.data.readers.sample_accounts)
     if sampler is not None: metrics.update({f"mcl/{k}": v for k, v in sampler.dropped.items()})
     metrics.update({f"moe/{k}": v for k, v in (st.get("aux") or [{}])[-1].items()})
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},

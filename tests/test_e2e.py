@@ -23,7 +23,10 @@ def trained(root):
 
 def test_prepare(root):
     out = run("prepare", root, data="shapes", limit=24)
-    assert out["metrics"] == {"n_train": 24, "n_test": 24, "skipped_records_train": 0, "skipped_records_test": 0}
+    m = out["metrics"]
+    assert {k: v for k, v in m.items() if "/" not in k} == {"n_train": 24, "n_test": 24, "skipped_records_train": 0,
+                                                             "skipped_records_test": 0}
+    assert [m[f"{s}/{k}"] for s in ("train", "test") for k in ("n_expected", "n_readable", "n_lost")] == [24, 24, 0] * 2
     run_dir = Path(out["run_dir"])
     summary = json.loads((run_dir / "prepare_summary.json").read_text())
     assert summary["splits"]["train"]["n"] == 24 and (run_dir / "figures" / "samples.png").stat().st_size > 0

@@ -17,7 +17,8 @@ import numpy as np
 from ..cards import CardError, DataCard, expand_env, load_card
 from ..config import STAGES, Result, StageConfig, card_field
 from ..core import ConfigError, DataError, cache_dir, get_logger, runs_dir
-from .readers import DATASETS, PairDataset, image_grid, log_skipped, skip_counts
+from .readers import (DATASETS, PairDataset, image_grid, log_accounts, log_skipped, sample_accounts,
+                                 skip_counts)
 from ..io import write_json
 from ..registry import check_kwargs
 
@@ -283,6 +284,10 @@ def run_prepare(cfg: PrepareCfg, run_dir: str | Path) -> Result:
         metrics[f"n_{split}"], metrics[f"skipped_records_{split}"] = ok, len(ds.skipped) + len(bad)
         log.info("%s/%s: %d ok, %d skip records", cfg.data, split, ok, len(ds.skipped) + len(bad))
         log_skipped(ds.skipped + bad, what=f"prepare {cfg.data}/{split}")
+        acc = sample_accounts(ds, ok, bad, limit=cfg.limit, used="readable")
+        summary["splits"][split]["accounts"] = acc
+        metrics.update({f"{split}/{k}": v for k, v in acc.items()})
+        log_accounts(f"prepare {split}", acc)
     write_json(run_dir / "prepare_summary.json", summary)
     image_grid(thumbs, ncol=8, size=64).save(run_dir / "figures" / "samples.png")
     fig = _class_counts_figure(counts, cfg.data)

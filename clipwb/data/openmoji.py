@@ -106,7 +106,9 @@ class OpenMojiDataset(PairDataset):
         tab, skipped, cands = emoji_table(), [], []
         for svg in openmoji_svgs():
             row = tab.get(_key(svg.stem))
-            if row is None: skipped.append({"id": svg.stem, "reason": "no Unicode name (OpenMoji extra)"}); continue
+            if row is None:   # not part of the dataset by design: `excluded` keeps it out of the sample accounts
+                skipped.append({"id": svg.stem, "reason": "no Unicode name (OpenMoji extra)", "excluded": True})
+                continue
             is_test = stable_hash(f"openmoji-{row['base']}") < test_fraction
             if split is None or is_test == (split == "test"): cands.append((svg, row))
         if limit is not None: cands = cands[:limit]

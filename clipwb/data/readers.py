@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +22,11 @@ from ..registry import Registry, meta_keys
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'to_rgb', 'decode_image', 'PairDataset', 'file_identity', 'pixels_identity',
-           'loc_identity', 'MemoryDataset', 'skip_kind', 'skip_counts', 'log_skipped', 'split_path', 'card_kwargs',
-           'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset', 'table_dataset', 'ShareGPT4VDataset',
-           'sharegpt4v_dataset', 'image_grid']
+__all__ = ['log', 'IMAGE_EXTS', 'DATASETS', 'TAIL', 'MISSING', 'to_rgb', 'decode_image', 'PairDataset', 'file_identity',
+           'pixels_identity', 'loc_identity', 'MemoryDataset', 'skip_kind', 'skip_counts', 'log_skipped', 'split_path',
+           'card_kwargs', 'card_size', 'lost_by_kind', 'source_accounts', 'sample_accounts', 'accounts_of',
+           'accounts_line', 'log_accounts', 'FilesDataset', 'files_dataset', 'resolve_inside', 'TableDataset',
+           'table_dataset', 'ShareGPT4VDataset', 'sharegpt4v_dataset', 'image_grid']
 
 # %% ../../nbs/10_data.readers.ipynb #8321953f
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
@@ -62,9 +65,9 @@ class PairDataset:
         self._label_names, self._fixed = list(label_names), dict(classnames or {})
         self.ids, self.captions, self._caps, self._locs = [], [], [], []
         self._values = {k: [] for k in self._label_names}
-        seen = set()
+        seen, cut = set(), False
         for r in records:
-            if limit is not None and len(self.ids) >= limit: break
+            if limit is not None and len(self.ids) >= limit: cut = True; break
             rid, cap = str(r["id"]), r.get("caption")
             caps = [c.strip() for c in (r.get("captions") or []) if isinstance(c, str) and c.strip()]
             cap = cap.strip() if isinstance(cap, str) else ""
@@ -77,6 +80,7 @@ class PairDataset:
             labs = r.get("labels") or {}
             for k in self._label_names: self._values[k].append(labs.get(k))
         self._targets: dict[str, np.ndarray] = {}
+        self.n_indexed = None if cut else len(self.ids)   # good samples in the source (None: stopped at `limit`)
 
     def __len__(self) -> int: return len(self.ids)
 
@@ -163,7 +167,7 @@ class MemoryDataset(PairDataset):
 
 # %% ../../nbs/10_data.readers.ipynb #116c9f31
 _SKIP_KINDS = (("unsafe member", "unsafe_member"), ("escapes", "unsafe_path"),
-               ("truncated or corrupt tar", "truncated_tar"),
+               ("truncated or corrupt tar", "truncated_tar"), ("cut off where the tar", "truncated_tail"),
                ("no image member", "no_image"), ("no caption", "no_caption"), ("bad json", "bad_json"),
                ("empty caption", "empty_caption"), ("duplicate id", "duplicate_id"),
                ("cannot decode image", "undecodable_image"), ("cannot read", "unreadable"),
@@ -176,7 +180,6 @@ def skip_kind(record: dict) -> str:
 
 def skip_counts(records: Sequence[dict]) -> dict[str, int]:
     "Skip records per `skip_kind`, sorted by kind."
-    from collections import Counter
     return dict(sorted(Counter(skip_kind(r) for r in records).items()))
 
 def _where(r: dict) -> str:
@@ -211,6 +214,127 @@ def _labels_of(d: dict, names: Sequence[str]) -> dict:
 def card_kwargs(card, split) -> dict:
     "The keyword arguments every reader takes from its data card: `card`, `split` and the card's `label_names`."
     return dict(card=card, split=split, label_names=list(card.labels) if card is not None else [])
+
+# %% ../../nbs/10_data.readers.ipynb #26e4b7f6
+TAIL, MISSING = "truncated_tail", "missing_from_source"   # lost samples counted from sizes, not from records
+
+def card_size(card, split: str | None) -> int | None:
+    ("The sample count `card` states for what `split` reads: `size: {split: n}` per split, an int for the whole "
+     "dataset (no split named, or a card whose splits all read its one `path`); prose and other splits: None.")
+    size = getattr(card, "size", None)
+    if isinstance(size, dict): return size.get(split) if split is not None else None
+    if isinstance(size, bool) or not isinstance(size, int): return None
+    whole = split is None or not (card.splits or (card.format in DATASETS and DATASETS.meta(card.format).get("splits")))
+    return size if whole else None
+
+def _sample_keys(records: Sequence[dict]):
+    "One key per sample of skip records: the loader's index, else for tar data the shard and sample key."
+    for j, r in enumerate(records):
+        if r.get("index") is not None: yield ("index", int(r["index"]))
+        elif r.get("member"):
+            k = re.match(r"^((?:.*/|)[^./]+)\.[^/]*$", r["member"])
+            yield (r.get("shard"), k.group(1) if k else r["member"])
+        elif r.get("shard"): yield (r["shard"], str(r.get("id")))
+        else: yield ("record", j)
+
+def lost_by_kind(records: Sequence[dict]) -> dict[str, int]:
+    "Samples per `skip_kind` among per-sample skip records (several records of one sample count once)."
+    first = {}
+    for key, r in zip(_sample_keys(records), records): first.setdefault(key, skip_kind(r))
+    return dict(Counter(first.values()))
+
+def source_accounts(ds) -> dict:
+    ("What the source of `ds` should hold and what it lost before any image was read: card size, img2dataset "
+     "stats beside shards, the reader's skip records, truncated shards.")
+    recs = list(getattr(ds, "skipped", None) or [])
+    excl = [r for r in recs if r.get("excluded")]
+    trunc = [r for r in recs if not r.get("excluded") and skip_kind(r) == "truncated_tar"]   # one per shard
+    per = [r for r in recs if not r.get("excluded") and skip_kind(r) != "truncated_tar"]
+    lost, truncated = Counter(lost_by_kind(per)), {r.get("shard") for r in trunc}
+    uncounted, unexpected = set(truncated), 0
+    shards = ds.source_shards() if hasattr(ds, "source_shards") else []
+    if any(s["expected"] is not None for s in shards):
+        held = Counter(k[0] for k in set(_sample_keys(per)))
+        for s in shards:
+            if s["expected"] is None: continue
+            d = s["expected"] - s["n_indexed"] - held[s["shard"]]
+            if d > 0: lost[TAIL if s["shard"] in truncated else MISSING] += d
+            unexpected += max(0, -d); uncounted.discard(s["shard"])
+    n_indexed = getattr(ds, "n_indexed", len(ds))
+    if n_indexed is None: return {"n_indexed": None, "n_expected": None, "lost": {}, "n_unexpected": 0,
+                                  "n_index_skipped": len(recs), "uncounted": sorted(uncounted)}
+    listed = n_indexed + sum(lost.values())
+    n_card = card_size(ds.card, ds.split) if getattr(ds, "card", None) is not None else None
+    if n_card is not None:
+        if n_card > listed: lost[TAIL if uncounted else MISSING] += n_card - listed
+        unexpected += max(0, listed - n_card); uncounted = set()
+    return {"n_indexed": n_indexed, "n_card": n_card, "n_expected": max(listed, n_card or 0),
+            "lost": {k: v for k, v in lost.items() if v}, "n_unexpected": unexpected, "n_index_skipped": len(recs),
+            "n_excluded": len(set(_sample_keys(excl))), "uncounted": sorted(uncounted)}
+
+def sample_accounts(ds, n_used: int, load_skips: Sequence[dict] = (), *,
+                    limit: int | None = None,     # the stage's limit on good samples (None: all)
+                    used: str = "used",           # what the stage did with a sample: embedded, evaluated, trained …
+                    n_unread: int | None = None,  # samples of the read that the stage never reached (train)
+                    ) -> dict:
+    "The account of a stage's samples: `n_expected`, `n_<used>`, `n_lost` and `lost/<reason>` (they add up)."
+    src, load = source_accounts(ds), lost_by_kind(load_skips)
+    n_read = n_used + (n_unread or 0) + sum(load.values())
+    cut = src["n_indexed"] is None or (limit is not None and limit < src["n_indexed"])
+    lost = Counter(load)
+    if cut: n_expected = len(ds) if limit is None else min(limit, len(ds))   # the reader stopped at its own limit
+    else:
+        n_expected = src["n_expected"] if limit is None else min(limit, src["n_expected"])
+        short = n_expected - src["n_indexed"]      # the source's own losses that fall inside the read
+        for k, v in src["lost"].items():
+            take = min(v, short); lost[k] += take; short -= take
+    lost = {k: v for k, v in sorted(lost.items()) if v}
+    n_lost = sum(lost.values())
+    acc = {"n_expected": n_expected, f"n_{used}": n_used, **({"n_unread": n_unread} if n_unread is not None else {}),
+           "n_lost": n_lost, **{f"lost/{k}": v for k, v in lost.items()}, "n_unexpected": src["n_unexpected"],
+           "n_index_skipped": src["n_index_skipped"],
+           **({"n_truncated_uncounted": len(src["uncounted"])} if src["uncounted"] else {}),
+           **({"n_excluded": src["n_excluded"]} if src.get("n_excluded") else {}),
+           "accounting": f"n_expected = n_{used}{' + n_unread' if n_unread is not None else ''} + n_lost"}
+    assert n_expected == n_used + (n_unread or 0) + n_lost, (
+        f"sample accounts do not add up: {n_expected} expected, {n_used} {used}, {n_unread or 0} unread, {n_lost} "
+        f"lost ({lost}); the read took {n_read} of {src['n_indexed']} indexed samples (limit {limit})")
+    assert sum(acc[f"lost/{k}"] for k in lost) == n_lost
+    return acc
+
+# %% ../../nbs/10_data.readers.ipynb #bdf24f94
+def accounts_of(metrics: dict) -> dict[str, dict]:
+    "The sample accounts in a flat metrics dict, by prefix ('' for a stage's own, 'train/' … for parts of it)."
+    out = {}
+    for key, v in metrics.items():
+        if not (key.endswith("accounting") and isinstance(v, str)): continue
+        p = key[:-len("accounting")]
+        own = lambda r: r.startswith("lost/") or (r.startswith("n_") and "/" not in r)
+        out[p] = {k[len(p):]: x for k, x in metrics.items() if k.startswith(p) and own(k[len(p):])}
+        out[p]["accounting"] = v
+    return out
+
+def accounts_line(what: str, acc: dict) -> str:
+    "One line: 'embed: 1500 expected, 1349 embedded, 151 lost (148 truncated_tail, 1 undecodable_image, …)'."
+    used = re.match(r"n_expected = n_(\w+)", acc["accounting"]).group(1)
+    lost = ", ".join(f"{v} {k[5:]}" for k, v in acc.items() if k.startswith("lost/"))
+    parts = [f"{acc['n_expected']} expected", f"{acc[f'n_{used}']} {used}",
+             *([f"{acc['n_unread']} unread"] if "n_unread" in acc else []),
+             f"{acc['n_lost']} lost" + (f" ({lost})" if lost else "")]
+    more = f"; {acc['n_unexpected']} more than the card states" if acc.get("n_unexpected") else ""
+    return f"{what}: {', '.join(parts)}{more}"
+
+def log_accounts(what: str, acc: dict, *, logger=None) -> str:
+    "Log the accounts line (a warning when samples were lost), and a warning per thing the line cannot show."
+    logger, line = logger or log, accounts_line(what, acc)
+    (logger.warning if acc["n_lost"] or acc.get("n_unexpected") else logger.info)("%s", line)
+    if acc.get("n_unexpected"): logger.warning("%s: the source holds %d samples more than the data card's size "
+                                               "states; update the card's 'size'", what, acc["n_unexpected"])
+    if acc.get("n_truncated_uncounted"):
+        logger.warning("%s: %d truncated shard(s) whose lost tail cannot be counted (no card size for this read, no "
+                       "img2dataset <shard>_stats.json beside the shard); the samples after each cut are not in "
+                       "n_lost", what, acc["n_truncated_uncounted"])
+    return line
 
 # %% ../../nbs/10_data.readers.ipynb #ecd1df48
 def _walk_sorted(root: Path):

@@ -20,8 +20,8 @@ from ..io import atomic_path
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'INDEX_VERSION', 'expand_braces', 'shard_list', 'scan_tar', 'index_path', 'build_shard_index', 'shard_index',
-           'WebDataset', 'webdataset_dataset']
+__all__ = ['log', 'INDEX_VERSION', 'expand_braces', 'shard_list', 'scan_tar', 'img2dataset_count', 'index_path',
+           'build_shard_index', 'shard_index', 'WebDataset', 'webdataset_dataset']
 
 # %% ../../nbs/11_data.webdataset.ipynb #a6340d8c
 def expand_braces(pattern: str) -> list[str]:
@@ -67,7 +67,13 @@ def scan_tar(path: Path, *, read: Sequence[str] = ()) -> tuple[dict, list]:
             with tarfile.open(fileobj=f, mode="r:") as tf:
                 while True:
                     m = tf.next()
-                    if m is None: break
+                    if m is None:
+                        f.seek(tf.offset); end = f.read(512)   # a whole tar ends with zero blocks
+                        if len(end) < 512 or end.strip(b"\0"):
+                            skipped.append(_skip(path, path.name, f"truncated or corrupt tar after {n} members: no "
+                                                 f"end-of-archive block at byte {tf.offset} (file size {size}); the "
+                                                 "samples after it are lost"))
+                        break
                     if m.offset_data + m.size > size:
                         skipped.append(_skip(path, path.name, f"truncated or corrupt tar after {n} members: member "
                                              f"{m.name!r} ends at byte {m.offset_data + m.size} > file size {size}; "
@@ -99,8 +105,32 @@ def _read_at(path, off, size) -> bytes:
 def _text(v, path, key, ext) -> bytes:
     return v if isinstance(v, bytes) else _read_at(path, *v)
 
+# %% ../../nbs/11_data.webdataset.ipynb #1b72044c
+def _drop_cut_sample(shard: Path, groups: dict, skipped: list) -> None:
+    "The sample whose member a truncation cut (or, cut at a member boundary, the last one if incomplete) is lost."
+    cut = next((s for s in skipped if "truncated or corrupt tar" in s["reason"]), None)
+    if cut is None or not groups: return
+    km = re.match(r"^((?:.*/|)[^./]+)\.([^/]*)$", cut.get("member") or "")
+    key = km.group(1) if km else next(reversed(groups))
+    mem = groups.get(key)
+    if mem is None or (km is None and any(e in mem for e in IMAGE_EXTS) and ("txt" in mem or "json" in mem)): return
+    del groups[key]
+    skipped.append(_skip(shard, key, f"sample cut off where the tar is truncated ({sorted(mem)} read)",
+                         cut.get("member")))
+
+def img2dataset_count(shard: str | Path) -> int | None:
+    "The `successes` of img2dataset's `<shard>_stats.json` beside `shard`: samples written to it (None: no file)."
+    p = Path(shard).with_name(f"{Path(shard).stem}_stats.json")
+    if not p.is_file(): return None
+    try: n = json.loads(p.read_text(encoding="utf-8")).get("successes")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+        log.warning("webdataset: cannot read %s (%s); its shard's sample count is unknown", p, e); return None
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 0: return n
+    log.warning("webdataset: %s has no sample count 'successes' ≥ 0 (got %r); ignored", p, n)
+    return None
+
 # %% ../../nbs/11_data.webdataset.ipynb #7125b9ab
-INDEX_VERSION = 1   # bump when the index layout changes: old cache entries are then ignored
+INDEX_VERSION = 2   # bump when the index layout changes: old cache entries are then ignored
 
 def index_path(shard: str | Path, require_caption: bool = True) -> Path:
     "The cached offset index of `shard`, keyed by its absolute path, size and modification time."
@@ -112,6 +142,7 @@ def index_path(shard: str | Path, require_caption: bool = True) -> Path:
 def build_shard_index(shard: Path, require_caption: bool = True) -> tuple[list, list]:
     "Scan one shard → rows `[key, offset, size, ext, caption, captions, meta]` of its samples, and skip records."
     groups, skipped = scan_tar(shard, read=_TEXT_EXTS)
+    _drop_cut_sample(shard, groups, skipped)
     rows = []
     for key, mem in groups.items():
         img = next((e for e in IMAGE_EXTS if e in mem), None)
@@ -191,6 +222,7 @@ class WebDataset(PairDataset):
                                                               disable=len(self.shards) < 16)]
         self.skipped = [s for h in heads for s in h["skipped"]]
         counts = np.array([h["n"] for h in heads], np.int64)
+        self.n_indexed, self._shard_n = int(counts.sum()), counts.tolist()   # before `limit`
         if limit is not None: counts = np.diff(np.minimum(np.concatenate([[0], np.cumsum(counts)]), limit))
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.card, self.split = card, split
@@ -243,6 +275,11 @@ class WebDataset(PairDataset):
     def all_captions(self, i) -> list[str]:
         r = self._row(i)[1]
         return list(r[5]) if r[5] else [r[4]]
+
+    def source_shards(self) -> list[dict]:
+        "Per shard: its name, samples indexed, and the count its img2dataset stats file states (None: no file)."
+        return [{"shard": s.name, "n_indexed": n, "expected": img2dataset_count(s)}
+                for s, n in zip(self.shards, self._shard_n)]
 
     def locate(self, i) -> dict:
         "Shard and image member of sample `i` (for skip records)."

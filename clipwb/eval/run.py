@@ -18,6 +18,7 @@ from .retrieval import retrieval_chance, retrieval_metrics
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
 from ..io import read_json, write_json
 from ..data.datasets import load_dataset
+from ..data.readers import log_accounts, sample_accounts
 from ..encode import encode_dataset, encode_texts
 from ..models import create_model_and_transforms, get_tokenizer
 
@@ -140,11 +141,15 @@ def run_eval(cfg: EvalCfg, run_dir: str | Path) -> Result:
                      templates=cfg.templates, batch_size=cfg.batch_size, limit=cfg.limit, device=cfg.device)
         res = {"model": cfg.model, "init": model.clipwb_config["init"], "dataset": cfg.data, "split": cfg.split,
                "tasks": tasks, **r,
-               "n_dataset_skipped": len(getattr(ds, "skipped", [])), "config": cfg.to_dict()}
+               "n_dataset_skipped": len(getattr(ds, "skipped", [])),
+               "accounts": sample_accounts(ds, r["n_samples"], r["skipped"], limit=cfg.limit, used="evaluated"),
+               "config": cfg.to_dict()}
         write_json(out, res)
+    accounts = res.get("accounts") or {}   # results.json of an older clipwb has none
+    if accounts: log_accounts("eval", accounts)
     fig = metrics_figure(res["metrics"],
                          title=f"{res['model']} on {res['dataset']}/{res['split']} (n = {res['n_samples']})")
     return Result(metrics={**res["metrics"], "n_samples": res["n_samples"], "n_skipped": len(res["skipped"]),
-                           "init": res.get("init")},
+                           "init": res.get("init"), **accounts},
                   artifacts={"results": "results.json"},
                   figures={"metrics": fig})

@@ -20,6 +20,7 @@ from ..cards import TASKS, load_card
 from ..cluster.kmeans import SEEDINGS, clusterer_options
 from ..cluster.run import nmi_by_factor
 from ..data.datasets import load_dataset
+from ..data.readers import accounts_of
 from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
 from ..models import create_model, load_concat, resolve_model, save_model
@@ -186,7 +187,8 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
                      "dropped_samples": tr.metrics["mcl/samples"], "dropped_groups": tr.metrics["mcl/groups"],
                      "final_loss": tr.metrics["final_loss"], "steps": tr.metrics["steps"],
                      "nmi": nmi_by_factor(cl.metrics),
-                     "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir)})
+                     "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir),
+                     "accounts": {p: accounts_of(r.metrics).get("", {}) for p, r in (("embed", emb), ("train", tr))}})
     ctrl = None
     if cfg.control:   # the same trainable parameters, optimiser and total steps, on ordinary shuffled batches
         steps = dict(max_steps=cfg.stages * cfg.max_steps) if cfg.max_steps else dict(epochs=cfg.stages * cfg.epochs)
@@ -211,6 +213,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     for r in rows:
         metrics.update({f"stage{r['stage']}/{k}": r[k]
                         for k in ("cells", "dropped_samples", "dropped_groups", "final_loss")})
+        metrics.update({f"stage{r['stage']}/{p}/{k}": v for p, acc in r["accounts"].items() for k, v in acc.items()})
     if ctrl: metrics.update({"control/final_loss": ctrl.metrics["final_loss"], "control/steps": ctrl.metrics["steps"]})
     for name, ev in [*((f"model{s}", e) for s, e in enumerate(evals)), ("integration", integ),
                      *([("control", control)] if control else [])]:

@@ -72,7 +72,8 @@ def expert_weights(class_embeddings,             # [n, D] unit class embeddings 
     return (w, dict(d=d, a=a, b=b, m=m, S=S)) if return_terms else w
 
 # %% ../../nbs/72_mode.ensemble.ipynb #e5c947b0
-def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, device="cpu") -> tuple:
+def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, device="cpu",
+                   skipped: list | None = None) -> tuple:   # gets the skip records of samples that cannot be read
     ("Unit image embeddings of `ds[indices]` → (features `[N, D]`, the indices read); a list of models → a list of "
      "features, images decoded once.")
     import torch
@@ -82,6 +83,7 @@ def image_features(model, ds, indices, *, preprocess, batch_size: int = 64, devi
     feats, idx = [[] for _ in models], []
     with torch.inference_mode():
         for bt in make_loader(ds, preprocess=preprocess, batch_size=batch_size, indices=list(indices)):
+            if skipped is not None: skipped.extend(bt["skipped"])
             if not len(bt["index"]): continue
             x = bt["image"].to(device)
             for f, m in zip(feats, models): f.append(l2_normalize(m.encode_image(x)).cpu())

@@ -19,6 +19,7 @@ from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pic
                                  seed_and_embeddings)
 from .captions import caption_encoder
 from ..data.datasets import load_dataset
+from ..data.readers import log_accounts, sample_accounts
 from ..models import create_model_and_transforms, get_tokenizer
 from ..notebooks import run_stage
 
@@ -49,19 +50,20 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     import pandas as pd
     enc = caption_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
-    logits, targets, weights, n_classes, n_samples = {}, {}, {}, {}, {}
+    logits, targets, weights, n_classes, n_samples, accounts = {}, {}, {}, {}, {}, {}
     cards = [(c, load_dataset(c, split)) for c in data]
     loaded = [create_model_and_transforms(m, device=device) for m in models]
     groups = {}                                     # models that share a preprocessing read each image once
     for j, (_, _, pre) in enumerate(loaded): groups.setdefault(repr(pre), []).append(j)
     for card, ds in cards:
-        tpl, idx = getattr(ds, "templates", None) or "default", None
+        tpl, idx, skipped = getattr(ds, "templates", None) or "default", None, []
         for js in groups.values():
             feats, got = image_features([loaded[j][0] for j in js], ds, even_subset(len(ds), limit),
                                         preprocess=loaded[js[0]][2],
-                                        batch_size=batch_size, device=device)
+                                        batch_size=batch_size, device=device, skipped=skipped if idx is None else None)
             if idx is None:
                 idx = got
+                accounts[card] = sample_accounts(ds, len(got), skipped, limit=limit, used="evaluated")
                 names, tg = card_tasks(ds, got)
                 for lab, cn in names.items():
                     task = f"{card}/{lab}"
@@ -81,7 +83,8 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     wdf = pd.DataFrame(np.stack([weights[t] for t in logits]), index=list(logits),
                        columns=[f"expert_{k}" for k in range(K)])
     wdf.index.name = "task"
-    return {"table": table, "weights": wdf, "n_classes": n_classes, "n_samples": n_samples, "metric": metric}
+    return {"table": table, "weights": wdf, "n_classes": n_classes, "n_samples": n_samples, "metric": metric,
+            "accounts": accounts}
 
 # %% ../../nbs/73_mode.run.ipynb #1ff1e1ca
 @STAGES.register("mode", notebook="10_mode.ipynb")
@@ -154,6 +157,8 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
     metrics.update(dict(k=mc.k, k_fine=mc.k_fine, seed_step=step, n_tasks=len(tab) - 1, cluster_sizes=mc.info["sizes"],
                         weighted_minus_dense=float(mean["weighted"] - mean["dense"]),
                         weighted_minus_uniform=float(mean["weighted"] - mean["uniform"])))
+    for card, acc in ev["accounts"].items():   # <card>/n_expected = <card>/n_evaluated + <card>/n_lost
+        log_accounts(f"mode {card}", acc); metrics.update({f"{card}/{k}": v for k, v in acc.items()})
     figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric)}
     return Result(metrics=metrics, artifacts={"table": "table.csv", "weights": "weights.csv", "results": "results.json",
                                               "experts": "experts.json"}, figures=figs)
