@@ -233,8 +233,10 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
                                        batch_size=16, lr=2e-3, warmup=20, **mb)),
             ("mcl", "mcl", dict(base="{mcl_base}", data="shapes-suppress", stages=1, clustering="image",
                                 trainable="all", epochs=10, batch_size=16, lr=2e-3, warmup=20, control=True, **mc)),
-            # CLIP-MoE from the MCL experts (base + stage 1) vs sparse upcycling (2 copies of the base), same budget
-            ("moe", "moe", dict(experts="{mcl}", init="mcl", data="shapes-suppress", **moe)),
+            # CLIP-MoE from the MCL experts (base + stage 1) vs sparse upcycling (2 copies of the base), same budget;
+            # the stage trains every weight, so the MoE takes each expert's MLPs and the base's other weights
+            # (strict=False)
+            ("moe", "moe", dict(experts="{mcl}", init="mcl", strict=False, data="shapes-suppress", **moe)),
             ("moe_upcycled", "moe", dict(experts=["{mcl_base}"], init="upcycle", num_experts=2,
                                          data="shapes-suppress", **moe)),
             ("mode", "mode", dict(seed_model="{train}", embeddings="{embed}", **mo))]
