@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .core import ClipwbError, ConfigError
+from .core import ClipwbError, ConfigError, runs_root_line
 from .pipeline import demo_pipeline, export_demo, pipeline_failures, run_pipeline
 from .runs import StageFailed, plan_run, stage_names
 from .notebooks import run_stage
@@ -17,7 +17,7 @@ from .config import STAGES, param_table
 from .jobs import run_distributed
 
 # %% auto #0
-__all__ = ['PARAM_HELP', 'describe_stages', 'main']
+__all__ = ['PARAM_HELP', 'RUNS_HELP', 'describe_stages', 'main']
 
 # %% ../nbs/93_cli.ipynb #4ce76337
 def describe_stages() -> str:
@@ -34,6 +34,7 @@ PARAM_HELP = """stage parameters: -p KEY VALUE, once per parameter; `clipwb stag
   lists     comma-separated (-p domains shapes,openmoji  -p lam 0.5,1) or a JSON list (-p models '["a,b", "c"]')
   none      none (or null) is None, for parameters that may be None (-p limit none: no limit)
   booleans  true/false, yes/no, 1/0"""
+RUNS_HELP = "runs root (default: $CLIPWB_RUNS, else ./runs in the working directory)"
 
 def _cluster_parsers(sub) -> None:
     "`submit`, `status`, `cancel` and `pipeline` (clipwb.jobs, clipwb.pipeline)."
@@ -48,13 +49,14 @@ def _cluster_parsers(sub) -> None:
     s.add_argument("--folder", help="submitit folder for scripts and logs (default <runs>/.submitit/<stage>-<time>)")
     for q in (s, pr := argparse.ArgumentParser(add_help=False)):
         q.add_argument("--executor", choices=["local", "slurm"], default="local")
-        q.add_argument("--runs", help="runs root (default $CLIPWB_RUNS or <repo>/runs)")
+        q.add_argument("--runs", help=RUNS_HELP)
         q.add_argument("--partition"); q.add_argument("--gpus-per-node", type=int, default=0)
         q.add_argument("--cpus-per-task", type=int); q.add_argument("--mem", help="e.g. 8G")
         q.add_argument("--time", type=int, default=60, help="time limit in minutes")
     st = sub.add_parser("status",
                         help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
-    st.add_argument("run", nargs="?"); st.add_argument("--runs"); st.add_argument("--tail", type=int, default=10)
+    st.add_argument("run", nargs="?"); st.add_argument("--runs", help=RUNS_HELP)
+    st.add_argument("--tail", type=int, default=10)
     c = sub.add_parser("cancel", help="cancel the job of a submitted run (it stays resumable)")
     c.add_argument("run")
     pl = sub.add_parser("pipeline", help="run a pipeline file (YAML) or write the demo chain as one")
@@ -106,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("stage")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="stage parameter (see below)")
-    r.add_argument("--runs", help="runs root (default $CLIPWB_RUNS, else <checkout>/runs, else ./runs)")
+    r.add_argument("--runs", help=RUNS_HELP)
     r.add_argument("--force", action="store_true", help="new run even if one with these parameters exists")
     r.add_argument("--reuse", action="store_true", help="reuse a run with these parameters even if its data cards, "
                    "clipwb version or git commit differ from now (default: refuse and say what changed)")
@@ -119,14 +121,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="prepare → train → embed → eval → cluster → fine-tune ×2 → merge_sweep → mcl → moe → mode "
                             "on the embedded default")
     d.add_argument("--quick", action="store_true", help="seconds-long smoke version")
-    d.add_argument("--runs", help="runs root")
+    d.add_argument("--runs", help=RUNS_HELP)
     return p
+
+def _root_line(a) -> str | None:
+    "The runs-root line of a command that writes or lists runs (`runs_root_line`), else None."
+    if a.cmd in ("run", "submit", "demo") or (a.cmd == "pipeline" and a.pcmd == "run") or (a.cmd == "status"
+                                                                                             and not a.run):
+        return runs_root_line(a.runs)
+    return None
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `clipwb` console script."
     import logging
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     a = _parser().parse_args(argv)
+    if (line := _root_line(a)): print(line, file=sys.stderr, flush=True)   # the first line: where runs go, and why
     try:
         if a.cmd == "stages": print(describe_stages()); return 0
         if a.cmd in ("submit", "status", "cancel", "pipeline"): return _cluster_main(a)

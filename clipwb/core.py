@@ -18,8 +18,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ClipwbError', 'ConfigError', 'DataError', 'UnsafeFileError', 'check_int', 'repo_root', 'checkout_root',
-           'package_data', 'runs_dir', 'cache_dir', 'stages_dir', 'seed_everything', 'get_device', 'Sample',
-           'get_logger', 'l2_normalize', 'even_subset', 'stable_hash']
+           'package_data', 'runs_root', 'runs_dir', 'runs_root_line', 'cache_dir', 'stages_dir', 'seed_everything',
+           'get_device', 'Sample', 'get_logger', 'l2_normalize', 'even_subset', 'stable_hash']
 
 # %% ../nbs/00_core.ipynb #ff412f3f
 class ClipwbError(Exception):
@@ -69,10 +69,22 @@ def package_data(*parts: str) -> Path | None:
     p = Path(str(files("clipwb").joinpath("_data", *parts)))
     return p if p.is_dir() else None
 
+def runs_root(root: str | Path | None = None) -> tuple[Path, str]:
+    "The runs root and why: `root` (`--runs`), else `$CLIPWB_RUNS`, else `./runs` in the working directory; absolute."
+    if root: return Path(root).expanduser().resolve(), "--runs"
+    if os.environ.get("CLIPWB_RUNS"): return Path(os.environ["CLIPWB_RUNS"]).expanduser().resolve(), "CLIPWB_RUNS"
+    return (Path.cwd() / "runs").resolve(), "./runs in the working directory"
+
 def runs_dir() -> Path:
-    "Where stage runs are written: `$CLIPWB_RUNS`, else `<checkout>/runs`, else `./runs`; always absolute."
-    base = os.environ.get("CLIPWB_RUNS") or checkout_root() or Path.cwd()
-    return (Path(base) if os.environ.get("CLIPWB_RUNS") else Path(base) / "runs").expanduser().resolve()
+    "Where stage runs are written by default: `$CLIPWB_RUNS`, else `./runs` in the working directory; absolute."
+    return runs_root()[0]
+
+def runs_root_line(root: str | Path | None = None) -> str:
+    "The first line of a run's output: the runs root `runs_root(root)` and why, with how to change it."
+    path, why = runs_root(root)
+    how = {"--runs": f"--runs {root}",
+           "CLIPWB_RUNS": f"CLIPWB_RUNS={os.environ.get('CLIPWB_RUNS')}; --runs overrides it"}
+    return f"runs root: {path} ({how.get(why, why + '; --runs or CLIPWB_RUNS to change')})"
 
 def cache_dir(*parts: str) -> Path:
     "A folder under `$CLIPWB_CACHE` (default `~/.cache/clipwb`), created on demand."

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import submitit
 
-from .core import ClipwbError, ConfigError, get_logger, runs_dir
+from .core import ClipwbError, ConfigError, get_logger, runs_dir, runs_root, runs_root_line
 from .io import read_json, write_json
 from .runs import (available_cpus, is_complete, pinned_threads, plan_run, RunInfo, stage_config, stage_notebook,
                          StageFailed, utc_stamp)
@@ -59,7 +60,8 @@ def slurm_available() -> str | None:
     return None
 
 def make_executor(executor: str, folder: str | Path, res: Resources | None = None, *, name: str = "clipwb",
-                  dependency: str | None = None):
+                  dependency: str | None = None,
+                  note: str | None = None):  # SLURM: the job script echoes it first, into the job's log (stderr)
     "A submitit executor writing its scripts, pickles and logs to `folder`."
     res = res or Resources()
     if not 0 <= res.signal_delay < res.time * 60:
@@ -74,7 +76,7 @@ def make_executor(executor: str, folder: str | Path, res: Resources | None = Non
     ex = submitit.SlurmExecutor(folder)
     kw = dict(job_name=name, time=res.time, partition=res.partition, cpus_per_task=res.cpus_per_task, mem=res.mem,
               gpus_per_node=res.gpus_per_node or None, dependency=dependency,
-              signal_delay_s=res.signal_delay)
+              signal_delay_s=res.signal_delay, setup=[f"echo {shlex.quote(note)} >&2"] if note else None)
     ex.update_parameters(**{k: v for k, v in kw.items() if v is not None})
     return ex
 
@@ -131,7 +133,10 @@ class _NoteSigterm:
 class StageJob(submitit.helpers.Checkpointable):
     ("Run one planned stage run on the node; requeued (preemption, time limit, `scontrol requeue`) it resumes "
      "the same run dir.")
-    def __call__(self, stage: str, params: dict, run_dir: str, nproc: int = 1) -> dict:
+    def __call__(self, stage: str, params: dict, run_dir: str, nproc: int = 1,
+                 note: str = "") -> dict:   # the submitter's runs-root line: the first line of the job's log
+        if note and os.environ.get("SUBMITIT_EXECUTOR") != "slurm":   # a SLURM job script echoed it already
+            print(note, file=sys.stderr, flush=True)
         run_dir, t0 = Path(run_dir), time.time()
         job = {**read_json(run_dir / "job.json"), **_this_job()} if (run_dir / "job.json").is_file() else _this_job()
         in_job = job["job_id"] is not None and threading.current_thread() is threading.main_thread()
@@ -233,18 +238,21 @@ def plan_jobs(stage: str, params: dict, *, root: str | Path | None = None, array
     return plans
 
 def submit_planned(stage: str, plans: list, *, executor: str = "local", res: Resources | None = None,
-                   folder: str | Path, dependency: str | None = None) -> list[Submission]:
+                   folder: str | Path, dependency: str | None = None,
+                   note: str | None = None,  # first line of each job's log (submit_stage: runs_root_line)
+                   ) -> list[Submission]:
     "Submit one job per planned run `(params, cfg, run_dir, status)` that is not complete (several: one batch/array)."
     res, folder = res or Resources(), Path(folder).absolute()
-    ex = make_executor(executor, folder, res, name=f"clipwb-{stage}", dependency=dependency)
+    if note is None and plans: note = f"runs root: {Path(plans[0][2]).parent.parent}"
+    ex = make_executor(executor, folder, res, name=f"clipwb-{stage}", dependency=dependency, note=note)
     todo = [(p, d) for p, _, d, s in plans if s != "complete"]
     for _, d in todo: d.mkdir(parents=True, exist_ok=True)
     jobs = []
     if len(todo) > 1:
         with ex.batch():
-            jobs = [ex.submit(StageJob(), stage, p, str(d), res.procs()) for p, d in todo]
+            jobs = [ex.submit(StageJob(), stage, p, str(d), res.procs(), note or "") for p, d in todo]
     elif todo:
-        jobs = [ex.submit(StageJob(), stage, todo[0][0], str(todo[0][1]), res.procs())]
+        jobs = [ex.submit(StageJob(), stage, todo[0][0], str(todo[0][1]), res.procs(), note or "")]
     by_dir = {str(d): j for (_, d), j in zip(todo, jobs)}
     subs = []
     for p, cfg, d, status in plans:
@@ -262,9 +270,9 @@ def submit_stage(stage: str, params: dict | None = None, *, executor: str = "loc
                  root: str | Path | None = None, folder: str | Path | None = None, array: str | None = None,
                  force: bool = False, dependency: str | None = None) -> list[Submission]:
     "Plan (validating every element first), then submit one job per run that is not complete."
-    root = Path(root or runs_dir()).absolute()
+    note, root = runs_root_line(root), runs_root(root)[0]   # why this root: the first line of each job's log
     plans = plan_jobs(stage, params or {}, root=root, array=array, force=force)
-    return submit_planned(stage, plans, executor=executor, res=res, dependency=dependency,
+    return submit_planned(stage, plans, executor=executor, res=res, dependency=dependency, note=note,
                           folder=folder or root / ".submitit" / f"{stage}-{utc_stamp()}")
 
 def wait(subs: list[Submission], *, poll: float = 0.5) -> list[dict]:

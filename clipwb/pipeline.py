@@ -5,6 +5,7 @@
 # %% ../nbs/92_pipeline.ipynb #2e4a24ae
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_dir
+from .config import PATH_KINDS, coerce, ref_fields, resolve_path
+from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_root, runs_root_line
 from .io import read_json, write_json, atomic_write_text
 from .report import write_report
 from .runs import available_cpus, pinned_threads, plan_run, stage_config, utc_stamp
@@ -22,8 +24,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'MCL_BASE_STEPS', 'MCL_STAGE_STEPS', 'MCL_FACTORS', 'refs', 'fill', 'Step',
-           'Pipeline', 'load_pipeline', 'order', 'plan_pipeline', 'run_pipeline', 'pipeline_failures', 'demo_plan',
-           'demo_pipeline', 'demo_yaml', 'export_demo']
+           'Pipeline', 'load_pipeline', 'order', 'file_paths', 'plan_pipeline', 'run_pipeline', 'pipeline_failures',
+           'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
 
 # %% ../nbs/92_pipeline.ipynb #61bfac55
 _REF = re.compile(r"^\{([A-Za-z_][\w-]*)\}$")
@@ -56,10 +58,12 @@ class Pipeline:
     steps: list[Step]
     source: str | None = None
     threads: int | None = None   # CPU threads per stage process (None: the CPUs this process may use)
+    folder: Path | None = None   # the file's folder, which relative paths are read from (None: the working directory)
 
 def load_pipeline(src: str | Path | dict) -> Pipeline:
     "A pipeline from a YAML file (or the same structure as a dict)."
     where = str(src) if not isinstance(src, dict) else "<dict>"
+    folder = None if isinstance(src, dict) else Path(os.path.normpath(Path(src).expanduser().absolute().parent))
     if not isinstance(src, dict):
         if not Path(src).is_file(): raise ConfigError(f"pipeline file {src} does not exist")
         src = yaml.safe_load(Path(src).read_text()) or {}
@@ -78,7 +82,7 @@ def load_pipeline(src: str | Path | dict) -> Pipeline:
         raise ConfigError(f"{where}: 'threads' must be a whole number ≥ 1, got {threads!r}")
     if bad := sorted(set(src) - {"name", "steps", "threads"}):
         raise ConfigError(f"{where}: unknown key(s) {bad}; a pipeline has 'name', 'steps' and optional 'threads'")
-    return Pipeline(name, steps, where, threads)
+    return Pipeline(name, steps, where, threads, folder)
 
 def order(pipe: Pipeline) -> list[Step]:
     "Steps in dependency order; raises `ConfigError` listing duplicate names, unknown references and cycles."
@@ -95,17 +99,27 @@ def order(pipe: Pipeline) -> list[Step]:
         out.append(s); done.add(s.name); todo.remove(s)
     return out
 
+def file_paths(stage: str, params: dict, folder: str | Path | None) -> dict:
+    ("`params` with the values of path, model and name-or-path fields (list elements too) resolved against `folder`; "
+     "names, '{step}' references and other parameters unchanged.")
+    if folder is None: return dict(params)
+    cls = stage_config(stage)
+    refs, types = ref_fields(cls), cls.field_types()
+    return {k: v if refs.get(k, {}).get("clipwb_ref") not in PATH_KINDS or (isinstance(v, str) and _REF.match(v))
+            else resolve_path(coerce(v, types[k], k), refs[k]["clipwb_ref"], folder) for k, v in params.items()}
+
 def plan_pipeline(pipe: Pipeline, *, root: str | Path | None = None) -> dict[str, tuple]:
     "Validate every step and plan its run → {name: (step, params with references filled, cfg, run_dir, status)}."
     plans, errs, dirs = {}, [], {}
     for s in order(pipe):
-        params = {k: fill(v, dirs) for k, v in s.params.items()}
         try:
-            stage_config(s.stage)
+            params = {k: fill(v, dirs) for k, v in file_paths(s.stage, s.params, pipe.folder).items()}
             pending = any(plans[n][4] != "complete" for n in s.needs if n in plans)   # inputs planned, not yet run
             cfg, run_dir, status = plan_run(s.stage, params, root=root, on_stale="new", check=not pending)
         except ClipwbError as e:
-            errs.append(f"step {s.name!r} ({s.stage}): {e}"); dirs[s.name] = Path(f"<{s.name}>"); continue
+            where = f" (relative paths in {pipe.source} are read from its folder {pipe.folder})" if (
+                pipe.folder and "not found" in str(e)) else ""
+            errs.append(f"step {s.name!r} ({s.stage}): {e}{where}"); dirs[s.name] = Path(f"<{s.name}>"); continue
         while run_dir in {p[3] for p in plans.values()}:   # two steps with equal parameters planned in one ms
             time.sleep(0.002); cfg, run_dir, status = plan_run(s.stage, params, root=root, on_stale="new",
                                                                check=not pending)
@@ -133,13 +147,13 @@ def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", 
         return _run(pipe, executor=executor, root=root, res=res, report=report, threads=threads)
 
 def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
-    root = Path(root or runs_dir()).absolute()
+    note, root = runs_root_line(root), runs_root(root)[0]
     plans = plan_pipeline(pipe, root=root)
     if executor == "slurm": make_executor("slurm", root / ".submitit" / "probe")   # fails now if there is no SLURM
     out = root / pipe.name / utc_stamp(); out.mkdir(parents=True)
     t0, subs, records, bad = time.time(), {}, {}, {}
     rec = lambda: {"name": pipe.name, "source": pipe.source, "executor": executor, "threads": threads, "started": t0,
-                   "finished": time.time(),
+                   "finished": time.time(), "runs_root": note,
                    "steps": [records[n] for n in plans if n in records]}
     for name, (step, params, cfg, run_dir, status) in plans.items():   # in dependency order
         if status == "complete": subs[name] = Submission(step.stage, run_dir, status, executor); continue
@@ -150,7 +164,7 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
         log.info("%s: %s (%s) %s in %s", pipe.name, name, step.stage, "submitted" if executor == "slurm" else "running",
                  run_dir)
         subs[name] = submit_planned(step.stage, [(params, cfg, run_dir, status)], executor=executor, res=res,
-                                    folder=folder,
+                                    folder=folder, note=note,
                                     dependency=("afterok:" + ":".join(dep)) if dep and executor == "slurm" else None)[0]
         if executor != "slurm":
             try: wait([subs[name]])

@@ -13,19 +13,20 @@ from pathlib import Path
 
 from .core import get_logger
 from .data.readers import accounts_line, accounts_of
+from .eval.retrieval import unmeaningful_retrieval
 from .io import atomic_write_text, read_json
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'figure_fragment', 'scalar_metrics', 'write_report']
+__all__ = ['log', 'NOT_MEANINGFUL', 'figure_fragment', 'scalar_metrics', 'write_report']
 
 # %% ../nbs/90_report.ipynb #1e61af7e
 _CSS = """body{font-family:system-ui,sans-serif;max-width:72em;margin:1em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0}
 td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.done{color:#176d17}.failed{color:#b00020;font-weight:bold}
-.notrun{color:#a66300}.skipped{color:#555}
+.notrun{color:#a66300}.skipped{color:#555}.nm,.nm td{color:#999}
 pre{background:#fff4f4;border-left:3px solid #b00020;padding:.5em;white-space:pre-wrap;font-size:85%}
 .fig{height:430px;margin:.5em 0 1.5em 0;border:1px solid #eee}h2{border-top:2px solid #eee;padding-top:.6em}
 p.accounts{font-family:monospace;margin:.3em 0}p.accounts.failed{background:#fff4f4;padding:2px 4px}"""
@@ -78,6 +79,11 @@ def _accounts_html(accs: list) -> str:
                    f"{html.escape(accounts_line(what, a))}</p>" for what, a in accs)
 
 # %% ../nbs/90_report.ipynb #2c2c333e
+NOT_MEANINGFUL = ("<p class=nm>Grey: retrieval recall@k that does not measure alignment here (its "
+                  "<code>retrieval/meaningful</code> is false: fewer than 0.5 distinct captions per image, or a "
+                  "chance level of 0.5 or more; the reason is in the eval run's log and results.json). The numbers "
+                  "are kept, not compared.</p>")
+
 def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
     "Write `report.html` for the pipeline run in `folder` (which holds `pipeline.json`); returns its path."
     from plotly.offline import get_plotlyjs
@@ -118,10 +124,12 @@ def write_report(folder: str | Path, *, max_metrics: int = 40) -> Path:
                      f"<span class='{_status_class(s['status'])}'>{html.escape(s['status'])}</span>)</small></h2>")
         parts.append(_accounts_html(_accounts(s)))
         if (rd / "metrics.json").is_file():
-            ms = scalar_metrics(read_json(rd / "metrics.json"))
+            raw = read_json(rd / "metrics.json")
+            ms, grey = scalar_metrics(raw), unmeaningful_retrieval(raw)
             more = f"<p>… {len(ms) - max_metrics} more in metrics.json</p>" if len(ms) > max_metrics else ""
-            parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
-                                             for k, v in ms[:max_metrics])
+            parts.append((NOT_MEANINGFUL if grey else "") + "<table>"
+                         + "".join(f"<tr{' class=nm' if k in grey else ''}><td>{html.escape(k)}</td><td>{_fmt(v)}</td>"
+                                   "</tr>" for k, v in ms[:max_metrics])
                          + f"</table>{more}")
         arts = read_json(rd / "artifacts.json") if (rd / "artifacts.json").is_file() else {}
         for name, p in arts.get("figures", {}).items():

@@ -199,6 +199,7 @@ def plan_run(stage: str, params: dict, *, root: str | Path | None = None, force:
     cfg = cls(**cls.validate_params(params))
     root = Path(root or runs_dir()).expanduser().resolve()
     if check: check_refs(cfg, root)
+    elif miss := missing_needs(cfg): raise ConfigError(f"{type(cfg).__name__}: " + "; ".join(miss))   # still first
     old = None if force else find_run(stage, cfg, root)
     if old is not None:
         kf = old / "run_key.json"

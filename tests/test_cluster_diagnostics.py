@@ -242,7 +242,7 @@ def test_sankey_figure_data():
     from clipwb.cluster.figures import sankey_figure
     sk = sankey_figure([C0, C1, C2], k=2).data[0]
     assert sk.type == "sankey"
-    cell = lambda i: (int(sk.node.customdata[i]), int(sk.node.label[i].split("=")[1].split()[0]))
+    cell = lambda i: (int(sk.node.customdata[i][0]), int(sk.node.label[i].split("=")[1].split()[0]))   # (stage, id)
     assert {(cell(s), cell(t)): v for s, t, v in zip(sk.link.source, sk.link.target, sk.link.value)} == HAND_FLOWS
     assert [int(l.split("n=")[1][:-1]) for l in sk.node.label] == [4, 4, 2, 2, 3, 1, 1, 1, 2, 1, 2, 1]
 
@@ -271,3 +271,33 @@ def test_diagnose_json_and_content():
     assert d["exemplar_ids"] == {str(j): [f"i{i}" for i in v] for j, v in exemplars(x, cl, n=2).items()}
     assert d["stability"]["mean_ari"] == 1.0          # nredo=5 carried over from cl.params
     assert all(len(v) == 1 for v in d["top_terms"].values())
+
+
+@pytest.mark.parametrize("max_cells", [None, 100, 20])
+def test_sankey_labels_do_not_collide(max_cells):
+    """Rebuilt from the figure alone, as plotly sizes nodes (px per sample = (plot height − the fullest column's gaps)
+    / N): in every column the nodes lie inside the plot without overlapping, labelled nodes are at least a line of
+    text apart, the big cells keep their labels and every node's hover count is its cell's size."""
+    from clipwb.cluster.figures import sankey_figure
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.full(9, 0.5))
+    st3 = [rng.choice(9, 2500, p=p) for _ in range(3)]
+    fig = sankey_figure(st3, k=9, max_cells=max_cells)
+    sk, font = fig.data[0], fig.layout.font.size
+    H = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    stage = np.array([int(c[0]) for c in sk.node.customdata])
+    count = np.array([int(c[2]) for c in sk.node.customdata])
+    nodes, _ = stage_flows(st3, k=9, max_cells=max_cells)
+    assert stage.tolist() == nodes["stage"].tolist() and count.tolist() == nodes["count"].tolist()
+    h = count * (H - (np.bincount(stage).max() - 1) * sk.node.pad) / 2500
+    y, lab = np.array(sk.node.y) * H, np.array([bool(t) for t in sk.node.label])
+    for s in range(3):
+        i = np.flatnonzero(stage == s)
+        i = i[np.argsort(y[i])]
+        assert y[i[0]] - h[i[0]] / 2 > -1e-6 and y[i[-1]] + h[i[-1]] / 2 < H + 1e-6
+        assert np.all(np.diff(y[i]) >= (h[i][1:] + h[i][:-1]) / 2 + sk.node.pad - 1e-6)
+        assert np.all(np.diff(y[i[lab[i]]]) >= 1.2 * font), f"stage {s}: two labels closer than a line"
+    assert (~lab).any() and lab[h >= 2 * 1.3 * font].all() and lab.any()
+    assert all(t == f"{'other' if c < 0 else f'P{s}={c}'} (n={m})"
+               for t, s, c, m in zip(np.array(sk.node.label)[lab], stage[lab], nodes["cell"][lab], count[lab]))
+    assert "%{customdata[2]} samples" in sk.node.hovertemplate

@@ -118,3 +118,19 @@ def test_mcl_section_shows_the_control_and_the_probes():
                                                    "| integration (concatenated)", "| chance"]
     assert "| control (same steps, shuffled) | 0.210 |" in md and "| stage 1 | 0.440 |" in md
     assert "| chance | 0.167 |" in md and "Linear probe" in md
+
+
+def test_recall_flagged_not_meaningful_is_left_out_with_a_note(pipeline):
+    "An eval whose retrieval/meaningful is false: its recall@k (and the chance row's) become n/a with the note."
+    from readme_results import NOT_MEANINGFUL
+    root, steps = pipeline
+    m = json.loads((root / "eval" / "metrics.json").read_text())
+    _write(root / "eval" / "metrics.json", {**m, "retrieval/meaningful": False})
+    res = demo_results(root)
+    assert res["steps"][0]["metrics"]["retrieval/meaningful"] is False         # the flag travels with the numbers
+    md = results_markdown(res)
+    assert "| model | n/a † | n/a † | 0.500 |" in md and "| chance | n/a † | n/a † | 0.167 |" in md
+    assert NOT_MEANINGFUL in md and "0.340" not in md
+    _write(root / "eval" / "metrics.json", {**m, "retrieval/meaningful": True})
+    md = results_markdown(demo_results(root))
+    assert "| model | 0.100 / 0.300 | 0.120 / 0.340 | 0.500 |" in md and NOT_MEANINGFUL not in md

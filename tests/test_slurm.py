@@ -56,6 +56,8 @@ def test_submit_smoke_cli(executor, tmp_path):
     job = read_json(Path(sub["run_dir"]) / "env.json")["job"]
     assert job["job_id"] == sub["job_id"] and job["executor"] == executor and job["host"] and job["state"] == "done"
     assert Path(job["stdout"]).parent == tmp_path / "sub"
+    line = f"runs root: {(tmp_path / 'runs').resolve()} (--runs {tmp_path / 'runs'})"   # said first, by both
+    assert out.stderr.splitlines()[0] == line and Path(job["stderr"]).read_text().splitlines()[0] == line
     st = subprocess.run([sys.executable, "-m", "clipwb", "status", sub["run_dir"]], capture_output=True, text=True,
                         env=env)
     assert st.returncode == 0 and "run complete" in st.stdout, st.stdout + st.stderr

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    "The wheel built from a copy of the sources, installed with --target into a folder outside the checkout."
+def wheel(tmp_path_factory):
+    "The wheel built (once for this file) from a copy of the sources, in `<tmp>/dist/`."
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     for p in ("setup.py", "settings.ini", "MANIFEST.in", "README.md"):
@@ -30,7 +30,14 @@ def installed(tmp_path_factory):
     names = zipfile.ZipFile(whl).namelist()
     for f in (ROOT / "nbs" / "stages").glob("*.ipynb"): assert f"clipwb/_data/stages/{f.name}" in names
     for f in (ROOT / "data_cards").glob("*.md"): assert f"clipwb/_data/data_cards/{f.name}" in names
-    target = tmp / "site"
+    return whl
+
+
+@pytest.fixture(scope="module")
+def installed(wheel):
+    "The wheel installed with --target into a folder outside the checkout."
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    target, whl = wheel.parent.parent / "site", wheel
     subprocess.run([*pip, "install", "--no-deps", "--no-compile", "--target", str(target), str(whl)], check=True,
                    capture_output=True)
     return target
@@ -59,9 +66,30 @@ def test_installed_wheel_runs_a_stage_from_any_folder(installed, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout[r.stdout.index("{"):])
     run = Path(out["run_dir"])
+    assert r.stderr.splitlines()[0] == (f"runs root: {(work / 'runs').resolve()} (./runs in the working directory; "
+                                        "--runs or CLIPWB_RUNS to change)")
     assert run.parent == work / "runs" / "prepare" and (run / "metrics.json").is_file()
     env = json.loads((run / "env.json").read_text())
     assert env["git"]["sha"] is None and "not run from a git checkout" in env["git"]["note"]
     assert json.loads((run / "run_key.json").read_text())["git"] is None
     r = _clipwb(installed, work, "run", "train", "-p", "data", "no_such_card")
     assert r.returncode == 2 and "no data card 'no_such_card'" in r.stderr
+
+
+def test_the_readme_wheel_command_asks_for_the_faiss_extra(wheel):
+    """The README's install line, run by the shell in the folder holding dist/, asks pip for the extra, and the wheel's
+    metadata makes that extra require faiss (settings.ini → setup.py → METADATA)."""
+    import re
+    line = re.search(r'^pip install "\$\(ls dist/clipwb-\*\.whl\)\[(\w+)\]"', (ROOT / "README.md").read_text(), re.M)
+    assert line, "README.md has no `pip install \"$(ls dist/clipwb-*.whl)[extra]\"` line"
+    meta = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
+                                            if n.endswith(".dist-info/METADATA"))).decode()
+    extra = line.group(1)
+    assert f"Provides-Extra: {extra}" in meta
+    assert re.search(rf"^Requires-Dist: faiss[\w-]*.*extra == \"{extra}\"", meta, re.M), meta[-1500:]
+    report = wheel.parent.parent / "report.json"        # pip parses the line as the README writes it (no download)
+    cmd = line.group(0).replace("pip install", f"{sys.executable} -m pip install --dry-run --no-deps --no-index "
+                                               f"--disable-pip-version-check -q --report {report}")
+    subprocess.run(["bash", "-c", cmd], cwd=wheel.parent.parent, check=True, capture_output=True)
+    (inst,) = json.loads(report.read_text())["install"]
+    assert inst["metadata"]["name"] == "clipwb" and inst["requested_extras"] == [extra]

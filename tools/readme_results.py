@@ -38,7 +38,8 @@ def demo_results(pipeline_dir: str | Path) -> dict:
         m = json.loads((Path(s["run_dir"]) / "metrics.json").read_text())
         keep = {k: v
                 for k, v in m.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and "routing/" not in k}
+                if (isinstance(v, (int, float)) and not isinstance(v, bool) and "routing/" not in k)
+                or k.endswith("retrieval/meaningful")}   # the flag that leaves recall@k out of the tables
         steps.append({"name": s["name"], "stage": s["stage"], "seconds": round(float(s["seconds"]), 1),
                       "metrics": keep})
     return {"pipeline": rec["name"], "seconds": round(rec["finished"] - rec["started"], 1), "steps": steps}
@@ -53,17 +54,23 @@ def _labels(m: dict, prefix: str) -> list[str]:
     return sorted({k[len(prefix):].split("/")[1]
                    for k in m if k.startswith(prefix + "zeroshot/") and k.endswith("/acc1")})
 
+NOT_MEANINGFUL = ("† left out: recall@k does not measure alignment on this data (its `retrieval/meaningful` is false: "
+                  "fewer than 0.5 distinct captions per image, or a chance level of 0.5 or more); the numbers are in "
+                  "the run's metrics.json.")
+
 def model_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:
     ("A markdown table: one row per model (label → metric prefix), retrieval R@1/R@5 both ways and zero-shot "
-     "acc@1 per label, chance last.")
+     "acc@1 per label, chance last; recall@k flagged not meaningful is left out, with a note.")
+    from clipwb.eval.retrieval import unmeaningful_retrieval
     labels = _labels(m, next(iter(models.values())))
     head = ["model", "text→image R@1 / R@5", "image→text R@1 / R@5", *[f"zero-shot {l}" for l in labels]]
-    rows = []
+    rows, grey = [], unmeaningful_retrieval(m)
     has_chance = any(k.startswith(chance) for k in m)   # a stage that does not report chance levels gets no chance row
     for name, p in [*models.items(), *([("chance", chance)] if has_chance else [])]:
-        r = [" / ".join(_f(m.get(p + t.format(k=k))) for k in (1, 5)) for t in _R]
+        r = ["n/a †" if any(p + t.format(k=k) in grey for k in (1, 5))
+             else " / ".join(_f(m.get(p + t.format(k=k))) for k in (1, 5)) for t in _R]
         rows.append([name, *r, *[_f(m.get(f"{p}zeroshot/{l}/acc1")) for l in labels]])
-    return _table(head, rows)
+    return _table(head, rows) + (f"\n\n{NOT_MEANINGFUL}" if any("n/a †" in c for r in rows for c in r) else "")
 
 
 def probe_rows(m: dict, models: dict[str, str], chance: str = "chance/") -> str:

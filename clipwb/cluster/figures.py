@@ -14,7 +14,8 @@ from .kmeans import Clustering, imbalance
 from ..core import ClipwbError, DataError
 
 # %% auto #0
-__all__ = ['sizes_figure', 'objective_figure', 'agreement_figure', 'stability_figure', 'sankey_figure']
+__all__ = ['SANKEY_MARGIN', 'sizes_figure', 'objective_figure', 'agreement_figure', 'stability_figure', 'sankey_layout',
+           'sankey_figure']
 
 # %% ../../nbs/55_cluster.figures.ipynb #da32190a
 def _go():
@@ -108,30 +109,61 @@ def stability_figure(st: dict,  # stability(...) result
     return fig
 
 # %% ../../nbs/55_cluster.figures.ipynb #6936fc95
+SANKEY_MARGIN = dict(t=90, b=20)   # px above (title, stage captions) and below the Sankey nodes
+
+def sankey_layout(stage: np.ndarray,  # each node's stage (column), nodes of a column in drawing order
+                  count: np.ndarray,  # each node's sample count (a column sums to N)
+                  *, plot_height: float, font_size: float = 10,
+                 ) -> dict:
+    ("Node padding, normalised centres (x, y) and which nodes get a label: stacked top-down per column, a label only "
+     "where node height + padding ≥ a line of text.")
+    stage, count = np.asarray(stage, dtype=np.int64), np.asarray(count, dtype=np.float64)
+    S, per = int(stage.max()) + 1, int(np.bincount(stage).max())
+    pad = int(np.clip(plot_height // 4 // max(per - 1, 1), 1, 10))   # gaps take at most a quarter of a column
+    n = count[stage == 0].sum()
+    ky = (plot_height - (per - 1) * pad) / max(n, 1)   # px per sample, as plotly (d3-sankey) sizes the nodes
+    h, y = count * ky, np.empty(len(count))
+    for s in range(S):
+        i = np.flatnonzero(stage == s)
+        y[i] = (np.r_[0, np.cumsum(h[i] + pad)[:-1]] + h[i] / 2) / plot_height
+    # two labelled nodes a, b of a column: centres ≥ (h_a + h_b)/2 + pad = mean of (h + pad) ≥ one line apart
+    return {"pad": pad, "x": np.clip(stage / max(S - 1, 1), 0.001, 0.999), "y": y,
+            "labelled": h + pad >= 1.3 * font_size}
+
 def sankey_figure(stage_labels: Sequence,  # per-stage labels c_0..c_S (each 0 ≤ c < k), one array per stage
                   *, k: int,  # clusters per stage (9 in CLIP-MoE, 10 in MCL)
                   max_cells: int | None = 100,  # largest cells drawn per stage, rest pooled into 'other' (None: all)
                   title: str = "Pseudo-label cells across stages",  # title prefix
+                  font_size: int = 10,  # px of the node labels
                  ):
     "Plotly Sankey of the accumulated pseudo-label cells: nodes = non-empty cells per stage, links = samples flowing."
     go = _go()
     nodes, links = stage_flows(stage_labels, k=k, max_cells=max_cells)
     cells, S = nodes.attrs["cells"], len(stage_labels)
-    n = int(nodes.query("stage == 0")["count"].sum())
-    label = [f"{'other' if c < 0 else f'P{s}={c}'} (n={m})"
-             for s, c, m in zip(nodes["stage"], nodes["cell"], nodes["count"])]
+    stage, count = nodes["stage"].to_numpy(), nodes["count"].to_numpy()
+    n, per_stage = int(count[stage == 0].sum()), int(np.bincount(stage).max())
+    height = int(min(1600, max(400, sum(SANKEY_MARGIN.values()) + 8 * per_stage)))
+    lay = sankey_layout(stage, count, plot_height=height - sum(SANKEY_MARGIN.values()), font_size=font_size)
+    name = np.array(["other" if c < 0 else f"P{s}={c}" for s, c in zip(stage, nodes["cell"])], dtype=object)
+    label = [f"{a} (n={m})" if ok else "" for a, m, ok in zip(name, count, lay["labelled"])]
+    hover = np.stack([stage, name, count, count / max(n, 1)], axis=1).astype(object)
+    src, dst = links["source"].to_numpy(), links["target"].to_numpy()
     fig = go.Figure(go.Sankey(
         arrangement="snap",
-        node=dict(label=label, customdata=nodes["stage"].to_numpy(), pad=4, thickness=12,
-                  hovertemplate="stage %{customdata}: %{label}<extra></extra>"),
-        link=dict(source=links["source"].to_numpy(), target=links["target"].to_numpy(), value=links["value"].to_numpy(),
-                  hovertemplate="%{source.label} → %{target.label}: %{value} samples<extra></extra>")))
+        node=dict(label=label, customdata=hover, pad=lay["pad"], thickness=12, x=lay["x"], y=lay["y"],
+                  hovertemplate="stage %{customdata[0]}: %{customdata[1]}<br>%{customdata[2]} samples "
+                                "(%{customdata[3]:.1%})<extra></extra>"),
+        link=dict(source=src, target=dst, value=links["value"].to_numpy(),
+                  customdata=np.stack([name[src], name[dst]], axis=1) if len(src) else None,
+                  hovertemplate="%{customdata[0]} → %{customdata[1]}: %{value} samples<extra></extra>")))
     for s in range(S):
         fig.add_annotation(x=s / max(S - 1, 1), y=1.0, xref="paper", yref="paper", yanchor="bottom", showarrow=False,
                            xanchor="left" if s == 0 else "right" if s == S - 1 else "center",
                            text=f"stage {s}: {cells[s]} cells" + (f" ({max_cells} drawn)"
                                                                   if max_cells and cells[s] > max_cells else ""))
-    per_stage = int(nodes.groupby("stage").size().max())
-    fig.update_layout(title=f"{title}: {' → '.join(map(str, cells))} non-empty (K={k}, N={n}; widths = samples)",
-                      height=int(min(1600, max(400, 14 * per_stage))), font_size=10, margin=dict(t=90))
+    small = int((~lay["labelled"]).sum())
+    fig.update_layout(title=f"{title}: {' → '.join(map(str, cells))} non-empty (K={k}, N={n}; widths = samples)"
+                            + (f"<br><sup>{small} cells too small for a label: hover for their counts</sup>"
+                               if small else ""),
+                      height=height, font_size=font_size, margin=dict(SANKEY_MARGIN))
     return fig

@@ -14,7 +14,8 @@ from ..core import DataError, get_logger, l2_normalize
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'retrieval_ranks', 'retrieval_metrics', 'retrieval_chance']
+__all__ = ['log', 'RETRIEVAL_MIN_DISTINCT', 'RETRIEVAL_MAX_CHANCE', 'retrieval_ranks', 'retrieval_metrics', 'retrieval_chance',
+           'retrieval_ceiling', 'retrieval_meaningful', 'unmeaningful_retrieval']
 
 # %% ../../nbs/41_eval.retrieval.ipynb #18328a40
 def _emb(x, normalize: bool):
@@ -77,3 +78,47 @@ def retrieval_chance(text_to_image, n_images: int, *, ks: Sequence[int] = (1, 5,
     out = {f"image_retrieval_recall@{k}": min(k, n_images) / n_images for k in ks}
     out.update({f"text_retrieval_recall@{k}": float(np.mean([1 - miss(c, k) for c in counts])) for k in ks})
     return out
+
+# %% ../../nbs/41_eval.retrieval.ipynb #ae011688
+RETRIEVAL_MIN_DISTINCT = 0.5   # distinct captions per image below which recall@k is not a measure of alignment
+RETRIEVAL_MAX_CHANCE = 0.5     # a chance level at or above which recall@k is not a measure of alignment
+
+def retrieval_ceiling(captions: Sequence[str], text_to_image) -> float:
+    "The best text → image R@1 any model can score: a caption text shared by several images ranks one of them first."
+    t2i = np.asarray(text_to_image, dtype=np.int64)
+    if len(captions) != len(t2i) or not len(t2i):
+        raise DataError(f"retrieval: {len(captions)} captions for {len(t2i)} text_to_image entries (non-empty, equal)")
+    held: dict[str, dict[int, int]] = {}
+    for c, i in zip(captions, t2i.tolist()): held.setdefault(c, {}); held[c][i] = held[c].get(i, 0) + 1
+    return sum(max(by_image.values()) for by_image in held.values()) / len(t2i)
+
+def retrieval_meaningful(captions: Sequence[str],  # the text of each of the M captions
+                         text_to_image,             # [M] index of each caption's image
+                         n_images: int,             # images in the gallery (captionless ones included)
+                         *, ks: Sequence[int] = (1, 5, 10)) -> tuple[bool, str]:
+    "`(True, '')` when recall@k measures alignment here, else `(False, why)`: too few distinct captions, or chance ≥ ½."
+    why, g = [], len(set(captions))
+    if g / n_images < RETRIEVAL_MIN_DISTINCT:
+        why.append(f"{g} distinct captions for {n_images} images ({g / n_images:.2f} per image < "
+                   f"{RETRIEVAL_MIN_DISTINCT}): images sharing a caption tie, and no model scores text→image R@1 "
+                   f"above {retrieval_ceiling(captions, text_to_image):.3f}")
+    k, c = max(retrieval_chance(text_to_image, n_images, ks=ks).items(), key=lambda kv: kv[1])
+    if c >= RETRIEVAL_MAX_CHANCE:
+        why.append(f"chance of {k} is {c:.3f} ≥ {RETRIEVAL_MAX_CHANCE} ({n_images} images, k up to {max(ks)})")
+    return not why, "; ".join(why)
+
+_NOT_SCORES = ("retrieval/meaningful",)
+
+def unmeaningful_retrieval(metrics: dict) -> set[str]:
+    ("The retrieval keys of a metrics dict (prefixed ones too: 'model1/retrieval/…', 'chance/retrieval/…') whose "
+     "`…retrieval/meaningful` flag is false; a chance key with no flag of its own follows the others when all agree.")
+    flags = {k[:-len("retrieval/meaningful")]: v for k, v in metrics.items() if k.endswith("retrieval/meaningful")}
+    out = set()
+    for k in metrics:
+        if "retrieval/" not in k or k.endswith(_NOT_SCORES): continue
+        pre = k[:k.index("retrieval/")]
+        base = pre.removesuffix("chance/")
+        flag = flags.get(base, False if pre.endswith("chance/") and flags and not any(flags.values()) else None)
+        if flag is False: out.add(k)
+    return out
+

@@ -14,7 +14,8 @@ import numpy as np
 from ..cards import load_card, TASKS
 from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, even_subset, get_logger
-from .retrieval import retrieval_chance, retrieval_metrics
+from .retrieval import (retrieval_chance, retrieval_meaningful, retrieval_metrics,
+                                   unmeaningful_retrieval)
 from .zeroshot import get_templates, text_encoder, zeroshot_eval
 from ..io import read_json, write_json
 from ..data.datasets import load_dataset
@@ -111,8 +112,14 @@ def evaluate(model, ds, *, preprocess, tokenizer,
         text, t2i = _caption_embeddings(model, tokenizer, ds, index, enc["text"], batch_size=batch_size, device=device)
         metrics.update({f"retrieval/{k}": v for k, v in retrieval_metrics(img, text, t2i, ks=ks).items()})
         metrics.update({f"chance/retrieval/{k}": v for k, v in retrieval_chance(t2i, len(index), ks=ks).items()})
+        caps = [c for i in index for c in ds.all_captions(int(i))]
+        metrics["retrieval/meaningful"], note = retrieval_meaningful(caps, t2i, len(index), ks=ks)
+        if note: log.warning("eval: recall@k on %s does not measure alignment here: %s",
+                             getattr(getattr(ds, "card", None), "id", "this dataset"), note)
     return {"metrics": metrics, "n_samples": int(len(index)),
             "n_captions": int(len(t2i)) if "retrieval" in tasks else None,
+            "n_distinct_captions": len(set(caps)) if "retrieval" in tasks else None,
+            "retrieval_note": note if "retrieval" in tasks else None,
             "skipped": list(enc["skipped"]), "templates": templates}
 
 # %% ../../nbs/43_eval.run.ipynb #16a45d07
@@ -120,8 +127,13 @@ def metrics_figure(metrics: dict, title: str = "evaluation"):
     "Grouped plotly bars: each metric beside its chance level."
     import plotly.graph_objects as go
     names = [k for k in metrics if not k.startswith("chance/") and isinstance(metrics[k], float)]
-    fig = go.Figure([go.Bar(name="model", x=names, y=[metrics[k] for k in names]),
-                     go.Bar(name="chance", x=names, y=[metrics.get(f"chance/{k}") for k in names])])
+    grey = unmeaningful_retrieval(metrics)   # flagged recall@k: drawn grey, named in the title
+    fig = go.Figure([go.Bar(name="model", x=names, y=[metrics[k] for k in names],
+                            marker_color=["#c8c8c8" if k in grey else "#636efa" for k in names]),
+                     go.Bar(name="chance", x=names, y=[metrics.get(f"chance/{k}") for k in names],
+                            marker_color=["#e6e6e6" if k in grey else "#ef553b" for k in names])])
+    if grey: title += ("<br><sup>grey: retrieval recall@k does not measure alignment here "
+                       "(retrieval/meaningful false)</sup>")
     fig.update_layout(barmode="group", title=title, xaxis_title="metric (task / label / measure)",
                       yaxis_title="score (fraction, 0–1)", yaxis_range=[0, 1.05], xaxis_tickangle=-30)
     return fig
