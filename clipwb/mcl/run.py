@@ -148,17 +148,6 @@ def _probe(dirs: list[str], cfg: MclCfg, out: Path) -> dict:
     write_json(out, {"key": key, "metrics": m})
     return m
 
-def _probe(dirs: list[str], cfg: MclCfg, out: Path) -> dict:
-    "Linear probes (`clipwb.eval.probe`) of the models `dirs` on `cfg.probe`, kept in `out` for the same inputs."
-    key = dict(models=dirs, data=cfg.eval_data or cfg.data, train_split=cfg.split, test_split=cfg.eval_split,
-               factors=list(cfg.probe), train_limit=cfg.probe_limit, test_limit=cfg.eval_limit)
-    if out.is_file() and (old := read_json(out)).get("key") == key: return old["metrics"]
-    from clipwb.eval.probe import probe_model
-    m = probe_model(dirs, key["data"], train_split=cfg.split, test_split=cfg.eval_split, factors=cfg.probe,
-                    train_limit=cfg.probe_limit, test_limit=cfg.eval_limit, device=cfg.device)
-    write_json(out, {"key": key, "metrics": m})
-    return m
-
 def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     "The mcl stage: S stages of embed → cluster → train-from-base, evaluation of each model and their integration."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
