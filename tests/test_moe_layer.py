@@ -107,10 +107,11 @@ def test_text_moe_layers_clamped_to_depth():
 
 # ---- load-balancing loss ------------------------------------------------------------------------
 
-def _np_balance(logits, masks, k):
+def _np_balance(logits, masks, k, aggregate="pooled"):
+    "The loss by explicit loops: over all layers' kept tokens together ('pooled'), or per layer then averaged."
+    zs = [np.asarray(z, np.float64)[np.asarray(m, bool)] for z, m in zip(logits, masks)]
     out = []
-    for z, m in zip(logits, masks):
-        z = np.asarray(z, np.float64)[np.asarray(m, bool)]
+    for z in ([np.concatenate(zs)] if aggregate == "pooled" else zs):
         p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
         T, E = p.shape
         order = np.argsort(-p, axis=1, kind="stable")[:, :k]
@@ -139,8 +140,9 @@ def test_balance_loss_matches_numpy_with_masks():
     logits = [torch.randn(50, 6, generator=g) * 2 for _ in range(3)]
     masks = [torch.rand(50, generator=g) > 0.3 for _ in range(3)]
     for k in (1, 2, 3):
-        got = load_balancing_loss(logits, top_k=k, mask=masks).item()
-        assert got == pytest.approx(_np_balance(logits, masks, k), rel=1e-5)
+        for agg in ("pooled", "layer_mean"):
+            got = load_balancing_loss(logits, top_k=k, mask=masks, aggregate=agg).item()
+            assert got == pytest.approx(_np_balance(logits, masks, k, agg), rel=1e-5)
     # masked tokens count nowhere: dropping them gives the same value
     kept = [z[m] for z, m in zip(logits, masks)]
     assert load_balancing_loss(kept, top_k=2).item() == pytest.approx(
