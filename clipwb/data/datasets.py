@@ -76,10 +76,8 @@ def data_sources(card: str | DataCard, split: str | None = None) -> list[tuple[s
         if not raw: continue
         p = Path(expand_env(raw, where=f"{where}, field 'path'")).expanduser()
         if card.format == "webdataset":   # the shards as `shard_list` finds them; a missing one is listed as missing
-            from clipwb.data.webdataset import expand_braces
-            s = str(p)
-            shards = [Path(x) for x in expand_braces(s)] if "{" in s else sorted(p.glob("*.tar")) if p.is_dir() else [p]
-            out += [(f"{label}/{k:06d}-{q.name}", q) for k, q in enumerate(shards)]
+            from clipwb.data.webdataset import listed_shards
+            out += [(f"{label}/{k:06d}-{q.name}", q) for k, q in enumerate(listed_shards(p))]
         elif card.format in ("table", "sharegpt4v"):   # the table and the folder its image paths are relative to
             ir = (card.options or {}).get("image_root")
             if ir and card.format == "sharegpt4v": ir = expand_env(ir, where=f"{where}, option 'image_root'")

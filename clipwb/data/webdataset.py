@@ -20,7 +20,7 @@ from ..io import atomic_path
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'INDEX_VERSION', 'expand_braces', 'shard_list', 'scan_tar', 'img2dataset_count', 'index_path',
+__all__ = ['log', 'INDEX_VERSION', 'expand_braces', 'listed_shards', 'shard_list', 'scan_tar', 'img2dataset_count', 'index_path',
            'build_shard_index', 'shard_index', 'WebDataset', 'webdataset_dataset']
 
 # %% ../../nbs/11_data.webdataset.ipynb #a6340d8c
@@ -36,12 +36,15 @@ def expand_braces(pattern: str) -> list[str]:
     else: items = body.split(",")
     return [x for it in items for x in expand_braces(pre + it + post)]
 
+def listed_shards(path: str | Path) -> list[Path]:
+    "The shard files a tar path, folder of tars or brace pattern names, in order (not checked: some may be missing)."
+    s = str(path)
+    if "{" in s: return [Path(p) for p in expand_braces(s)]
+    return sorted(Path(s).glob("*.tar")) if Path(s).is_dir() else [Path(s)]
+
 def shard_list(path: str | Path) -> list[Path]:
     "Shard files of a tar path, folder of tars or brace pattern (missing shards raise `DataError`)."
-    s = str(path)
-    if "{" in s: shards = [Path(p) for p in expand_braces(s)]
-    elif Path(s).is_dir(): shards = sorted(Path(s).glob("*.tar"))
-    else: shards = [Path(s)]
+    s, shards = str(path), listed_shards(path)
     missing = [str(p) for p in shards if not p.is_file()]
     if missing: raise DataError(f"webdataset: {len(missing)} shard(s) not found, e.g. {missing[:3]}")
     if not shards: raise DataError(f"webdataset: no .tar shards in {s}")
