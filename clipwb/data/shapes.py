@@ -15,8 +15,8 @@ from ..core import DataError, stable_hash
 from .readers import DATASETS, PairDataset
 
 # %% auto #0
-__all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'VARIANTS', 'shape_factors',
-           'render_shape', 'ShapesDataset', 'shapes_dataset']
+__all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'SHAPE_SYNONYMS',
+           'SYNONYM_TEMPLATES', 'VARIANTS', 'shape_factors', 'render_shape', 'ShapesDataset', 'shapes_dataset']
 
 # %% ../../nbs/12_data.shapes.ipynb #d4c36a8c
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -44,7 +44,13 @@ SUPPRESS_FACTORS: dict[str, tuple[str, ...]] = {
     "position": FACTORS["position"],
 }
 SUPPRESS_TEMPLATES = (("a {colour} {shape} {pos} on a {background}", 2), ("{background}, a {colour} {shape} {pos}", 1))
-VARIANTS = {"default": (FACTORS, TEMPLATES), "suppress": (SUPPRESS_FACTORS, SUPPRESS_TEMPLATES)}
+# a stand-in for pretraining: the suppress images, captions naming only the shape, in other words than the
+# suppress captions use (so a model trained on it holds shape in its image features, but not the word "star")
+SHAPE_SYNONYMS = {"circle": "disc", "square": "block", "triangle": "wedge", "star": "spark", "cross": "plus",
+                  "diamond": "rhombus"}
+SYNONYM_TEMPLATES = (("a {shape_syn}", 2), ("a picture of a {shape_syn}", 1), ("one {shape_syn} drawn", 1))
+VARIANTS = {"default": (FACTORS, TEMPLATES), "suppress": (SUPPRESS_FACTORS, SUPPRESS_TEMPLATES),
+            "synonyms": (SUPPRESS_FACTORS, SYNONYM_TEMPLATES)}
 
 def _variant(variant: str):
     if variant not in VARIANTS: raise DataError(f"shapes: unknown variant {variant!r}; variants: {sorted(VARIANTS)}")
@@ -62,7 +68,8 @@ def shape_factors(seed: int, i: int, variant: str = "default") -> dict:
     tpl = templates[rng.choice(len(templates), p=w / w.sum())][0]
     f["caption"] = tpl.format(colour=f["colour"], shape=f["shape"], size=f.get("size"),
                               pos=POSITION_WORDS[f["position"]],
-                              texture=f.get("texture"), background=f.get("background"))
+                              texture=f.get("texture"), background=f.get("background"),
+                              shape_syn=SHAPE_SYNONYMS[f["shape"]])
     f["noise_seed"] = int(rng.integers(2**31))
     return f
 

@@ -36,17 +36,21 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            drop_small: bool = True, eval_limit: int | None = None,
                            oracle: Sequence[str] | None = None, oracle_noise: float = 0.0,
                            seeding: str = "kmeans++", probe: Sequence[str] | None = None,
-                           probe_limit: int | None = 5000, data_limit: int | None = None) -> dict:
+                           probe_limit: int | None = 5000, data_limit: int | None = None,
+                           base_lr: float | None = None) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
      "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base "
      "(`oracle_noise` of its samples moved to random cells); `seeding`: the stage clusterings' k-means starts; "
      "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples); "
-     "`data_limit`: the first training samples only. A root keeps one setting per seed: another is refused.")
+     "`data_limit`: the first training samples only; `model`: an architecture (trained from scratch) or a model "
+     "folder the base continues (then at `base_lr`, default `lr`). A root keeps one setting per seed: another is "
+     "refused.")
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     # base, control and oracle folders are named by seed only: they must not be reused under other settings
     fixed = dict(data=data, data_limit=data_limit, model=model, base_steps=base_steps, stage_steps=stage_steps,
                  stages=stages, trainable=trainable, lr=lr, batch_size=batch_size,
-                 base_batch_size=base_batch_size or batch_size, drop_small=drop_small)
+                 base_batch_size=base_batch_size or batch_size, drop_small=drop_small,
+                 **({"base_lr": base_lr} if base_lr is not None else {}))
     kept = root / f"experiment-s{seed}.json"
     if kept.is_file() and (old := read_json(kept)) != fixed:
         diff = ", ".join(f"{k}={old.get(k)!r} (asked {v!r})" for k, v in fixed.items() if old.get(k) != v)
@@ -56,7 +60,7 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     base, ctrl = root / f"base-s{seed}", root / f"control-s{seed}"
     if not (base / "model").exists():
         run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size,
-                                **tr), base)
+                                **{**tr, "lr": base_lr or lr}), base)
     if not (ctrl / "model").exists():
         run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stages * stage_steps, batch_size=batch_size,
                                 trainable=trainable, **tr), ctrl)
