@@ -10,4 +10,6 @@ from .experts import (ModeClusters, ModeExpertCfg, expert_ids, expert_train_conf
                                  pick_seed_step, run_mode_expert, seed_schedule)
 from .ensemble import (class_embeddings, ensemble_logits, ensemble_table, expert_weights, image_features,
                                   table_figure, task_logits, weights_figure)
+from .release import (EXPERT_CHECKPOINT, import_mode_release, mode_release_experts,
+                                read_mode_centres)
 from .run import ModeCfg, evaluate_mode, run_mode

@@ -10,6 +10,8 @@ from ..models.moe import (MoEMLP, RoutingLog, RoutingRecord, apply_moe, has_moe,
                               moe_aux_loss, moe_blocks, moe_layers_of, router_z_loss, towers)
 from .build import (check_shared, combine_experts, dense_model, expert_model, expert_models,
                               expert_state_dict, from_experts, upcycle)
+from .release import (clipmoe_config, clipmoe_state_dict, load_clipmoe, longclip_positions,
+                                read_checkpoint, save_clipmoe)
 from .routing import (Routing, RoutingStats, collect_routing, label_expert_figure, layer_label_figure,
                                 load_figure, mi_figure, mutual_information, routing_figures, routing_stats,
                                 routing_tables, routing_widget)
