@@ -37,20 +37,21 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
                            oracle: Sequence[str] | None = None, oracle_noise: float = 0.0,
                            seeding: str = "kmeans++", probe: Sequence[str] | None = None,
                            probe_limit: int | None = 5000, data_limit: int | None = None,
-                           base_lr: float | None = None) -> dict:
+                           base_lr: float | None = None, base_data: str | None = None) -> dict:
     ("Base, control and MCL chain for one seed under `root` (resumable) → {'models': {name: eval metrics}, "
      "'stages': rows}; `oracle`: labels whose joint value makes the cells of an extra stage trained from the base "
      "(`oracle_noise` of its samples moved to random cells); `seeding`: the stage clusterings' k-means starts; "
      "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples); "
      "`data_limit`: the first training samples only; `model`: an architecture (trained from scratch) or a model "
-     "folder the base continues (then at `base_lr`, default `lr`). A root keeps one setting per seed: another is "
-     "refused.")
+     "folder the base continues (at `base_lr`, default `lr`); `base_data`: the base's card (default `data`). "
+     "A root keeps one setting per seed: another is refused.")
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     # base, control and oracle folders are named by seed only: they must not be reused under other settings
     fixed = dict(data=data, data_limit=data_limit, model=model, base_steps=base_steps, stage_steps=stage_steps,
                  stages=stages, trainable=trainable, lr=lr, batch_size=batch_size,
                  base_batch_size=base_batch_size or batch_size, drop_small=drop_small,
-                 **({"base_lr": base_lr} if base_lr is not None else {}))
+                 **({"base_lr": base_lr} if base_lr is not None else {}),
+                 **({"base_data": base_data} if base_data is not None else {}))
     kept = root / f"experiment-s{seed}.json"
     if kept.is_file() and (old := read_json(kept)) != fixed:
         diff = ", ".join(f"{k}={old.get(k)!r} (asked {v!r})" for k, v in fixed.items() if old.get(k) != v)
@@ -60,7 +61,7 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     base, ctrl = root / f"base-s{seed}", root / f"control-s{seed}"
     if not (base / "model").exists():
         run_train(TrainCfg.tiny(model=model, max_steps=base_steps, batch_size=base_batch_size or batch_size,
-                                **{**tr, "lr": base_lr or lr}), base)
+                                **{**tr, "lr": base_lr or lr, "data": base_data or data}), base)
     if not (ctrl / "model").exists():
         run_train(TrainCfg.tiny(model=str(base / "model"), max_steps=stages * stage_steps, batch_size=batch_size,
                                 trainable=trainable, **tr), ctrl)
