@@ -143,7 +143,7 @@ def resolve_refs(cls_or_cfg, values: Mapping[str, Any], cwd: str | Path | None =
 # module → how to install it, for the optional dependencies a config class `needs`
 OPTIONAL_DEPS = {"faiss": ("pip install faiss-cpu, or clipwb with its 'cpu' extra: pip install 'clipwb[cpu]', "
                            "from a wheel pip install \"$(ls dist/clipwb-*.whl)[cpu]\" (GPU nodes: the 'gpu' extra, "
-                           "faiss-gpu-cu12, or conda install faiss-gpu)")}
+                           "faiss-gpu-cu12, which environment.yml installs too)")}
 
 def missing_needs(cls_or_cfg) -> list[str]:
     "One line per module in the config class's `needs` that cannot be imported here, with the command that installs it."
