@@ -1,5 +1,5 @@
 # clipwb — everything a new user runs. The venv lives in .venv/ (git-ignored) and is
-# (re)built only when settings.ini or setup.py change, so a second `make test` installs nothing.
+# (re)built only when settings.ini, setup.py or constraints.txt change, so a second `make test` installs nothing.
 SHELL   := /bin/bash
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -8,15 +8,20 @@ STAMP   := $(VENV)/.installed
 PYTEST_WORKERS ?= 2   # pytest-xdist workers for `make test` (--dist loadfile: a file's tests share one worker)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install browser mathjax slurm-up slurm-down test test-fast lint demo demo-quick lab bench export sync-params clean-nbs docs readme
+.PHONY: install lock browser mathjax slurm-up slurm-down test test-fast lint demo demo-quick lab bench export sync-params clean-nbs docs readme
 
-$(STAMP): settings.ini setup.py
+# constraints.txt: the tested versions of every package (settings.ini only states compatible ranges)
+$(STAMP): settings.ini setup.py constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,cpu]"
+	$(PY) -m pip install -q -e ".[dev,cpu]" -c constraints.txt
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create/update the project venv
+install: $(STAMP)  ## create/update the project venv: the tested stack (constraints.txt)
+
+lock: install      ## rewrite constraints.txt from the venv, after the test suite passed with a new stack
+	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 browser:           ## Debian's chromium for the JupyterLab widget test (apt-get; no-op when present)
 	bash tools/install_browser.sh

@@ -50,7 +50,8 @@ def pipelines(threads: int) -> dict[str, dict]:
     quick = {**demo_pipeline(quick=True), "threads": threads}
     te = {"name": "train-eval", "threads": threads, "steps": [
         {"name": "train", "stage": "train", "params": dict(model="clipwb-tiny", data="shapes", split="train",
-                                                           max_steps=100, batch_size=32, lr=1e-3, warmup=10)},
+                                                           max_steps=100, batch_size=32, lr=1e-3, warmup=10,
+                                                           data_limit=64)},
         {"name": "eval", "stage": "eval", "params": dict(model="{train}", data="shapes", split="test", limit=None)}]}
     return {"demo-quick": quick, "train-eval": te}
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .core import ClipwbError, ConfigError, runs_root_line
 from .pipeline import demo_pipeline, export_demo, pipeline_failures, run_pipeline
-from .runs import StageFailed, plan_run, stage_names
+from .runs import StageFailed, plan_run, stage_config, stage_names
 from .notebooks import run_stage
 from .config import STAGES, param_table
 from .jobs import run_distributed
 
 # %% auto #0
-__all__ = ['PARAM_HELP', 'RUNS_HELP', 'describe_stages', 'main']
+__all__ = ['PARAM_HELP', 'RUNS_HELP', 'FILE_HELP', 'describe_stages', 'params_file', 'stage_params', 'main']
 
 # %% ../nbs/93_cli.ipynb #4ce76337
 def describe_stages() -> str:
@@ -29,12 +30,42 @@ def describe_stages() -> str:
         lines += [f"  -p {n} <{t}>  default {d}  {h}".rstrip() for n, t, d, h in param_table(cls)]
     return "\n".join(lines)
 
+# %% ../nbs/93_cli.ipynb #2ac4ef17
+def params_file(path: str | Path) -> dict:
+    "The mapping of parameter names to values in a YAML file (a run's `params.yaml`); a `ConfigError` names the file."
+    import yaml
+    p = Path(path).expanduser()
+    try: d = yaml.safe_load(p.read_text())
+    except OSError as e: raise ConfigError(f"-f {path}: cannot read it ({e.strerror or e})") from None
+    except yaml.YAMLError as e: raise ConfigError(f"-f {path}: not valid YAML ({e})") from None
+    if d is None: return {}
+    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+        raise ConfigError(f"-f {path}: expected a mapping of parameter names to values, got {type(d).__name__}")
+    return d
+
+def stage_params(stage: str, files=(), pairs=()) -> dict:
+    ("A stage's parameters: `-f` YAML files (later ones win, each checked, its relative paths read from its "
+     "folder), then the `-p KEY VALUE` pairs, which win.")
+    keys = [k for k, _ in pairs]
+    if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ConfigError(f"parameter(s) {dup} given more "
+                                                                                "than once")
+    from clipwb.config import resolve_refs
+    cls, out = stage_config(stage), {}
+    for f in files:
+        d = resolve_refs(cls, params_file(f), cwd=Path(f).expanduser().resolve().parent)
+        try: cls.validate_params(d)
+        except ConfigError as e: raise ConfigError(f"-f {f}: {e}") from None
+        out.update(d)
+    return {**out, **dict(pairs)}
+
 # %% ../nbs/93_cli.ipynb #c1a5e7b0
 PARAM_HELP = """stage parameters: -p KEY VALUE, once per parameter; `clipwb stages` lists them with types and defaults.
   lists     comma-separated (-p domains shapes,openmoji  -p lam 0.5,1) or a JSON list (-p models '["a,b", "c"]')
   none      none (or null) is None, for parameters that may be None (-p limit none: no limit)
   booleans  true/false, yes/no, 1/0"""
 RUNS_HELP = "runs root (default: $CLIPWB_RUNS, else ./runs in the working directory)"
+FILE_HELP = ("YAML file of stage parameters, e.g. a run's params.yaml (repeatable: later files win; -p wins over "
+             "them; its relative paths are read from its folder)")
 
 def _cluster_parsers(sub) -> None:
     "`submit`, `status`, `cancel` and `pipeline` (clipwb.jobs, clipwb.pipeline)."
@@ -44,6 +75,7 @@ def _cluster_parsers(sub) -> None:
     s.add_argument("stage")
     s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="stage parameter (see below)")
+    s.add_argument("-f", "--params-file", action="append", default=[], metavar="PARAMS_YAML", help=FILE_HELP)
     s.add_argument("--array-from", metavar="PARAM=A,B,C", help="one job (own run dir) per value of one parameter")
     s.add_argument("--wait", action="store_true", help="wait for the job(s) and print the metrics")
     s.add_argument("--folder", help="submitit folder for scripts and logs (default <runs>/.submitit/<stage>-<time>)")
@@ -87,11 +119,8 @@ def _cluster_main(a) -> int:
         bad = pipeline_failures(out)
         for name, why in bad.items(): print(f"[clipwb pipeline] {name}: {why.splitlines()[0]}", file=sys.stderr)
         print(f"[clipwb pipeline] report: {out / 'report.html'}"); return 1 if bad else 0
-    keys = [k for k, _ in a.param]
-    if dup := sorted({k for k in keys if keys.count(k) > 1}): raise ConfigError(f"parameter(s) {dup} "
-                                                                                f"given more than once")
-    subs = sm.submit_stage(a.stage, dict(a.param), executor=a.executor, res=res, root=a.runs, folder=a.folder,
-                           array=a.array_from)
+    subs = sm.submit_stage(a.stage, stage_params(a.stage, a.params_file, a.param), executor=a.executor, res=res,
+                           root=a.runs, folder=a.folder, array=a.array_from)
     for s in subs: print(json.dumps({"stage": s.stage, "status": s.status, "run_dir": str(s.run_dir),
                                      "executor": s.executor, "job_id": s.job_id}))
     if a.wait:
@@ -108,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("stage")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="stage parameter (see below)")
+    r.add_argument("-f", "--params-file", action="append", default=[], metavar="PARAMS_YAML", help=FILE_HELP)
     r.add_argument("--runs", help=RUNS_HELP)
     r.add_argument("--force", action="store_true", help="new run even if one with these parameters exists")
     r.add_argument("--reuse", action="store_true", help="reuse a run with these parameters even if its data cards, "
@@ -144,14 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             out = run_pipeline(demo_pipeline(a.quick), root=a.runs)
             print(f"[clipwb demo] report: {out / 'report.html'}")
             return 1 if pipeline_failures(out) else 0
-        keys = [k for k, _ in a.param]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup: raise ConfigError(f"parameter(s) {dup} given more than once")
+        params = stage_params(a.stage, a.params_file, a.param)
         if a.nproc > 1:
-            _, rd, _ = plan_run(a.stage, dict(a.param), root=a.runs, force=a.force,   # planned once, not per process
+            _, rd, _ = plan_run(a.stage, params, root=a.runs, force=a.force,   # planned once, not per process
                                 on_stale="reuse" if a.reuse else "refuse")
-            info = run_distributed(a.stage, dict(a.param), rd, a.nproc, timeout=a.timeout)
-        else: info = run_stage(a.stage, dict(a.param), root=a.runs, force=a.force, log_output=a.log_output,
+            info = run_distributed(a.stage, params, rd, a.nproc, timeout=a.timeout)
+        else: info = run_stage(a.stage, params, root=a.runs, force=a.force, log_output=a.log_output,
                                timeout=a.timeout,
                                on_stale="reuse" if a.reuse else "refuse")
         print(json.dumps({"stage": a.stage, "status": info.status, "run_dir": str(info.run_dir),

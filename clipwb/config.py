@@ -143,7 +143,7 @@ def resolve_refs(cls_or_cfg, values: Mapping[str, Any], cwd: str | Path | None =
 # module → how to install it, for the optional dependencies a config class `needs`
 OPTIONAL_DEPS = {"faiss": ("pip install faiss-cpu, or clipwb with its 'cpu' extra: pip install 'clipwb[cpu]', "
                            "from a wheel pip install \"$(ls dist/clipwb-*.whl)[cpu]\" (GPU nodes: the 'gpu' extra, "
-                           "faiss-gpu-cu12, or conda install faiss-gpu)")}
+                           "faiss-gpu-cu12, which environment.yml installs too)")}
 
 def missing_needs(cls_or_cfg) -> list[str]:
     "One line per module in the config class's `needs` that cannot be imported here, with the command that installs it."
@@ -157,7 +157,7 @@ def missing_needs(cls_or_cfg) -> list[str]:
 # %% ../nbs/03_config.ipynb #89b60e14
 @dataclass
 class StageConfig:
-    "Base class of stage configs: typed fields with smoke-sized defaults."
+    "Base class of stage configs: typed fields whose defaults are the real job; `tiny` builds the smoke-sized one."
 
     @classmethod
     def field_types(cls) -> dict[str, Any]:
@@ -190,6 +190,8 @@ class StageConfig:
     needs: typing.ClassVar[tuple[str, ...]] = ()
     # named sets of defaults (a reference's recipe) for a `recipe` field: explicit parameters override them
     recipes: typing.ClassVar[dict[str, dict]] = {}
+    # the smoke sizes (samples, steps) that `tiny`, the tests and the quick demo use instead of the real defaults
+    smoke: typing.ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self):
         vals = resolve_refs(self, {k: coerce(getattr(self, k), t, k) for k, t in self.field_types().items()})
@@ -221,9 +223,16 @@ class StageConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:n]
 
     @classmethod
+    def smoke_params(cls, **overrides) -> dict:
+        ("The parameters of a smoke-sized run: `smoke` (less what a `recipe` in `overrides` sets), then `overrides`, "
+         "validated.")
+        rec = cls.recipes.get(overrides.get("recipe"), {})
+        return cls.validate_params({**{k: v for k, v in cls.smoke.items() if k not in rec}, **overrides})
+
+    @classmethod
     def tiny(cls, **overrides):
-        "The smoke-sized config (the defaults), with `overrides` applied strictly."
-        return cls(**cls.validate_params(overrides))
+        "The smoke-sized config (`smoke_params`): seconds on a CPU, for tests, examples and the quick demo."
+        return cls(**cls.smoke_params(**overrides))
 
 # %% ../nbs/03_config.ipynb #7bf70ab3
 def comment_help(src: str, name: str | None = None) -> dict[str, str]:
@@ -301,7 +310,7 @@ def param_table(cls) -> list[tuple[str, str, str, str]]:
     helps, types_, rows = param_help(cls), cls.field_types(), []
     for f in dataclasses.fields(cls):
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{cls.__name__}.{f.name}: no default; stage parameters need smoke-sized defaults")
+            raise ConfigError(f"{cls.__name__}.{f.name}: no default; every stage parameter needs a default")
         d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         rows.append((f.name, type_text(types_[f.name]), py_literal(d), helps[f.name]))
     return rows

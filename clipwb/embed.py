@@ -31,6 +31,7 @@ __all__ = ['log', 'EmbedCfg', 'embed_to_shards', 'run_embed']
 @dataclass
 class EmbedCfg(StageConfig):
     "Parameters of the embed stage."
+    smoke = dict(limit=128)
     # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of
     # its stage models)
     model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)
@@ -41,7 +42,7 @@ class EmbedCfg(StageConfig):
     split: str | None = "train"     # split to embed (None: the whole dataset)
     shard_size: int = 64            # samples per shard
     batch_size: int = 32            # samples per forward pass
-    limit: int | None = 128         # embed only the first `limit` samples (None: all)
+    limit: int | None = None        # embed only the first `limit` samples (None: all)
     num_workers: int = 0            # DataLoader worker processes
     device: str = "auto"            # 'auto', 'cpu', 'cuda', 'cuda:1' …
     modality: str = "both"          # 'both' (image and caption) or 'image' (no captions needed, no text tower)

@@ -224,7 +224,8 @@ def env_info() -> dict:
     "Git state, versions of the main libraries, device and host for `env.json`."
     from importlib.metadata import version, PackageNotFoundError
     vers = {}
-    for pkg in ("clipwb", "torch", "torchvision", "open_clip_torch", "numpy", "faiss-cpu", "faiss-gpu", "papermill"):
+    for pkg in ("clipwb", "torch", "torchvision", "open_clip_torch", "numpy", "faiss-cpu", "faiss-gpu-cu12",
+                "faiss-gpu", "papermill"):
         try: vers[pkg] = version(pkg)
         except PackageNotFoundError: pass
     import torch

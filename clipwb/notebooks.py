@@ -20,7 +20,8 @@ from .runs import (RunInfo, StageFailed, available_cpus, is_complete, pinned_thr
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PARAMS_LINE', 'parameters_cell', 'sync_parameter_cells', 'kernel_uses_this_python', 'run_stage']
+__all__ = ['log', 'PARAMS_LINE', 'parameters_cell', 'sync_parameter_cells', 'smoke_under_test', 'kernel_uses_this_python',
+           'run_stage']
 
 # %% ../nbs/26_notebooks.ipynb #35f65a7b
 PARAMS_LINE = 120   # the longest line of a generated parameters cell
@@ -66,6 +67,14 @@ def sync_parameter_cells(*, check: bool = False, folder: str | Path | None = Non
             cells[0]["source"] = text.splitlines(keepends=True)
             atomic_write_text(p, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return changed
+
+# %% ../nbs/26_notebooks.ipynb #9141f60e
+def smoke_under_test(stage: str, ns: dict) -> dict:
+    ("In a stage notebook executed by `nbdev_test` (`IN_TEST` set) without a `run_dir`: the stage's smoke sizes "
+     "set in its namespace `ns`; returns what it set ({} anywhere else).")
+    if not os.environ.get("IN_TEST") or ns.get("run_dir"): return {}
+    ns.update(smoke := dict(stage_config(stage).smoke))
+    return smoke
 
 # %% ../nbs/26_notebooks.ipynb #5357f78c
 def kernel_uses_this_python() -> None:

@@ -158,6 +158,7 @@ _PRECISIONS = ("fp32", "amp", "amp_bf16")
 @dataclass
 class TrainCfg(StageConfig):
     "Parameters of the train stage."
+    smoke = dict(max_steps=4, data_limit=64)
     data: str = card_field("shapes", split="split")    # data card id
     split: str = "train"                # split to train on
     # architecture: open_clip name, clipwb tiny name, hf-hub:org/name, model dir or train run dir
@@ -167,7 +168,7 @@ class TrainCfg(StageConfig):
     pretrained: str = path_field("auto", kind="name_or_path")
     init: str | None = path_field(None) # start from the weights of this model dir / run dir (None: `model`'s own)
     epochs: int = 1                     # passes over the data
-    max_steps: int | None = 4           # stop after this many optimizer steps (None: all epochs)
+    max_steps: int | None = None        # stop after this many optimizer steps (None: all epochs)
     batch_size: int = 16                # pairs per step and process (global batch: batch_size × processes)
     lr: float = 5e-4                    # peak learning rate (AdamW, betas 0.9/0.98, eps 1e-6)
     wd: float = 0.2                     # weight decay on weight matrices
@@ -184,7 +185,7 @@ class TrainCfg(StageConfig):
     mcl_labels: str | None = path_field(None)
     mcl_drop_small: bool = True         # MCL: False merges groups smaller than a global batch into one 'rest' group
     seed: int = 0                       # seeds initialisation, data order, augmentation, patch dropout
-    data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
+    data_limit: int | None = None       # train on the first `data_limit` samples (None: all)
     num_workers: int = 0                # DataLoader worker processes (exact resume needs 0)
     # sharded data (webdataset): workers read whole shards, shuffled by shard and within (None: with ≥ 2 workers)
     shard_shuffle: bool | None = None

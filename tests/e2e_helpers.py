@@ -16,8 +16,10 @@ def clipwb(*args, root, check=True, timeout=600):
 
 
 def run(stage, root, /, **params):
+    """`clipwb run stage` with `params` over the stage's smoke sizes (`XCfg.smoke`: the defaults are the real job)."""
+    from clipwb.runs import stage_config
     args = ["run", stage]
-    for k, v in params.items():
+    for k, v in {**stage_config(stage).smoke, **params}.items():
         args += ["-p", k, str(v)]
     r = clipwb(*args, root=root)
     out = json.loads(r.stdout[r.stdout.index("{"):])

@@ -49,3 +49,90 @@ def test_the_missing_faiss_message_names_the_readme_command(monkeypatch):
 def test_the_check_catches_a_line_without_a_usable_extra(bad):
     "A wheel line without an extra, or with one pip cannot read (the * is not expanded inside quotes), is caught."
     assert _wheel_installs(f"x\n{bad}   # comment\n") == [""]
+
+
+# ---- requirements as ranges, the tested stack in constraints.txt, one GPU story --------------------------------------
+
+def _requirements(key: str = "requirements") -> list:
+    from packaging.requirements import Requirement
+    ini = configparser.ConfigParser()
+    ini.read(ROOT / "settings.ini")
+    return [Requirement(r) for r in ini["DEFAULT"][key].split()]
+
+
+def _pins() -> dict:
+    "constraints.txt: canonical name → pinned version."
+    from packaging.utils import canonicalize_name
+    assert (ROOT / "constraints.txt").is_file(), "no constraints.txt: the tested stack is pinned nowhere"
+    lines = [l.split("#")[0].strip() for l in (ROOT / "constraints.txt").read_text().splitlines()]
+    pins = dict(l.split("==") for l in lines if l)
+    return {canonicalize_name(k): v for k, v in pins.items()}
+
+
+def test_every_third_party_import_of_the_package_is_declared():
+    """Every module clipwb/ imports (function-level imports too) comes from a distribution that settings.ini names, as a
+    requirement or in an extra: nothing works only because something else happened to bring it (numba came with
+    umap-learn)."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+    from packaging.utils import canonicalize_name
+    declared = {canonicalize_name(r.name) for k in ("requirements", "cpu_requirements", "gpu_requirements")
+                for r in _requirements(k)}
+    dists, missing = packages_distributions(), {}
+    for py in sorted((ROOT / "clipwb").rglob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.Import): mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module: mods = [node.module]
+            else: continue
+            for m in (m.split(".")[0] for m in mods):
+                if m in sys.stdlib_module_names or m in ("clipwb", "__future__"): continue
+                assert m in dists, f"{py.relative_to(ROOT)} imports {m}, which no installed distribution provides"
+                if not {canonicalize_name(d) for d in dists[m]} & declared:
+                    missing.setdefault(m, set()).add(str(py.relative_to(ROOT)))
+    assert not missing, f"imported but not declared in settings.ini: {missing}"
+
+
+def test_requirements_are_ranges_the_tested_stack_satisfies():
+    """`pip install clipwb` states ranges, not the exact stack: torch, torchvision and open_clip_torch admit a newer
+    release than the tested one (a cluster's own torch stays); every requirement and the cpu extra are pinned in
+    constraints.txt, at a version inside their range (so `make install` can never conflict)."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+    pins = _pins()
+    for r in _requirements() + _requirements("cpu_requirements"):
+        name = canonicalize_name(r.name)
+        assert name in pins, f"{r.name} is not pinned in constraints.txt"
+        assert r.specifier.contains(pins[name], prereleases=True), f"{r} excludes the tested {r.name}=={pins[name]}"
+    for r in _requirements():
+        if canonicalize_name(r.name) in ("torch", "torchvision", "open-clip-torch"):
+            v = Version(pins[canonicalize_name(r.name)])
+            newer = f"{v.major}.{v.minor + 1}.0"
+            assert r.specifier.contains(newer), f"{r} refuses {r.name} {newer}: an exact pin replaces a cluster's torch"
+
+
+def test_make_install_applies_the_constraints():
+    "The venv is built with `-c constraints.txt`, and rebuilt when the file changes."
+    import re as _re
+    mk = (ROOT / "Makefile").read_text()
+    rule = _re.search(r"^\$\(STAMP\):(.*)$", mk, _re.M)
+    assert rule and "constraints.txt" in rule.group(1).split(), rule and rule.group(0)
+    body = mk[rule.end():].split("\n\n")[0]
+    assert _re.search(r"pip install .*-e \"\.\[dev,cpu\]\" -c constraints\.txt", body), body
+
+
+def test_environment_yml_and_the_gpu_extra_name_the_same_faiss():
+    """One GPU story: environment.yml installs faiss only through the gpu extra (no conda faiss beside it), with the
+    tested versions."""
+    import yaml
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    conda = [d for d in deps if isinstance(d, str)]
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert not [d for d in conda if d.startswith("faiss")], f"conda installs faiss itself: {conda}"
+    assert "-c constraints.txt" in pip, pip
+    (editable,) = [p for p in pip if p.startswith("-e")]
+    extras = re.search(r"\[([\w,]+)\]", editable).group(1).split(",")
+    assert "gpu" in extras and "cpu" not in extras, editable
+    gpu = [r.name for r in _requirements("gpu_requirements") if r.name.startswith("faiss")]
+    assert len(gpu) == 1, gpu

@@ -93,3 +93,54 @@ def test_the_readme_wheel_command_asks_for_the_faiss_extra(wheel):
     subprocess.run(["bash", "-c", cmd], cwd=wheel.parent.parent, check=True, capture_output=True)
     (inst,) = json.loads(report.read_text())["install"]
     assert inst["metadata"]["name"] == "clipwb" and inst["requested_extras"] == [extra]
+
+
+def _fake_wheel(folder: Path, name: str, version: str) -> Path:
+    "An empty wheel of distribution `name` at `version` (only its metadata): what pip's resolver sees, nothing to run."
+    from packaging.utils import canonicalize_name
+    stem = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    whl = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        files = {f"{stem}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+                 f"{stem}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: clipwb-tests\nRoot-Is-Purelib: true\n"
+                                            "Tag: py3-none-any\n"}
+        for n, text in files.items(): z.writestr(n, text)
+        z.writestr(f"{stem}.dist-info/RECORD", "".join(f"{n},,\n" for n in files) + f"{stem}.dist-info/RECORD,,\n")
+    return whl
+
+
+def test_the_wheel_keeps_a_compatible_torch_already_installed(wheel, tmp_path):
+    """`pip install clipwb` into an environment that already holds a newer, compatible torch (a cluster's) keeps that
+    torch: pip's resolver, offline, over a venv holding torch <tested minor + 1> and an index of metadata-only wheels
+    of every requirement at its tested version (constraints.txt), installs clipwb and its other requirements only."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+    meta = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
+                                            if n.endswith(".dist-info/METADATA"))).decode()
+    reqs = [Requirement(l.split(":", 1)[1].strip()) for l in meta.splitlines() if l.startswith("Requires-Dist:")]
+    reqs = [r for r in reqs if r.marker is None]                    # not the extras
+    lines = [l.split("#")[0].strip() for l in (ROOT / "constraints.txt").read_text().splitlines()]
+    pins = {canonicalize_name(k): v for k, v in (l.split("==") for l in lines if l)}
+    index, own = tmp_path / "index", tmp_path / "own"
+    index.mkdir(); own.mkdir()
+    for r in reqs: _fake_wheel(index, r.name, pins[canonicalize_name(r.name)])
+    tested = Version(pins["torch"])
+    theirs = f"{tested.major}.{tested.minor + 1}.0"
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "--disable-pip-version-check", "-q"]
+    # only this test's settings: no pip.conf (a machine's constraints or indexes), no PIP_* variables
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")}, "PIP_CONFIG_FILE": os.devnull}
+    r = subprocess.run([*pip, "install", "--no-index", "--no-deps", str(_fake_wheel(own, "torch", theirs))],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = tmp_path / "report.json"
+    r = subprocess.run([*pip, "install", "--dry-run", "--no-index", "--find-links", str(index), "--report",
+                        str(report), str(wheel)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"]
+           for i in json.loads(report.read_text())["install"]}
+    assert "torch" not in got, f"pip would replace the installed torch {theirs} with {got['torch']}"
+    want = {canonicalize_name(r.name) for r in reqs} - {"torch"}
+    assert set(got) == want | {"clipwb"}, sorted(set(got) ^ (want | {"clipwb"}))

@@ -26,7 +26,7 @@ def import_faiss():
         import faiss
     except ImportError as e:
         raise ClipwbError("clustering needs faiss: pip install faiss-cpu, "
-                          "or conda install faiss-gpu on GPU nodes") from e
+                          "or on GPU nodes the gpu extra: pip install faiss-gpu-cu12") from e
     return faiss
 
 def as_points(x, name: str = "x") -> np.ndarray:

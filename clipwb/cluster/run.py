@@ -39,6 +39,7 @@ MODALITIES = ("image", "text", "joint")
 class ClusterCfg(StageConfig):
     "Parameters of the cluster stage."
     needs = ("faiss",)   # clusters with faiss: checked before any work
+    smoke = dict(limit=128)
     # embed run dir or shard folder (None: embed `data` with `model` here first)
     embeddings: str | None = path_field(None)
     # model for embedding when `embeddings` is None
@@ -48,7 +49,7 @@ class ClusterCfg(StageConfig):
     pretrained: str = path_field("auto", kind="name_or_path")
     data: str = card_field("shapes", split="split")  # data card id, when `embeddings` is None
     split: str | None = "train"     # split to embed, when `embeddings` is None
-    limit: int | None = 128         # samples to embed, when `embeddings` is None (None: all)
+    limit: int | None = None        # samples to embed, when `embeddings` is None (None: all)
     modality: str = "joint"         # 'image', 'text', or 'joint' (both separately, label t·k + i)
     method: str = "kmeans"          # clusterer: kmeans, balanced_kmeans, minibatch_kmeans, two_level
     k: int = 3                      # clusters (per modality when joint)

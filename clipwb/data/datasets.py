@@ -232,9 +232,10 @@ def tail_view(ds, n: int) -> DatasetView:
 @dataclass
 class PrepareCfg(StageConfig):
     "Parameters of the prepare stage."
+    smoke = dict(limit=64)
     data: str = card_field("shapes", split="splits")                            # data card id
     splits: list[str] = field(default_factory=lambda: ["train", "test"])   # splits to check
-    limit: int | None = 64                                                 # samples per split (None: all)
+    limit: int | None = None                                               # samples per split (None: all)
 
     def check(self):
         if not self.splits: raise ConfigError("prepare: 'splits' must name at least one split")

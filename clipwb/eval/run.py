@@ -35,6 +35,7 @@ RECALL_KS = (1, 5, 10)
 @dataclass
 class EvalCfg(StageConfig):
     "Parameters of the eval stage."
+    smoke = dict(limit=64)
     # open_clip name, clipwb tiny name, hf-hub:org/name, model dir, train run dir, or mcl run dir (the integration of
     # its stage models)
     model: str = path_field("clipwb-micro", kind="model", pretrained="pretrained", integration=True)
@@ -46,7 +47,7 @@ class EvalCfg(StageConfig):
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # run those the card lists too
     templates: str | None = None    # prompt template set name or one '{c}' template (None: the card's)
     batch_size: int = 64            # samples per forward pass
-    limit: int | None = 64          # evaluate `limit` evenly spaced samples (None: all)
+    limit: int | None = None        # evaluate `limit` evenly spaced samples (None: all)
     device: str = "auto"            # 'auto', 'cpu', 'cuda', 'cuda:1' …
 
     def check(self):

@@ -57,12 +57,13 @@ class MclCfg(StageConfig):
     "Parameters of the mcl stage."
     needs = ("faiss",)   # clusters with faiss: checked before any work
     recipes = MCL_RECIPES
+    smoke = dict(data_limit=64, max_steps=4, eval_limit=64)
     recipe: str = "none"                # a reference's defaults: 'clip-moe', 'mcl' or 'none' (explicit values win)
     # stage-0 model: model dir or train run dir (an architecture name: its seeded random init)
     base: str = path_field("clipwb-micro", kind="model")
     data: str = card_field("shapes", split="split")    # data card: embedded, clustered and trained on
     split: str = "train"                # split of `data`
-    data_limit: int | None = 64         # the first `data_limit` samples (None: all)
+    data_limit: int | None = None       # the first `data_limit` samples (None: all)
     stages: int = 2                     # MCL stages S: stage models 1..S are trained (S + 1 models with the base)
     clustering: str = "joint"           # 'joint': image × text labels (CLIP-MoE); 'image': image only (original MCL)
     k_image: int = 2                    # image clusters per stage
@@ -74,7 +75,7 @@ class MclCfg(StageConfig):
     seeding: str = "kmeans++"
     # what trains (train stage presets): 'mlp' (CLIP-MoE), 'visual:6' (MCL), 'all', regexes
     trainable: str | None = "mlp"
-    max_steps: int | None = 4           # optimizer steps per stage (None: `epochs` passes)
+    max_steps: int | None = None        # optimizer steps per stage (None: `epochs` passes)
     epochs: int = 1                     # passes per stage when max_steps is None
     batch_size: int = 8                 # pairs per batch; a global batch holds one pseudo-label cell
     lr: float = 5e-4                    # peak learning rate per stage
@@ -87,7 +88,7 @@ class MclCfg(StageConfig):
     drop_small: bool = True             # False: merge cells smaller than a global batch into one 'rest' group
     eval_data: str | None = card_field(None, split="eval_split")  # held-out evaluation card (None: `data`)
     eval_split: str = "test"            # its split
-    eval_limit: int | None = 64         # evenly spaced held-out samples (None: all)
+    eval_limit: int | None = None       # evenly spaced held-out samples (None: all)
     # a control: the base trained as many further steps (stages × max_steps) on ordinary shuffled batches, with
     # the same trainable parameters and optimiser: it separates what MCL's batching does from "just train longer"
     control: bool = False

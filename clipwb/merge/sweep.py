@@ -89,6 +89,7 @@ def _registered(grid: str) -> list[float]:
 @dataclass
 class MergeSweepCfg(StageConfig):
     "Parameters of the merge_sweep stage."
+    smoke = dict(limit=32, stats_limit=32, heldout_limit=32)
     # 2+ models of one architecture: names, model dirs or train run dirs; an MoE model dir stands for its experts
     models: list[str] = path_field(kind="model", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
     # dense θ_0 the models were fine-tuned from (task_arithmetic, ties need it; None: no base)
@@ -108,13 +109,13 @@ class MergeSweepCfg(StageConfig):
     # data card ids: every point is evaluated on each
     domains: list[str] = card_field(default_factory=lambda: ["shapes"])
     split: str = "test"                 # split the reported metrics come from
-    limit: int | None = 32              # evenly spaced evaluation samples per domain (None: all)
+    limit: int | None = None            # evenly spaced evaluation samples per domain (None: all)
     # card per model for Grams / Fishers (None: domains if aligned, or the one domain)
     stats_domains: list[str] | None = card_field(None)
     stats_split: str = "train"          # split the Grams / Fishers are computed on
-    stats_limit: int = 32               # samples per model for Grams / Fishers
+    stats_limit: int = 1024             # samples per model for Grams / Fishers
     heldout_split: str = "train"        # greedy_soup's selection data: the last heldout_limit samples of this split
-    heldout_limit: int = 32             # held-out samples per domain for greedy_soup
+    heldout_limit: int = 512            # held-out samples per domain for greedy_soup
     batch_size: int = 32                # samples per forward pass
     device: str = "auto"                # 'auto', 'cpu', 'cuda' …
     seed: int = 0                       # seeds statistics batches and anything random

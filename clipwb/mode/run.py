@@ -91,9 +91,10 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
 @dataclass
 class ModeCfg(ModeSetup):
     "Parameters of the mode stage (all data experts of a seed, then the ensemble evaluation)."
+    smoke = dict(limit=64)
     eval_data: list[str] = card_field(default_factory=lambda: ["shapes"])  # data cards evaluated (each label is a task)
     split: str = "test"              # split evaluated
-    limit: int | None = 64           # evenly spaced evaluation samples per card (None: all)
+    limit: int | None = None         # evenly spaced evaluation samples per card (None: all)
     metric: str = "acc1"             # table metric: acc1, acc5, mean_per_class_recall
     s0: float = 5.0                  # ensemble weights: sharpening base
     tau: float = 8.0                 # ensemble weights: softmax temperature

@@ -44,6 +44,7 @@ MOE_RECIPES = {
 class MoeCfg(StageConfig):
     "Parameters of the moe stage."
     recipes = MOE_RECIPES
+    smoke = dict(data_limit=64, max_steps=4, eval_limit=64, routing_limit=128)
     recipe: str = "none"                # a reference's defaults: 'clip-moe' or 'none' (explicit values win)
     # MCL run dir (experts.json) or models, base first
     experts: list[str] = path_field(kind="name_or_path", default_factory=lambda: ["clipwb-micro", "clipwb-micro"])
@@ -59,9 +60,9 @@ class MoeCfg(StageConfig):
     train: str = "router"               # 'router' (CLIP-MoE) or 'router+experts'
     data: str = "shapes"                # data card id to train the router on
     split: str = "train"                # its split
-    data_limit: int | None = 64         # train on the first `data_limit` samples (None: all)
+    data_limit: int | None = None       # train on the first `data_limit` samples (None: all)
     epochs: int = 1                     # passes over the data
-    max_steps: int | None = 4           # stop after this many steps (None: all epochs)
+    max_steps: int | None = None        # stop after this many steps (None: all epochs)
     batch_size: int = 16                # pairs per step
     lr: float = 1e-3                    # peak learning rate (CLIP-MoE: 1e-6 for ViT-L)
     wd: float = 0.01                    # weight decay (CLIP-MoE: 0.01)
@@ -72,10 +73,10 @@ class MoeCfg(StageConfig):
     label_smoothing: float = 0.1        # label smoothing (CLIP-MoE: 0.1)
     eval_data: str | None = None        # data card to evaluate and route (None: `data`)
     eval_split: str = "test"            # its split
-    eval_limit: int | None = 64         # evenly spaced evaluation samples (None: all)
+    eval_limit: int | None = None       # evenly spaced evaluation samples (None: all)
     baseline: bool = True               # evaluate the base model (first of `experts`) the same way
     labels: list[str] | None = None     # label columns for the routing statistics (None: all the card's)
-    routing_limit: int | None = 128     # samples routed for the statistics (None: all evaluated)
+    routing_limit: int | None = None    # samples routed for the statistics (None: all evaluated)
     seed: int = 0                       # router initialisation, data order
     device: str = "auto"                # 'auto', 'cpu', 'cuda' …
 
