@@ -16,7 +16,8 @@ from .readers import DATASETS, PairDataset
 
 # %% auto #0
 __all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'SHAPE_SYNONYMS',
-           'PRETRAIN_TEMPLATES', 'VARIANTS', 'shape_factors', 'render_shape', 'ShapesDataset', 'shapes_dataset']
+           'SYNONYM_TEMPLATES', 'PRETRAIN_TEMPLATES', 'VARIANTS', 'shape_factors', 'render_shape', 'ShapesDataset',
+           'shapes_dataset']
 
 # %% ../../nbs/12_data.shapes.ipynb #d4c36a8c
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -44,15 +45,17 @@ SUPPRESS_FACTORS: dict[str, tuple[str, ...]] = {
     "position": FACTORS["position"],
 }
 SUPPRESS_TEMPLATES = (("a {colour} {shape} {pos} on a {background}", 2), ("{background}, a {colour} {shape} {pos}", 1))
-# a stand-in for pretraining, on the suppress images: each caption names either the colours, background and position
-# with the shape left unnamed, or the shape alone in other words than the suppress captions use; a model trained on
-# it holds shape in its image features (a probe reads it) but has never seen the word "star"
+# a stand-in for pretraining, on the suppress images, in two cards: `synonyms` names the shape alone, in other words
+# than the suppress captions use; `pretrain` mixes those captions with the suppress captions that leave the shape
+# unnamed. A model trained on them holds shape in its image features (a probe reads it) and reads the colours, but
+# has never seen the word "star"
 SHAPE_SYNONYMS = {"circle": "disc", "square": "block", "triangle": "wedge", "star": "spark", "cross": "plus",
                   "diamond": "rhombus"}
+SYNONYM_TEMPLATES = (("a {shape_syn}", 2), ("a picture of a {shape_syn}", 1))
 PRETRAIN_TEMPLATES = (("a {colour} shape {pos} on a {background}", 2), ("{background}, a {colour} shape {pos}", 1),
-                      ("a {shape_syn}", 2), ("a picture of a {shape_syn}", 1))
+                      *SYNONYM_TEMPLATES)
 VARIANTS = {"default": (FACTORS, TEMPLATES), "suppress": (SUPPRESS_FACTORS, SUPPRESS_TEMPLATES),
-            "pretrain": (SUPPRESS_FACTORS, PRETRAIN_TEMPLATES)}
+            "synonyms": (SUPPRESS_FACTORS, SYNONYM_TEMPLATES), "pretrain": (SUPPRESS_FACTORS, PRETRAIN_TEMPLATES)}
 
 def _variant(variant: str):
     if variant not in VARIANTS: raise DataError(f"shapes: unknown variant {variant!r}; variants: {sorted(VARIANTS)}")
