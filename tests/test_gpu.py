@@ -64,15 +64,17 @@ def test_knn_graph_gpu_matches_cpu():
 
 
 def _rel(a, b) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
 
 
 @pytest.mark.parametrize("mode", ["amp_bf16", "bf16"])
 def test_moe_grouped_bf16_matches_loop(mode):
     """MoE layer forward + backward in bf16 (under autocast with fp32 weights, or with bf16 weights): the grouped_mm
     path runs (no fallback, no warning) and equals the expert loop up to bf16 rounding. Tolerances: relative L2 error
-    ≤ 1e-2 for the output and ≤ 2e-2 for every gradient (bf16 keeps 8 mantissa bits: 2⁻⁸ ≈ 4e-3 per rounding; the
-    two paths accumulate in different orders)."""
+    ≤ 2e-2 for the output and ≤ 3e-2 for every gradient (bf16 keeps 8 mantissa bits: 2⁻⁸ ≈ 4e-3 per rounding; the
+    paths round in different places, the grouped one adds the bias after rounding the product; on CPU the same check
+    measures 5e-3 and 6e-3). A wrong expert, weight or permutation gives errors of order 1."""
     import copy
     import warnings
     from torch import nn
@@ -97,10 +99,10 @@ def test_moe_grouped_bf16_matches_loop(mode):
     assert m.path == "grouped" and m.fallback is None and loop.path == "loop"
     (y, gx, gp), (yl, gxl, gpl) = outs["grouped"], outs["loop"]
     assert y.dtype == yl.dtype == torch.bfloat16
-    assert _rel(y, yl) <= 1e-2
-    assert _rel(gx, gxl) <= 2e-2
+    assert _rel(y, yl) <= 2e-2
+    assert _rel(gx, gxl) <= 3e-2
     assert set(gp) == set(gpl) and len(gp) == 4 * E + 1
-    for n in gp: assert _rel(gp[n], gpl[n]) <= 2e-2, n
+    for n in gp: assert _rel(gp[n], gpl[n]) <= 3e-2, n
 
 
 def test_moe_train_amp_bf16_takes_the_grouped_path(tmp_path):
