@@ -148,13 +148,15 @@ def hf_license(lic: str | None) -> str:
     s = (lic or "").strip().lower()
     return s if s in _HF_IDS else "other"
 
-def read_model_card(model_dir: str | Path) -> dict:
-    "The YAML front matter of a model folder's `README.md` ({} when the folder has none)."
+def read_model_card(model_dir: str | Path, strict: bool = True) -> dict:
+    "The YAML front matter of a model folder's `README.md` ({} when it has none; not `strict`: also when unreadable)."
     f = Path(model_dir) / MODEL_CARD
     if not f.is_file(): return {}
     m = re.match(r"\A---\s*\n(.*?)\n---\s*\n", f.read_text(encoding="utf-8"), re.S)
     try: meta = yaml.safe_load(m.group(1)) if m else None
-    except yaml.YAMLError as e: raise CardError(f"{f}: model card front matter is not valid YAML: {e}") from e
+    except yaml.YAMLError as e:
+        if not strict: return {}   # someone else's README: it passes nothing on
+        raise CardError(f"{f}: model card front matter is not valid YAML: {e}") from e
     return meta if isinstance(meta, dict) else {}
 
 def _data_entry(card_id: str) -> dict:
@@ -174,7 +176,7 @@ def _licenses(info: dict) -> list[dict]:
                     "license": WEIGHT_LICENSES.get(tag, f"see the source of the weights {tag}")})
     seen = {(e["of"], e["license"]) for e in out}
     for d in info.get("inherits") or []:
-        for e in read_model_card(d).get("clipwb", {}).get("licenses", []):
+        for e in (read_model_card(d, strict=False).get("clipwb") or {}).get("licenses", []):
             if (e["of"].split(", via ")[0], e["license"]) in seen: continue   # the same terms, already listed
             seen.add((e["of"].split(", via ")[0], e["license"]))
             out.append({**e, "of": e["of"] if ", via " in e["of"] else f"{e['of']}, via {d}"})

@@ -106,3 +106,17 @@ def test_licences_combine(tmp_path):
     meta, body = read_model_card(tmp_path), (tmp_path / "README.md").read_text()
     assert meta["license"] == "other" and meta["license_name"] == "CC-BY-SA-4.0 AND MIT"
     assert "All emojis designed by OpenMoji" in body and "pretrained weights ViT-B-32 (openai): MIT" in body
+
+
+def test_foreign_readme_passes_nothing_on(tmp_path):
+    """A folder whose README.md is not a clipwb card (front matter that is not YAML) is read strictly as an error,
+    and as nothing when it is only a folder the weights came from."""
+    import json
+    from clipwb.cards import CardError, read_model_card, write_model_card
+    (tmp_path / "a").mkdir(); (tmp_path / "m").mkdir()
+    (tmp_path / "a" / "README.md").write_text("---\nkey: [unclosed\n---\n# someone else's model\n")
+    (tmp_path / "m" / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"embed_dim": 8}}))
+    with pytest.raises(CardError, match="not valid YAML"): read_model_card(tmp_path / "a")
+    write_model_card(tmp_path / "m", init="random", source="x", inherits=[tmp_path / "a"])
+    meta = read_model_card(tmp_path / "m")
+    assert meta["license"] == "other" and meta["clipwb"]["licenses"] == []

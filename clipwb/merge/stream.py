@@ -237,7 +237,8 @@ def merge_models(method: str, models: Sequence[str | Path], *,
             w.close()
         write_json(out / CONFIG, cfg)
         came_from = [model_files(d)[0].parent for d in dirs]   # their cards' data and licences pass on
-        data = [e["id"] for d in came_from for e in read_model_card(d).get("clipwb", {}).get("data", [])]
+        data = [e["id"] for d in came_from
+                for e in (read_model_card(d, strict=False).get("clipwb") or {}).get("data", [])]
         write_model_card(out, fresh=True, source=f"merge of {len(models)} models", init=f"merge:{method}",
                          merge=json.loads(meta["clipwb.merge"]), inherits=came_from, data=list(dict.fromkeys(data)))
     finally:
