@@ -10,8 +10,12 @@ on every block against the dense model (target MoE time / dense time ≤ 1.8: at
 Timings are the median of `--repeats` runs after a warm-up, dense and MoE interleaved so a shared
 machine's load hits both; the ratios are what to compare, raw times depend on the machine.
 On CUDA (`--device cuda`) the layer is also timed in bf16 with the grouped-matmul path against the loop.
+Grouped path, stacked expert weights (`--device` as given): forward without gradient with the stacked weights cached
+against stacking them on every forward (the behaviour before the cache), and what a training step (forward +
+backward) still pays for stacking the expert weights once per forward (the stack and its gradient's split).
 """
 import argparse
+import copy
 import statistics
 import time
 
@@ -58,6 +62,27 @@ def layer_rows(widths, tokens, repeats, device, dtype=torch.float32, dispatch="l
     return rows
 
 
+def stack_rows(widths, tokens, repeats, device, dtype=torch.float32):
+    ("Grouped path: (d, no-grad fwd cached, no-grad fwd re-stacked, training f+b, the stack's own f+b in training), "
+     "seconds.")
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rows = []
+    for d in widths:
+        torch.manual_seed(0)
+        moe = MoEMLP(d, 4 * d, 4, top_k=2, dispatch="grouped").to(device, dtype)
+        moe.router.float()
+        nn.init.normal_(moe.router.weight, std=1.0)
+        x = torch.randn(tokens, d, device=device, dtype=dtype)
+        restack = copy.deepcopy(moe); restack.cache_weights = False   # the behaviour before the cache
+        with torch.no_grad():
+            fwd = side_by_side({"cached": lambda: moe(x), "restack": lambda: restack(x)}, repeats, sync)
+        # training: what the step pays for the stack (copy forward, gradient split backward; the sums are extra)
+        fb = side_by_side({"step": lambda: moe(x).sum().backward(),
+                           "stack": lambda: sum(t.sum() for t in moe.stacked_weights(dtype)).backward()}, repeats, sync)
+        rows.append((d, fwd["cached"], fwd["restack"], fb["step"], fb["stack"]))
+    return rows
+
+
 def model_row(repeats, batch=64):
     dense = create_model("clipwb-tiny").eval()
     moe = apply_moe(create_model("clipwb-tiny"), num_experts=4, top_k=2, dispatch="loop").eval()
@@ -86,6 +111,12 @@ def main():
     td, tm = model_row(a.repeats)
     print(f"clipwb-tiny encode_image, batch 64: dense {64 / td:.0f} img/s, MoE on every block {64 / tm:.0f} img/s, "
           f"time ratio {tm / td:.2f} (target ≤ 1.8)")
+    print(f"grouped path (F.grouped_mm), {a.tokens} tokens, fp32, {a.device}: stacked expert weights")
+    print(f"{'width':>6} {'fwd cached ms':>14} {'fwd re-stack ms':>16} {'ratio':>6} "
+          f"{'train f+b ms':>13} {'stack f+b ms':>13} {'share':>6}")
+    for d, fc, fr, fs, st in stack_rows(a.widths, a.tokens, a.repeats, a.device):
+        print(f"{d:>6} {fc * 1e3:>14.1f} {fr * 1e3:>16.1f} {fc / fr:>6.2f} {fs * 1e3:>13.1f} {st * 1e3:>13.1f} "
+              f"{st / fs:>6.1%}")
     if a.device == "cuda":
         print("CUDA bf16, MoE layer: grouped_mm path / loop path (forward, forward+backward)")
         for d in a.widths:

@@ -5,6 +5,7 @@
 # %% ../nbs/05_cards.ipynb #41ec199a
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -13,10 +14,12 @@ from pathlib import Path
 import yaml
 
 from .core import DataError, package_data, repo_root
+from .io import atomic_write_text
 
 # %% auto #0
-__all__ = ['TASKS', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card', 'check_size', 'card_dirs', 'list_cards',
-           'load_card', 'card_hash']
+__all__ = ['TASKS', 'MODEL_CARD', 'WEIGHT_LICENSES', 'CardError', 'DataCard', 'expand_env', 'parse_card', 'validate_card',
+           'check_size', 'card_dirs', 'list_cards', 'load_card', 'card_hash', 'hf_license', 'read_model_card',
+           'render_model_card', 'write_model_card']
 
 # %% ../nbs/05_cards.ipynb #320282fa
 class CardError(DataError):
@@ -132,3 +135,126 @@ def card_hash(card_id: str) -> str:
     "SHA-256 of the card file's bytes: a run made from this card records it, so an edited card is noticed."
     import hashlib
     return hashlib.sha256(Path(load_card(card_id).file).read_bytes()).hexdigest()
+
+# %% ../nbs/05_cards.ipynb #e2b7a4c9
+MODEL_CARD = "README.md"   # the model card of a model folder, as open_clip's Hugging Face hub export writes it
+# licences of open_clip pretrained tags' weights where they are known (others: see the weights' source)
+WEIGHT_LICENSES = {"openai": "MIT"}
+_HF_IDS = {"cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "mit", "apache-2.0",
+           "bsd-3-clause", "openrail"}   # licence ids the Hugging Face hub knows, as data cards may spell them
+
+def hf_license(lic: str | None) -> str:
+    "The Hugging Face `license:` id of a licence (SPDX id, any case); 'other' for prose or unknown licences."
+    s = (lic or "").strip().lower()
+    return s if s in _HF_IDS else "other"
+
+def read_model_card(model_dir: str | Path, strict: bool = True) -> dict:
+    "The YAML front matter of a model folder's `README.md` ({} when it has none; not `strict`: also when unreadable)."
+    f = Path(model_dir) / MODEL_CARD
+    if not f.is_file(): return {}
+    m = re.match(r"\A---\s*\n(.*?)\n---\s*\n", f.read_text(encoding="utf-8"), re.S)
+    try: meta = yaml.safe_load(m.group(1)) if m else None
+    except yaml.YAMLError as e:
+        if not strict: return {}   # someone else's README: it passes nothing on
+        raise CardError(f"{f}: model card front matter is not valid YAML: {e}") from e
+    return meta if isinstance(meta, dict) else {}
+
+def _data_entry(card_id: str) -> dict:
+    try: c = load_card(card_id)
+    except CardError: return {"id": card_id, "name": card_id, "license": "unknown (no data card found)"}
+    return {"id": c.id, "name": c.name, "license": c.license, "source": c.source,
+            **({"attribution": c.citation} if c.citation else {})}
+
+def _licenses(info: dict) -> list[dict]:
+    "What the weights' licence terms come from: the training data, pretrained weights, and the folders they came from."
+    out = [{"of": f"training data '{d['id']}' ({d['name']})", "license": d["license"],
+            **({"attribution": d["attribution"]} if d.get("attribution") else {})} for d in info.get("data") or []]
+    init = str(info.get("init") or "")
+    if init.startswith("pretrained:"):
+        tag = init[len("pretrained:"):]
+        out.append({"of": f"pretrained weights {info.get('source')} ({tag})",
+                    "license": WEIGHT_LICENSES.get(tag, f"see the source of the weights {tag}")})
+    seen = {(e["of"], e["license"]) for e in out}
+    for d in info.get("inherits") or []:
+        for e in (read_model_card(d, strict=False).get("clipwb") or {}).get("licenses", []):
+            if (e["of"].split(", via ")[0], e["license"]) in seen: continue   # the same terms, already listed
+            seen.add((e["of"].split(", via ")[0], e["license"]))
+            out.append({**e, "of": e["of"] if ", via " in e["of"] else f"{e['of']}, via {d}"})
+    return out
+
+def _kv(d: dict, names: dict) -> str:
+    return ", ".join(f"{label} {d[k]}" for k, label in names.items() if d.get(k) is not None)
+
+def _arch(cfg: dict) -> list[str]:
+    mc = cfg.get("model_cfg", {})
+    out = [f"CLIP (open_clip), embedding dimension {mc.get('embed_dim')}",
+           "image tower: ViT, " + _kv(mc.get("vision_cfg", {}), {"width": "width", "layers": "layers",
+                                                             "patch_size": "patch", "image_size": "image size"}),
+           "text tower: " + _kv(mc.get("text_cfg", {}), {"width": "width", "layers": "layers", "context_length":
+                                                          "context length", "vocab_size": "vocabulary",
+                                                          "hf_model_name": "Hugging Face model"})]
+    if (moe := cfg.get("moe")):
+        where = f"the last {moe['moe_layers']} blocks" if moe.get("moe_layers") else "every block"
+        out.append(f"mixture of experts: {moe.get('num_experts')} experts, top-{moe.get('top_k')}, MoE MLPs in "
+                   f"{where} of each tower" + (f", experts initialised by {moe['init']}" if moe.get("init") else ""))
+    return out
+
+def _table(d: dict, head: str) -> str:
+    cell = lambda v: json.dumps(v, ensure_ascii=False, default=str).replace("|", "\\|")
+    rows = [f"| {cell(k)[1:-1]} | {cell(v)} |" for k, v in d.items()]
+    return "\n".join([f"| {head} | value |", "|---|---|", *rows])
+
+def render_model_card(cfg: dict, info: dict, name: str) -> str:
+    "The `README.md` text of a model folder: YAML front matter (open_clip's hub shape) and the card's sections."
+    lic = info["licenses"]
+    ids = sorted({hf_license(e["license"]) for e in lic})
+    meta = {"tags": ["clip", "open_clip", "clipwb", *(["mixture-of-experts"] if cfg.get("moe") else []),
+                     *(["merge"] if info.get("merge") else [])],
+            "library_name": "open_clip", "pipeline_tag": "zero-shot-image-classification",
+            "license": ids[0] if len(ids) == 1 else "other"}
+    if meta["license"] == "other":
+        meta["license_name"] = " AND ".join(sorted({e["license"] for e in lic})) or "unspecified (no training data or "\
+                                                                                  "pretrained weights recorded)"
+    if info.get("data"): meta["datasets"] = [d["id"] for d in info["data"]]
+    meta["clipwb"] = info
+    p = [f"# Model card for {name}", "",
+         "A clipwb model folder in open_clip's local-dir format (`open_clip_config.json`, "
+         "`open_clip_model.safetensors`); load it with `clipwb.models.create_model(folder)`.", "",
+         "## Model details", *[f"- **Architecture:** {a}" if i == 0 else f"  - {a}" for i, a in enumerate(_arch(cfg))],
+         f"- **Initialisation:** {info.get('init', 'unknown')} (from {info.get('source', 'unknown')})"]
+    if info.get("stage"): p.append(f"- **Made by:** clipwb stage `{info['stage']}`"
+                                   + (f", run folder `{info['run']}`" if info.get("run") else ""))
+    if info.get("role"): p.append(f"- **Role in the run:** {info['role']}")
+    if info.get("merge"): p.append(f"- **Merge:** {json.dumps(info['merge'], ensure_ascii=False)}")
+    p += ["", "## Training data"]
+    p += [f"- `{d['id']}`: {d['name']}; licence {d['license']}" + (f"; source: {d['source']}" if d.get("source")
+                                                                   else "") for d in info.get("data") or []] \
+        or ["- none recorded (not trained by clipwb, or trained outside a stage)"]
+    if info.get("params"): p += ["", "## Run parameters", "", _table(info["params"], "parameter")]
+    p += ["", "## Metrics", ""]
+    p += [_table(info["metrics"], "metric")] if info.get("metrics") else \
+        [f"None recorded for this folder{' (' + info['role'] + ')' if info.get('role') else ''}."]
+    p += ["", "## Licence", "", f"`license: {meta['license']}`" + (f" ({meta['license_name']})"
+                                                                 if meta["license"] == "other" else "")]
+    p += [f"- {e['of']}: {e['license']}" + (f". Attribution: {e['attribution']}" if e.get("attribution") else "")
+          for e in lic] or ["- no training data or pretrained weights recorded"]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n" + "\n".join(p) + "\n"
+
+def write_model_card(model_dir: str | Path, *, fresh: bool = False, **facts) -> Path:
+    ("Write or update the model card (`README.md`) of a model folder: `facts` (source, init, stage, run, role, data "
+     "card ids, params, metrics, merge, inherits) are merged into the card's (`fresh`: a new card), None leaves a "
+     "fact as it was.")
+    d = Path(model_dir)
+    cfg_file = d / "open_clip_config.json"
+    if not cfg_file.is_file(): raise DataError(f"write_model_card: {d} is not a model folder (no {cfg_file.name})")
+    info = {} if fresh else {k: v for k, v in read_model_card(d).get("clipwb", {}).items() if k != "licenses"}
+    facts = {k: json.loads(json.dumps(v, default=str)) for k, v in facts.items()}   # as JSON files hold them
+    if facts.get("data") is not None: facts["data"] = [_data_entry(c) for c in facts["data"] if c]
+    if facts.get("inherits") is not None:   # never the folder itself
+        facts["inherits"] = [str(p) for p in facts["inherits"] if Path(p).resolve() != d.resolve()]
+    info.update({k: v for k, v in facts.items() if v is not None})
+    info["licenses"] = _licenses(info)
+    text = render_model_card(json.loads(cfg_file.read_text(encoding="utf-8")), info, d.name)
+    atomic_write_text(d / MODEL_CARD, text)
+    return d / MODEL_CARD
+

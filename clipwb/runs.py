@@ -21,14 +21,15 @@ import yaml
 from .config import STAGES, Result, StageConfig, missing_needs, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
-from .cards import card_hash, load_card
+from .cards import card_hash, load_card, write_model_card
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'StageFailed', 'stage_names', 'stage_config', 'stage_notebook', 'stage_function', 'available_cpus',
            'pinned_threads', 'utc_stamp', 'is_complete', 'find_run', 'check_refs', 'run_key', 'key_changes', 'plan_run',
-           'start_run', 'RunBusy', 'hold_run_dir', 'stage_run_dir', 'no_negative_zero', 'finish', 'RunInfo', 'run_step']
+           'start_run', 'run_model_folders', 'update_model_cards', 'RunBusy', 'hold_run_dir', 'stage_run_dir',
+           'no_negative_zero', 'finish', 'RunInfo', 'run_step']
 
 # %% ../nbs/25_runs.ipynb #0d43f520
 class StageFailed(ClipwbError):
@@ -229,6 +230,35 @@ def start_run(cfg: StageConfig, run_dir: str | Path) -> Path:
     write_json(run_dir / "run_key.json", run_key(cfg))
     return run_dir
 
+# %% ../nbs/25_runs.ipynb #c6a2f8e4
+def run_model_folders(run_dir: str | Path) -> list[Path]:
+    "Model folders (with `open_clip_config.json`) under `run_dir`, outside the folders of runs nested in it."
+    run_dir, out = Path(run_dir), []
+    for root, dirs, files in os.walk(run_dir):
+        if Path(root) != run_dir and "metrics.json" in files: dirs[:] = []; continue   # a nested run: its own cards
+        if "open_clip_config.json" in files: out.append(Path(root))
+        dirs.sort()
+    return out
+
+def update_model_cards(run_dir: str | Path, artifacts: dict, metrics: dict) -> list[Path]:
+    ("Update the model cards of the run's model folders: stage, run, parameters, data card and role; the run's "
+     "metrics on its `model` artifact.")
+    run_dir = Path(run_dir)
+    cfg = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    cls = cfg.pop("stage_config", None)
+    stage = next((s for s in STAGES.names() if STAGES.get(s).__name__ == cls), cls)
+    roles = {(run_dir / v).resolve(): k for k, v in artifacts.items() if isinstance(v, str)}
+    out = []
+    for d in run_model_folders(run_dir):
+        role = roles.get(d.resolve())
+        out.append(write_model_card(
+            d, stage=stage, run=str(run_dir), params=cfg or None,
+            data=[cfg["data"]] if isinstance(cfg.get("data"), str) else None,
+            role=f"the run's {role} artifact" if role else f"{d.relative_to(run_dir)} in the run folder",
+            metrics=metrics if role == "model" else None))
+    return out
+
+
 # %% ../nbs/25_runs.ipynb #32bf8e8b
 class RunBusy(ClipwbError):
     "Another live process is writing this run folder."
@@ -275,13 +305,15 @@ def no_negative_zero(x):
     return x
 
 def finish(res: Result, run_dir: str | Path) -> dict:
-    "Save `res.figures` under `figures/`, `artifacts.json`, then `metrics.json` (last: marks the run complete)."
+    ("Save `res.figures` under `figures/`, `artifacts.json`, the model cards of the run's model folders, then "
+     "`metrics.json` (last: marks the run complete).")
     if int(os.environ.get("RANK", "0")): return res.metrics   # under torchrun only rank 0 writes
     run_dir = Path(run_dir)
     figs = {k: str(save_figure(f, run_dir / "figures" / f"{k}.html").relative_to(run_dir))
             for k, f in res.figures.items()}
     write_json(run_dir / "artifacts.json", {"artifacts": res.artifacts, "figures": figs})
     metrics = no_negative_zero(res.metrics)
+    update_model_cards(run_dir, res.artifacts, metrics)
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 

@@ -25,7 +25,7 @@ from .models import (count_params, create_model_and_transforms, freeze_except, g
 from .data.datasets import load_dataset, make_loader, shard_epoch_batches
 from .data.readers import log_accounts, sample_accounts
 from .data.samplers import MCLBatchSampler, pseudo_labels_for
-from .models.moe import BALANCE_AGGREGATES, moe_aux_loss
+from .models.moe import BALANCE_AGGREGATES, dispatch_paths, moe_aux_loss
 
 log = get_logger(__name__)
 
@@ -450,7 +450,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     accounts = _train_accounts(cfg, ds, pool, st, trained, failed)
     if rank == 0:
         log_accounts("train", accounts)
-        save_model(model, run_dir / "model")
+        save_model(model, run_dir / "model", card=dict(stage="train", data=[cfg.data], params=cfg.to_dict()))
         write_json(run_dir / "skipped.json", [{"id": k, "reason": v} for k, v in st["skipped"].items()])
     if world > 1: torch.distributed.barrier()   # rank 0 has written the model before any process leaves
     if created_pg: torch.distributed.destroy_process_group()
@@ -463,6 +463,8 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     metrics.update(accounts)   # n_expected = n_trained + n_unread + n_lost (clipwb.data.readers.sample_accounts)
     if sampler is not None: metrics.update({f"mcl/{k}": v for k, v in sampler.dropped.items()})
     metrics.update({f"moe/{k}": v for k, v in (st.get("aux") or [{}])[-1].items()})
+    if paths := dispatch_paths(model):   # the MoE layers' grouped / loop path of the last step, fallbacks with reasons
+        metrics["moe/dispatch"] = "; ".join(f"{k} ({n} layers)" for k, n in sorted(paths.items()))
     return Result(metrics=metrics, artifacts={"model": "model", "checkpoint": "checkpoint", "skipped": "skipped.json"},
                   figures={"loss": fig})
 

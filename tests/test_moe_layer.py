@@ -11,7 +11,7 @@ from clipwb.models import create_model, get_tokenizer
 from clipwb.models.moe import MoEMLP, apply_moe, load_balancing_loss, moe_layers_of, router_z_loss
 from clipwb.moe.build import upcycle
 
-HAS_GROUPED = hasattr(torch, "_grouped_mm")
+HAS_GROUPED = hasattr(torch.nn.functional, "grouped_mm") or hasattr(torch, "_grouped_mm")
 
 
 def _moe(E=4, k=2, d=16, renormalize=True, dispatch="loop", seed=0):
@@ -56,6 +56,52 @@ def test_dispatch_is_deterministic():
     m = _moe(4, 2)
     h = torch.randn(300, 16)
     assert torch.equal(m(h), m(h))
+
+
+def test_grouped_fallback_warns_once_and_records_the_path(monkeypatch):
+    import clipwb.models.moe as M
+    monkeypatch.setattr(M, "_WARNED", set())
+    m = _moe(3, 2, d=6)   # fp32 rows of 24 bytes: grouped_mm wants strides that are multiples of 16 bytes
+    m.dispatch = "grouped"
+    h = torch.randn(20, 6)
+    with pytest.warns(RuntimeWarning, match="fell back to the expert loop") as rec:
+        y = m(h); m(h); m(h)
+    assert len([w for w in rec if "fell back" in str(w.message)]) == 1
+    assert m.path == "loop (fallback)" and "width 6" in m.fallback
+    torch.testing.assert_close(y, m.reference(h), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(M, "GROUPED_MM", None)   # a torch without any grouped matmul
+    with pytest.warns(RuntimeWarning, match="has no grouped_mm"): _moe(dispatch="grouped")(torch.randn(5, 16))
+
+
+@pytest.mark.skipif(not HAS_GROUPED, reason="torch has no grouped_mm")
+def test_grouped_inference_stacks_the_expert_weights_once(monkeypatch):
+    m = _moe(dispatch="grouped").eval()
+    h = torch.randn(40, 16)
+    calls, stack = [], torch.stack
+    monkeypatch.setattr(torch, "stack", lambda *a, **k: calls.append(1) or stack(*a, **k))
+    with torch.no_grad():
+        y1 = m(h); first = len(calls)
+        y2 = m(h); assert len(calls) == first and m.path == "grouped"   # second forward: no stack at all
+        m.experts[2].c_proj.bias.add_(1.0)                                 # an in-place update invalidates the cache
+        y3 = m(h); assert len(calls) > first
+    assert first == 4 and torch.equal(y1, y2) and not torch.equal(y2, y3)
+    torch.testing.assert_close(y3, m.reference(h), rtol=1e-5, atol=1e-5)
+    keys = {f"experts.{i}.{n}.{w}" for i in range(4) for n in ("c_fc", "c_proj") for w in ("weight", "bias")}
+    assert set(m.state_dict()) == keys | {"router.weight"}   # the cache is no state: the external layout is unchanged
+
+
+@pytest.mark.skipif(not HAS_GROUPED, reason="torch has no grouped_mm")
+def test_grouped_under_autocast_computes_in_the_autocast_dtype():
+    """bf16 autocast on CPU: grouped and loop both compute in bf16 (same dtype, no fallback), equal up to bf16
+    rounding (outputs within 3e-2 of values of order 1; 8-bit mantissa, two matmuls of width 16 and 64)."""
+    m = _moe(dispatch="grouped")
+    loop = copy.deepcopy(m); loop.dispatch = "loop"
+    h = torch.randn(50, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, yl = m(h), loop(h)
+    assert m.path == "grouped" and m.fallback is None
+    assert y.dtype == yl.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), yl.float(), rtol=3e-2, atol=3e-2)
 
 
 def test_one_expert_top1_equals_dense_block():

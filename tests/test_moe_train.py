@@ -68,6 +68,7 @@ def test_router_only_training_changes_only_routers(expert_dirs, tmp_path, lock, 
     m = res.metrics
     # between k = 2 and E = 3 ± routing
     assert 1.0 <= m["moe/balance_image"] <= 3.0 and 1.0 <= m["moe/balance_text"] <= 3.0
+    assert m["moe/dispatch"] == "loop (4 layers)"   # 'auto' on CPU: the loop, on every MoE layer of both towers
     assert has_moe(create_model(tmp_path / "run"))
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..cards import read_model_card, write_model_card
 from ..core import ConfigError, DataError, get_logger
 from ..io import atomic_path, read_json, refuse_pickle, write_json
 from ..registry import check_kwargs
@@ -235,6 +236,11 @@ def merge_models(method: str, models: Sequence[str | Path], *,
                     w.write(k, res[k])
             w.close()
         write_json(out / CONFIG, cfg)
+        came_from = [model_files(d)[0].parent for d in dirs]   # their cards' data and licences pass on
+        data = [e["id"] for d in came_from
+                for e in (read_model_card(d, strict=False).get("clipwb") or {}).get("data", [])]
+        write_model_card(out, fresh=True, source=f"merge of {len(models)} models", init=f"merge:{method}",
+                         merge=json.loads(meta["clipwb.merge"]), inherits=came_from, data=list(dict.fromkeys(data)))
     finally:
         for f in files + ([base_f] if base_f else []): f.close()
         for s in stats.values(): s.close()

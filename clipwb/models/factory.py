@@ -20,6 +20,7 @@ from ..core import ConfigError, DataError, ClipwbError, get_device, get_logger
 from .concat import ConcatCLIP
 from .moe import apply_moe
 from ..io import PICKLE_SUFFIXES, load_tensors, read_json, refuse_pickle, save_tensors, write_json
+from ..cards import write_model_card
 
 log = get_logger(__name__)
 
@@ -263,8 +264,9 @@ def _load_moe(model, ref: Path, moe: dict) -> None:
                                               f"block {moe}: {e}") from None
 
 # %% ../../nbs/22_models.factory.ipynb #001af3b9
-def save_model(model, dir: str | Path) -> Path:
-    "Write `model` in open_clip's local-dir format into `dir`; returns `dir`."
+def save_model(model, dir: str | Path, *,
+               card: dict | None = None) -> Path:   # model card facts the caller knows (data card ids, params …)
+    "Write `model` in open_clip's local-dir format into `dir`, with a model card (`README.md`); returns `dir`."
     model = getattr(model, "module", model)
     cfg = getattr(model, "clipwb_config", None)
     if cfg is None:
@@ -279,6 +281,10 @@ def save_model(model, dir: str | Path) -> Path:
     pp = {k: list(v) if isinstance(v, tuple) else v for k, v in open_clip.get_model_preprocess_cfg(model).items()}
     write_json(d / "open_clip_config.json", {"model_cfg": cfg["model_cfg"], "preprocess_cfg": pp,
                                              **({"moe": cfg["moe"]} if cfg.get("moe") else {})})
+    init = str(cfg.get("init") or "")   # the folders the weights came from pass their licences on
+    came_from = ([init[len("dir:"):]] if init.startswith("dir:") else []) + (cfg.get("moe") or {}).get("experts", [])
+    write_model_card(d, fresh=True, source=cfg.get("source"), init=cfg.get("init"),
+                     inherits=[p for p in dict.fromkeys(map(str, came_from)) if Path(p).is_dir()], **(card or {}))
     return d
 
 # %% ../../nbs/22_models.factory.ipynb #c201fea2

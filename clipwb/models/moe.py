@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,9 +19,9 @@ from ..core import ConfigError, get_logger
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'TOWERS', 'DISPATCHES', 'BALANCE_AGGREGATES', 'TEXT_WEIGHT', 'RoutingRecord', 'RoutingLog', 'MoEMLP', 'towers',
-           'moe_blocks', 'moe_layers_of', 'has_moe', 'apply_moe', 'load_balancing_loss', 'router_z_loss',
-           'moe_aux_loss']
+__all__ = ['log', 'TOWERS', 'DISPATCHES', 'GROUPED_MM', 'BALANCE_AGGREGATES', 'TEXT_WEIGHT', 'RoutingRecord', 'RoutingLog',
+           'MoEMLP', 'towers', 'moe_blocks', 'moe_layers_of', 'has_moe', 'apply_moe', 'dispatch_paths',
+           'load_balancing_loss', 'router_z_loss', 'moe_aux_loss']
 
 # %% ../../nbs/20_models.moe.ipynb #6b3dbf78
 TOWERS = ("image", "text")
@@ -58,6 +59,16 @@ class RoutingLog:
         return [r.logits for r in rs], [r.mask for r in rs]
 
 # %% ../../nbs/20_models.moe.ipynb #68654f16
+# the public grouped matmul where this torch has it; the private op only as a fallback for older builds
+GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+_WARNED: set[str] = set()   # fallback reasons already warned about in this process
+
+def _warn_once(reason: str) -> None:
+    if reason in _WARNED: return
+    _WARNED.add(reason)
+    warnings.warn(f"MoE grouped dispatch fell back to the expert loop (slower): {reason}", RuntimeWarning,
+                  stacklevel=3)
+
 def _expert(d: int, hidden: int, act: nn.Module, dropout: float) -> nn.Sequential:
     return nn.Sequential(OrderedDict([("c_fc", nn.Linear(d, hidden)), ("gelu", copy.deepcopy(act)),
                                       ("drop", nn.Dropout(dropout)), ("c_proj", nn.Linear(hidden, d))]))
@@ -70,7 +81,7 @@ class MoEMLP(nn.Module):
                  dropout: float = 0.0,         # dropout inside each expert, after the activation (CLIP-MoE: 0.1)
                  renormalize: bool = True,     # renormalise the top-k weights to sum 1 (False: raw softmax weights)
                  jitter: float = 0.0,          # router input jitter ε: multiply h by U(1−ε, 1+ε) in training (Switch)
-                 dispatch: str = "auto"):      # 'loop', 'grouped' (torch._grouped_mm) or 'auto' (grouped on CUDA)
+                 dispatch: str = "auto"):      # 'loop', 'grouped' (F.grouped_mm) or 'auto' (grouped on CUDA)
         super().__init__()
         if not 1 <= top_k <= num_experts: raise ConfigError(f"MoE: top_k must be in [1, {num_experts}], got {top_k}")
         if dispatch not in DISPATCHES: raise ConfigError(f"MoE: dispatch must be one of {DISPATCHES}, got {dispatch!r}")
@@ -79,6 +90,8 @@ class MoEMLP(nn.Module):
         self.experts = nn.ModuleList(_expert(d, hidden, act or nn.GELU(), dropout) for _ in range(num_experts))
         self.router = nn.Linear(d, num_experts, bias=False)
         self.tower, self.layer, self.routing_log = None, -1, None
+        self.path, self.fallback = None, None   # the dispatch path of the latest forward, and why it fell back
+        self.cache_weights, self._stack = True, None   # stacked expert weights kept while no gradient is needed
 
     @property
     def c_fc(self) -> nn.Linear: return self.experts[0].c_fc   # open_clip reads mlp.c_fc.weight.dtype
@@ -101,8 +114,13 @@ class MoEMLP(nn.Module):
         return y.reshape(shape)
 
     def _use_grouped(self, h: Tensor) -> bool:
-        if self.dispatch == "loop" or not hasattr(torch, "_grouped_mm"): return False
-        return self.dispatch == "grouped" or h.is_cuda
+        if self.dispatch == "loop": return False
+        if self.dispatch == "auto" and not h.is_cuda: return False
+        if GROUPED_MM is None:
+            self.fallback = f"torch {torch.__version__} has no grouped_mm"
+            _warn_once(self.fallback)
+            return False
+        return True
 
     def dispatch_experts(self, h: Tensor, w: Tensor, idx: Tensor) -> Tensor:
         "Σ_j w_j · Expert_{idx_j}(h): slots sorted by expert, one call per expert, permuted back, summed over j."
@@ -112,12 +130,15 @@ class MoEMLP(nn.Module):
         order = flat.argsort(stable=True)
         counts = torch.bincount(flat, minlength=self.num_experts)
         xs = h.unsqueeze(1).expand(T, k, d).reshape(T * k, d)[order]   # backward: a permutation, then a reshape-sum
+        self.fallback, self.path = None, "loop"
         if self._use_grouped(h):
-            try: ys = self._grouped(xs, counts)
+            try: ys, self.path = self._grouped(xs, counts), "grouped"
             except (RuntimeError, NotImplementedError) as e:   # dtype/shape/device combination the build lacks
-                log.debug("grouped_mm unavailable (%s); expert loop", e)
+                self.fallback = f"grouped_mm failed on {xs.dtype} {xs.device.type} input of width {xs.shape[1]}: {e}"
+                _warn_once(self.fallback)
                 ys = self._loop(xs, counts)
         else: ys = self._loop(xs, counts)
+        if self.fallback: self.path = "loop (fallback)"
         inv = torch.empty_like(order)
         inv[order] = torch.arange(order.numel(), device=order.device)
         ys = ys[inv].view(T, k, d)
@@ -127,16 +148,26 @@ class MoEMLP(nn.Module):
         parts = xs.split(counts.tolist())
         return torch.cat([self.experts[e](p) for e, p in enumerate(parts)])
 
+    def stacked_weights(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        ("`(W1ᵀ [E, d, hidden], b1 [E, hidden], W2ᵀ [E, hidden, d], b2 [E, d])` in `dtype`; cached while no gradient "
+         "is needed and no weight changed.")
+        ps = [p for e in self.experts for p in (e.c_fc.weight, e.c_fc.bias, e.c_proj.weight, e.c_proj.bias)]
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in ps)
+        key = (dtype, tuple((p.data_ptr(), p._version) for p in ps))   # in-place updates bump _version, .to() moves
+        if not grad and self._stack is not None and self._stack[0] == key: return self._stack[1]
+        st = tuple(torch.stack(ps[i::4]).to(dtype) for i in range(4))
+        st = (st[0].transpose(1, 2), st[1], st[2].transpose(1, 2), st[3])
+        if self.cache_weights and not grad: self._stack = (key, st)   # training stacks once per forward
+        return st
+
     def _grouped(self, xs: Tensor, counts: Tensor) -> Tensor:
-        e0 = self.experts[0]
-        offs = counts.cumsum(0).to(torch.int32)
-        n = xs.shape[0]
-        w1 = torch.stack([e.c_fc.weight for e in self.experts]).transpose(1, 2)     # [E, d, hidden]
-        b1 = torch.stack([e.c_fc.bias for e in self.experts]).repeat_interleave(counts, 0, output_size=n)
-        w2 = torch.stack([e.c_proj.weight for e in self.experts]).transpose(1, 2)   # [E, hidden, d]
-        b2 = torch.stack([e.c_proj.bias for e in self.experts]).repeat_interleave(counts, 0, output_size=n)
-        hid = e0.drop(e0.gelu(torch._grouped_mm(xs, w1.to(xs.dtype), offs=offs) + b1))
-        return torch._grouped_mm(hid, w2.to(xs.dtype), offs=offs) + b2
+        e0, dev = self.experts[0], xs.device.type
+        # under autocast compute in its dtype, as nn.Linear does on the loop path (grouped_mm is not autocast)
+        dt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else xs.dtype
+        w1, b1, w2, b2 = self.stacked_weights(dt)
+        offs, n, xs = counts.cumsum(0).to(torch.int32), xs.shape[0], xs.to(dt)
+        hid = e0.drop(e0.gelu(GROUPED_MM(xs, w1, offs=offs) + b1.repeat_interleave(counts, 0, output_size=n)))
+        return GROUPED_MM(hid, w2, offs=offs) + b2.repeat_interleave(counts, 0, output_size=n)
 
     def reference(self, h: Tensor) -> Tensor:
         "The all-experts reference: every expert on every token, weighted by the scattered top-k gates."
@@ -218,6 +249,18 @@ def apply_moe(model, *, num_experts: int, top_k: int = 2, moe_layers: int | None
     if not hasattr(model, "clipwb_config"): model.clipwb_config = {}
     model.clipwb_config["moe"] = cfg
     return model
+
+# %% ../../nbs/20_models.moe.ipynb #7c3b9e14
+def dispatch_paths(model) -> dict[str, int]:
+    "How many MoE layers took each dispatch path in their latest forward (a fallback with its reason)."
+    model, out = getattr(model, "module", model), {}
+    if not has_moe(model): return out
+    for layers in moe_layers_of(model).values():
+        for _, m in layers:
+            k = m.path if not m.fallback else f"{m.path}: {m.fallback}"
+            if k is not None: out[k] = out.get(k, 0) + 1
+    return out
+
 
 # %% ../../nbs/20_models.moe.ipynb #25b4fd12
 def _masked(z: Tensor, m: Tensor | None) -> Tensor:
