@@ -108,8 +108,12 @@ def _emit(rec: dict) -> None:
     for d in [d for d in _DIRS if d.is_dir()]:   # never re-create a deleted (temporary) run folder
         try: write_json(d / PROGRESS_FILE, rec)
         except OSError as e: log.warning("progress: cannot write %s: %s", d / PROGRESS_FILE, e)
-    if headless() and rec["line"]:   # fd 2: in a kernel both the job log and the notebook's output get it
-        os.write(2, f"progress: {rec['line']}\n".encode())
+    if headless() and rec["line"]: os.write(_stderr_fd(), f"progress: {rec['line']}\n".encode())
+
+def _stderr_fd() -> int:
+    "The process's own standard error: in a kernel, the copy of fd 2 that ipykernel keeps (not the notebook's stream)."
+    try: return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError): return 2   # a stream without a file (pytest's capture)
 
 def report(done: bool = False) -> dict:
     "Report the open bars now (`progress.json`, and a line when headless) → the record written."
