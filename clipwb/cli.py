@@ -106,6 +106,7 @@ def _cluster_main(a) -> int:
             st = sm.run_status(r, tail=a.tail if a.run else 0)
             print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, run {st['run']}  "
                   f"log {st['log']}")
+            if st["progress"]: print(f"  progress: {st['progress']}")
             if st["log_tail"]: print(st["log_tail"])
         return 0
     if a.cmd == "cancel": print(f"cancelled job {sm.cancel(a.run)} of {a.run}"); return 0

@@ -20,6 +20,7 @@ from .encode import EMBED_MODALITIES, iter_encoded
 from .models import create_model_and_transforms, get_tokenizer
 from .models.concat import embedding_dim
 from .io import complete_shards, read_json, write_json, write_shard
+from .progress import Progress
 
 log = get_logger(__name__)
 
@@ -77,6 +78,7 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
     todo = [i for i in range(n_shards) if i not in done]
     buf = {i: {"image": [], "text": [], "index": [], "skipped": []} for i in todo}
     seen = dict.fromkeys(todo, 0)
+    bar = Progress(total=n_shards, initial=n_shards - len(todo), desc="embed", unit="shard", disable=not progress)
     # one loader over every pending shard (workers start once); rows are flushed shard by shard, in order
     for b in iter_encoded(model, ds, preprocess=preprocess, tokenizer=tokenizer, batch_size=batch_size, device=device,
                           indices=[j for i in todo for j in rows(i)], num_workers=num_workers, progress=progress,
@@ -97,7 +99,8 @@ def embed_to_shards(model, ds, out: str | Path, *, preprocess, tokenizer, shard_
                                                                             else 0), np.float32)
             write_json(out / f"skipped_{i:05d}.json", sb["skipped"])     # before the metadata that marks completion
             write_shard(out, i, stack("image"), stack("text"), _meta_frame(ds, idx))
-            n_new += len(idx)
+            n_new += len(idx); bar.update()
+    bar.close()
     skipped = [s for i in range(n_shards) for s in read_json(out / f"skipped_{i:05d}.json")]
     index_skipped = list(getattr(ds, "skipped", []))   # refused or unreadable while the reader indexed the data
     counts = {"n_requested": n, "n_embedded": n - len(skipped), "n_skipped": len(skipped),

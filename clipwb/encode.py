@@ -13,6 +13,7 @@ from . import __version__
 from .core import ConfigError, DataError, Sample, cache_dir, get_device, get_logger, l2_normalize
 from .data.datasets import make_loader
 from .io import atomic_path, read_json, write_json
+from .progress import Progress
 from .models.concat import embedding_dim
 
 log = get_logger(__name__)
@@ -61,15 +62,15 @@ def decoded_images(ds, preprocess, n: int, *, num_workers: int = 0, progress: bo
     path = cache_dir("decoded") / f"{card.id}-{ds.split}-{dims}-n{n}-{h.hexdigest()[:16]}.npy"
     bad_path = path.with_suffix(".skipped.json")
     if not (path.is_file() and bad_path.is_file()):
-        from tqdm.auto import tqdm
         bad = {}
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, Progress(total=n, desc="decode once (cached)", unit="image",
+                                                disable=not progress, leave=False) as bar:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *probe.shape))
-            for b in tqdm(make_loader(ds, preprocess=_ToArray(pil_part), batch_size=64, num_workers=num_workers,
-                                      indices=range(n)), desc="decode once "
-                                                              "(cached)", disable=not progress, leave=False):
+            for b in make_loader(ds, preprocess=_ToArray(pil_part), batch_size=64, num_workers=num_workers,
+                                 indices=range(n)):
                 if len(b["index"]): arr[b["index"].numpy()] = b["image"].numpy()
                 bad.update({int(s["index"]): s for s in b["skipped"]})
+                bar.update(len(b["index"]) + len(b["skipped"]))
             arr.flush(); del arr
         write_json(bad_path, {str(k): v for k, v in bad.items()})
         log.info("embed: decoded %d images once into %s", n, path)
@@ -101,7 +102,6 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
                  cache_decoded: bool = True):       # decode a card's images once into a cached uint8 array
     "Encode `ds[indices]` batch by batch: yields dict(image, text, index, skipped), arrays as NumPy float32."
     import torch
-    from tqdm.auto import tqdm
     if modality not in EMBED_MODALITIES: raise ConfigError(f"modality must be one of {EMBED_MODALITIES}, "
                                                            f"got {modality!r}")
     device = get_device(device)
@@ -120,19 +120,23 @@ def iter_encoded(model, ds, *, preprocess, tokenizer, batch_size: int = 64, devi
                      pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
     d = embedding_dim(model)
     dt = d if text else 0
-    with torch.inference_mode():
-        for b in tqdm(dl, desc="encode", disable=not progress, leave=False):
+    bar = Progress(total=len(idx), desc="encode", unit="sample", disable=not progress, leave=False)
+    with torch.inference_mode(), bar:
+        for b in dl:
             n = len(b["index"])
             if n == 0:
+                bar.update(len(b["skipped"]))
                 yield {"image": np.zeros((0, d), np.float32), "text": np.zeros((0, dt), np.float32),
                        "index": np.zeros(0, np.int64), "skipped": b["skipped"]}
                 continue
             x = b["image"].to(device, non_blocking=True)
             if dec is not None: x = x.permute(0, 3, 1, 2).float().div(255).sub_(mean_t).div_(std_t)
-            yield {"image": l2_normalize(model.encode_image(x)).cpu().numpy(),
+            out = {"image": l2_normalize(model.encode_image(x)).cpu().numpy(),
                    "text": l2_normalize(model.encode_text(b["text"].to(device, non_blocking=True))).cpu().numpy()
                            if text else np.zeros((n, 0), np.float32),
                    "index": b["index"].numpy(), "skipped": b["skipped"]}
+            bar.update(n + len(b["skipped"]))
+            yield out
 
 def encode_dataset(model, ds, **kw) -> dict:
     ("Encode images and first captions of `ds[indices]` → dict(image, text, index, skipped) (keywords of "

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import submitit
 
 from .core import ClipwbError, ConfigError, get_logger, runs_dir, runs_root, runs_root_line
 from .io import read_json, write_json
+from .progress import read_progress, status_line
 from .runs import (available_cpus, is_complete, pinned_threads, plan_run, RunInfo, stage_config, stage_notebook,
                          StageFailed, utc_stamp)
 from .notebooks import kernel_uses_this_python, run_stage
@@ -31,8 +33,8 @@ log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'EXECUTORS', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'JobInterrupted', 'StageJob',
-           'run_distributed', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'wait',
-           'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
+           'run_distributed', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage',
+           'log_progress', 'wait', 'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
 
 # %% ../nbs/91_jobs.ipynb #16d97c35
 EXECUTORS = ("local", "slurm")
@@ -275,15 +277,32 @@ def submit_stage(stage: str, params: dict | None = None, *, executor: str = "loc
     return submit_planned(stage, plans, executor=executor, res=res, dependency=dependency, note=note,
                           folder=folder or root / ".submitit" / f"{stage}-{utc_stamp()}")
 
-def wait(subs: list[Submission], *, poll: float = 0.5) -> list[dict]:
+def log_progress(sub: Submission, rec: dict) -> None:
+    "Log the line of a running job's progress record (what `wait` does with each new one by default)."
+    log.info("%s: %s", sub.stage, rec["line"])
+
+def _new_progress(run_dir: Path, after: float) -> dict | None:
+    "The progress record of `run_dir` when it was written after `after` (time.time()), else None."
+    try: rec = read_progress(run_dir)
+    except ClipwbError: return None   # being replaced as we read: the next poll gets it
+    return rec if rec and rec.get("line") and rec.get("updated", 0) > after else None
+
+def wait(subs: list[Submission], *, poll: float = 0.5,
+         on_progress: Callable | None = log_progress,  # called with (submission, record) for each new progress.json
+         ) -> list[dict]:
     "Wait for the jobs; the metrics of each run (skipped runs included). A failed job raises `StageFailed`."
     out = []
     for s in subs:
         if s.job is None:
             out.append({"stage": s.stage, "run_dir": str(s.run_dir), "status": "complete",
                         "metrics": read_json(s.run_dir / "metrics.json")}); continue
+        jf = s.run_dir / "job.json"   # records older than the submission belong to an earlier attempt
+        seen = read_json(jf).get("submitted", time.time()) if jf.is_file() else time.time()
         try:
-            while not s.job.done(): time.sleep(poll)
+            while not s.job.done():
+                if on_progress is not None and (rec := _new_progress(s.run_dir, seen)) is not None:
+                    seen = rec["updated"]; on_progress(s, rec)
+                time.sleep(poll)
             out.append(s.job.result())
         except submitit.core.utils.UncompletedJobError as e:
             raise StageFailed(f"{s.stage}: job {s.job_id} ended without a result ({s.job.state}); run {s.run_dir}; "
@@ -318,13 +337,15 @@ def _tail(path: str | Path, n: int = 10) -> str:
     return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.is_file() else ""
 
 def run_status(run_dir: str | Path, *, tail: int = 10) -> dict:
-    "Queue state, run state and the log tail of a submitted run."
+    "Queue state, run state, progress line (an incomplete run's `progress.json`) and the log tail of a submitted run."
     run_dir = Path(run_dir)
     if not (run_dir / "job.json").is_file(): raise ClipwbError(f"{run_dir} has no job.json: it was not submitted "
                                                                f"(clipwb submit)")
     job = read_json(run_dir / "job.json")
+    state = run_state(run_dir)
     return {"run_dir": str(run_dir), "executor": job["executor"], "job_id": job["job_id"], "queue": job_state(job),
-            "run": run_state(run_dir), "log": job["stderr"], "log_tail": _tail(job["stderr"], tail)}
+            "run": state, "progress": None if state == "complete" else status_line(read_progress(run_dir)),
+            "log": job["stderr"], "log_tail": _tail(job["stderr"], tail)}
 
 def submitted_runs(root: str | Path | None = None) -> list[Path]:
     "Run directories under `root` with a job.json, newest submission first."

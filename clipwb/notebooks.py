@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .config import STAGES, param_table
 from .core import ClipwbError, ConfigError, get_logger, stages_dir
+from .progress import progress_dirs
 from .io import atomic_write_text, read_json
 from .runs import (RunInfo, StageFailed, available_cpus, is_complete, pinned_threads, plan_run, stage_config,
                          stage_notebook, start_run)
@@ -85,9 +86,11 @@ def kernel_uses_this_python() -> None:
 
 _PATH_ENV = ("CLIPWB_RUNS", "CLIPWB_CACHE", "CLIPWB_CARDS", "CLIPWB_DATA")
 
+_HEADLESS_ENV = ("CLIPWB_HEADLESS", "CLIPWB_PROGRESS_DIRS")   # what clipwb.progress reads in the kernel
+
 class _KernelEnv:
     ("Absolute `CLIPWB_*` path variables (and `CLIPWB_RUNS` = this run's root) while a kernel starts "
-     "inside a run folder.")
+     "inside a run folder; the kernel is headless and reports progress to this process's runs too.")
     def __init__(self, root: Path): self.root, self.old = root, {}
     def __enter__(self):
         for k in _PATH_ENV:
@@ -95,6 +98,9 @@ class _KernelEnv:
             if k == "CLIPWB_RUNS": os.environ[k] = str(self.root)
             elif self.old[k]: os.environ[k] = os.pathsep.join(str(Path(p).expanduser().resolve()) if p else p
                                                              for p in self.old[k].split(os.pathsep))
+        for k in _HEADLESS_ENV: self.old[k] = os.environ.get(k)
+        os.environ["CLIPWB_HEADLESS"] = "1"
+        os.environ["CLIPWB_PROGRESS_DIRS"] = os.pathsep.join(map(str, progress_dirs()))
     def __exit__(self, *exc):
         for k, v in self.old.items():
             if v is None: os.environ.pop(k, None)

@@ -146,6 +146,10 @@ def run_pipeline(src: str | Path | dict | Pipeline, *, executor: str = "local", 
     with pinned_threads(pipe.threads or available_cpus()) as threads:
         return _run(pipe, executor=executor, root=root, res=res, report=report, threads=threads)
 
+def _step_progress(pipeline: str, step: str):
+    "What `wait` calls with each new progress record of a step's run: one log line, e.g. 'demo: train: train 12/240 …'."
+    return lambda sub, rec: log.info("%s: %s: %s", pipeline, step, rec["line"])
+
 def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
     note, root = runs_root_line(root), runs_root(root)[0]
     plans = plan_pipeline(pipe, root=root)
@@ -167,7 +171,7 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
                                     folder=folder, note=note,
                                     dependency=("afterok:" + ":".join(dep)) if dep and executor == "slurm" else None)[0]
         if executor != "slurm":
-            try: wait([subs[name]])
+            try: wait([subs[name]], on_progress=_step_progress(pipe.name, name))
             except ClipwbError as e: bad[name] = str(e)
     for name, (step, params, cfg, run_dir, status) in plans.items():
         s = subs.get(name)
@@ -176,7 +180,7 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
             if failed := [n for n in step.needs if n in bad]:
                 s.job.cancel(check=False); bad[name] = f"not run: dependency {failed[0]!r} failed"
             else:
-                try: wait([s])
+                try: wait([s], on_progress=_step_progress(pipe.name, name))
                 except ClipwbError as e: bad[name] = str(e)
         if status == "complete": st = "skipped (complete)"
         elif name not in bad: st = "done"

@@ -22,6 +22,7 @@ from .config import STAGES, Result, StageConfig, missing_needs, ref_fields
 from .core import ClipwbError, ConfigError, checkout_root, get_logger, runs_dir, stages_dir
 from .io import atomic_write_text, env_info, git_state, read_json, save_figure, write_json
 from .cards import card_hash, load_card, write_model_card
+from .progress import headless, progress_to, quiet_kernel_shutdown, set_run_dir
 
 log = get_logger(__name__)
 
@@ -295,6 +296,8 @@ def stage_run_dir(run_dir: str | Path | None, stage: str, *, wait: float = 120.0
     p = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f"clipwb-{stage}-"))
     p.mkdir(parents=True, exist_ok=True)
     hold_run_dir(p, wait=wait)
+    set_run_dir(p)                            # this process's progress goes to p/progress.json
+    if headless(): quiet_kernel_shutdown()    # no ERROR in the job log for the interrupt of every kernel shutdown
     return p
 
 def no_negative_zero(x):
@@ -335,5 +338,6 @@ def run_step(stage: str, params: dict, *, root: str | Path) -> RunInfo:
     if status == "complete": return RunInfo(stage, rd, status, read_json(rd / "metrics.json"))
     start_run(cfg, rd)
     log.info("%s: %s run in %s", stage, status, rd)
-    return RunInfo(stage, rd, "done", finish(stage_function(stage)(cfg, rd), rd))
+    with progress_to(rd):   # its own progress.json, and the calling run's
+        return RunInfo(stage, rd, "done", finish(stage_function(stage)(cfg, rd), rd))
 

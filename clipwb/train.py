@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .config import STAGES, Result, StageConfig, card_field, path_field
 from .core import ConfigError, DataError, get_device, get_logger, seed_everything
 from .io import load_tensors, read_json, save_tensors, write_json
+from .progress import Progress
 from .models import (count_params, create_model_and_transforms, freeze_except, get_tokenizer, resolve_model,
                            save_model, trainable_patterns)
 from .data.datasets import load_dataset, make_loader, shard_epoch_batches
@@ -360,7 +361,6 @@ def _shard_order(cfg: TrainCfg, ds, sampler) -> bool:
 
 def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     "The train stage: contrastive training → `run_dir/model/` (open_clip local-dir), checkpoints, loss curve."
-    from tqdm.auto import tqdm
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     rank, world, created_pg = _init_distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if world > 1 and torch.cuda.is_available() \
@@ -400,7 +400,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
     net = torch.nn.parallel.DistributedDataParallel(model,
                                                     device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
-    pbar = tqdm(total=total, initial=st["step"], desc="train", disable=rank != 0)
+    pbar = Progress(total=total, initial=st["step"], desc="train", unit="step", disable=rank != 0)
     while st["step"] < total:
         epoch, done = divmod(st["step"], per_epoch)
         if sampler is not None: sampler.set_epoch(epoch); order = torch.as_tensor(sampler.order(), dtype=torch.long)
@@ -435,7 +435,7 @@ def run_train(cfg: TrainCfg, run_dir: str | Path) -> Result:
                 with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
             st["step"] += 1; st["losses"].append(loss.item()); st["samples"] += len(batch["index"]) * world
             st["train_time_s"] += time.perf_counter() - t0   # data loading included, checkpointing not
-            pbar.update(); pbar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            pbar.set_postfix(loss=f"{st['losses'][-1]:.3f}", epoch=epoch); pbar.update()
             if st["step"] % cfg.checkpoint_every == 0 or st["step"] == total:
                 if world > 1: _merge_ranks(st, trained, failed, device)
                 st["sample_bits"] = _pack_bits(trained, failed)

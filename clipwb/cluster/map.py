@@ -16,6 +16,7 @@ import numpy as np
 from .kmeans import as_points, import_faiss
 from ..core import ClipwbError, ConfigError, DataError, check_int, get_logger, l2_normalize
 from ..io import atomic_write_text
+from ..progress import Progress
 
 log = get_logger("clipwb.cluster.map")
 
@@ -64,9 +65,8 @@ def knn_graph(x,                               # [N, D] points (any float dtype)
         index = faiss.index_cpu_to_all_gpus(index)
     if ivf_probe is not None: index.train(x)
     index.add(x)                     # flat: the index itself; IVF: the flat index stays empty unless needed
-    from tqdm.auto import tqdm
     sims, ids = np.empty((n, kk), np.float32), np.empty((n, kk), np.int64)
-    for s in tqdm(range(0, n, batch_size), desc="faiss kNN", disable=n <= batch_size):
+    for s in Progress(range(0, n, batch_size), desc="faiss kNN", unit="batch", disable=n <= batch_size):
         sims[s:s + batch_size], ids[s:s + batch_size] = index.search(x[s:s + batch_size], kk)
     if (short := np.flatnonzero((ids < 0).any(1))).size:       # IVF probed fewer than k+1 points: exact rows
         if flat.ntotal == 0: flat.add(x)
@@ -285,8 +285,8 @@ def map_figure(x,                               # [N, D] embeddings
     thumbs = None
     if images is not None and max_thumbnails > 0:
         pick = sel if len(sel) <= max_thumbnails else np.sort(rng.choice(sel, max_thumbnails, replace=False))
-        from tqdm.auto import tqdm
-        ims = [_image_at(images, int(i)) for i in tqdm(pick, desc="thumbnails", disable=len(pick) < 500)]
+        ims = [_image_at(images, int(i)) for i in Progress(pick, desc="thumbnails", unit="image",
+                                                           disable=len(pick) < 500)]
         thumbs = dict(zip(pick.tolist(), thumbnails_b64(ims, size=thumb_size)))
     caps = None if meta is None else meta[caption_col].to_numpy()[sel]
     title = title or (f"UMAP of {len(sel)} points" + (f" (random sample of {n})" if len(sel) < n else ""))

@@ -20,6 +20,7 @@ from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_logger
 from .stream import STREAM_SAMPLE, shard_source
 from ..io import atomic_path, embeddings_folder, load_embeddings, read_json, save_tensors, shard_paths, write_json
+from ..progress import Progress
 from .figures import agreement_figure, objective_figure, sankey_figure, sizes_figure, stability_figure
 from .map import map_figure, save_map_html
 
@@ -176,7 +177,11 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     if len(ids) < cfg.k: raise DataError(f"{folder}: {len(ids)} samples cannot make k={cfg.k} clusters")
     opts = dict(niter=cfg.niter, spherical=cfg.spherical, k_fine=cfg.k_fine, seeding=cfg.seeding)
     if cfg.method == "two_level": opts["fraction"] = min(1.0, STREAM_SAMPLE / len(ids))
+    bar = Progress(total=2 + bool(cfg.map_points), desc="cluster", unit="phase")   # fit, diagnostics, map
+    bar.set_postfix(now=f"{cfg.method} on {len(ids)} rows")
     labels, fits = cluster_stage(img, text, modality=cfg.modality, method=cfg.method, k=cfg.k, seed=cfg.seed, **opts)
+    bar.set_postfix(now="diagnostics" + (f", {cfg.stability_seeds} stability seeds" if cfg.stability_seeds >= 2
+                                         else "")); bar.update()
     k_stage = cfg.k * cfg.k if cfg.modality == "joint" else cfg.k
     if cfg.stage == 0:
         pseudo, stage_cols = labels, [labels]
@@ -215,6 +220,8 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
                          cells_per_stage=[int(len(np.unique(np.asarray(c)))) for c in stage_cols])
     write_json(run_dir / "diagnostics.json", diag)
     artifacts = {"labels": "labels.parquet", "centroids": "centroids.safetensors", "diagnostics": "diagnostics.json"}
+    if cfg.map_points: bar.set_postfix(now=f"UMAP map of {min(cfg.map_points, len(rows))} points")
+    bar.update()
     if cfg.map_points:
         fig = map_figure(img, (pseudo if cfg.stage else labels)[rows], meta,
                          images=_dataset_images(man, [ids[r] for r in rows]), max_points=min(cfg.map_points, len(rows)),
@@ -223,8 +230,9 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
                                f"{'stage' if cfg.stage == 0 else 'accumulated'} label",
                          seed=cfg.seed)
         save_map_html(fig, run_dir / "map.html")
-        artifacts["map"] = "map.html"
+        artifacts["map"] = "map.html"; bar.set_postfix(); bar.update()
     else: fig = None
+    bar.close()
     metrics = dict(n=len(ids), streamed=stream, k=cfg.k, k_stage=k_stage, method=cfg.method, modality=cfg.modality,
                    stage=cfg.stage,
                    cells=diag["stage"]["cells"], pseudo_cells=diag["stage"]["pseudo_cells"],

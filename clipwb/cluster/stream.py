@@ -14,6 +14,7 @@ import numpy as np
 from .kmeans import CLUSTERERS, Clustering, as_points, import_faiss, fit_clusters
 from ..core import ConfigError, DataError, check_int, get_logger, l2_normalize
 from ..io import atomic_path, complete_shards, read_json, shard_paths, write_json
+from ..progress import Progress
 from ..registry import check_kwargs
 
 log = get_logger("clipwb.cluster.stream")
@@ -142,10 +143,9 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
                      reassignment_ratio: float = 0.01,  # sklearn: reassign centres with few points
                      shuffle: bool = True,  # visit the batches in a seeded random order each epoch
                      spherical: bool = False,  # L2-normalise rows and centroids, label by inner product
-                     progress: bool = False) -> Clustering:  # tqdm bar over epochs
+                     progress: bool = False) -> Clustering:  # progress bar over epochs (clipwb.progress)
     "sklearn `MiniBatchKMeans` fitted with `partial_fit` over deterministic batches; labels from a second pass."
     from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
-    from tqdm.auto import tqdm
     src = _as_source(x)
     n = src.n
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
@@ -173,14 +173,14 @@ def minibatch_kmeans(x,  # `[N, D]` array or an `EmbeddingSource` (read batch by
     km = MiniBatchKMeans(k, init=best[1], n_init=1, batch_size=batch_size, reassignment_ratio=reassignment_ratio,
                          random_state=int(rng.integers(2**31)), compute_labels=True)
     per_epoch, stop, best_obj, no_imp = [], "max_iter", np.inf, 0
-    bar = tqdm(range(max_iter), desc="minibatch_kmeans", disable=not progress)
+    bar = Progress(range(max_iter), desc="minibatch_kmeans", unit="epoch", disable=not progress)
     for epoch in bar:
         start = np.array(best[1] if epoch == 0 else km.cluster_centers_, np.float64)
         obj = 0.0
         for j in (rng.permutation(len(edges) - 1) if shuffle else range(len(edges) - 1)):
             km.partial_fit(prep(src.rows(edges[j], edges[j + 1])))
             obj += float(km.inertia_)
-        per_epoch.append(obj)
+        per_epoch.append(obj); bar.set_postfix(inertia=f"{obj:.4g}")
         shift = float(((km.cluster_centers_ - start) ** 2).sum())
         log.debug("minibatch_kmeans epoch %d: inertia %.6g, centre shift %.3g", epoch, obj, shift)
         if tol_abs > 0 and shift <= tol_abs: stop = "tol"; break
@@ -296,10 +296,9 @@ def assign_shards(source: str | Path | EmbeddingSource,  # shard folder or an Em
                   out_dir: str | Path,  # where assign_{i:05d}.parquet files go
                   *, modality: str = "image",  # embeddings to assign when `source` is a folder (MoDE: "text")
                   overwrite: bool = False,  # rewrite every file, even for another clustering
-                  progress: bool = True) -> dict:  # tqdm bar over shards
+                  progress: bool = True) -> dict:  # progress bar over shards (clipwb.progress)
     "Write `assign_{i:05d}.parquet` (`id` + `fine`,`coarse` or `cluster`) per shard; atomic, resumable; counts."
     import pandas as pd
-    from tqdm.auto import tqdm
     src = source if isinstance(source, EmbeddingSource) else shard_source(source, modality)
     if src.dim != clustering.centroids.shape[1]:
         raise DataError(f"{src.folder}: embeddings have dimension {src.dim} but the clustering has "
@@ -319,7 +318,7 @@ def assign_shards(source: str | Path | EmbeddingSource,  # shard folder or an Em
     write_json(info_path, info)
     sizes, fine_sizes = np.zeros(clustering.k, np.int64), np.zeros(clustering.k_fine if two else 0, np.int64)
     written = skipped = 0
-    for i in tqdm(src.shards, desc="assign_shards", disable=not progress):
+    for i in Progress(src.shards, desc="assign_shards", unit="shard", disable=not progress):
         p, ids = out / f"assign_{i:05d}.parquet", src.ids(i)
         if p.exists() and not overwrite:
             df = pd.read_parquet(p)

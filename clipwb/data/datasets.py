@@ -20,6 +20,7 @@ from ..core import ConfigError, DataError, cache_dir, get_logger, runs_dir
 from .readers import (DATASETS, PairDataset, image_grid, log_accounts, log_skipped, sample_accounts,
                                  skip_counts)
 from ..io import write_json
+from ..progress import Progress
 from ..registry import check_kwargs
 
 log = get_logger(__name__)
@@ -255,13 +256,12 @@ def _class_counts_figure(counts: dict, data: str):
 
 def run_prepare(cfg: PrepareCfg, run_dir: str | Path) -> Result:
     "The prepare stage: check every sample of each split, write a summary, a thumbnail grid and class counts."
-    from tqdm.auto import tqdm
     run_dir = Path(run_dir); (run_dir / "figures").mkdir(parents=True, exist_ok=True)
     summary, metrics, counts, thumbs = {"data": cfg.data, "splits": {}}, {}, {}, []
     for split in cfg.splits:
         ds = load_dataset(cfg.data, split, limit=cfg.limit)
         ok, bad = 0, []
-        for i in tqdm(range(len(ds)), desc=f"prepare {cfg.data}/{split}"):
+        for i in Progress(range(len(ds)), desc=f"prepare {cfg.data}/{split}", unit="sample"):
             try: im = ds[i].image
             except DataError as e:
                 bad.append({"index": i, "id": ds.ids[i], "reason": str(e),

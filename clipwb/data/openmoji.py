@@ -16,6 +16,7 @@ from ..core import DataError, cache_dir, get_logger
 from .readers import DATASETS, PairDataset, decode_image
 from ..core import stable_hash
 from ..io import atomic_path
+from ..progress import Progress
 
 log = get_logger(__name__)
 
@@ -69,7 +70,6 @@ def rasterise_openmoji(svgs: list[Path], size: int = 64, *, out: str | Path | No
                        workers: int | None = None,  # processes (None: all cores; 0: in this process)
                        progress: bool = True) -> dict:
     "Render `svgs` to `out/<stem>.png` (default the cache), skipping finished files → dict(out, n_new, failed)."
-    from tqdm.auto import tqdm
     out = Path(out) if out is not None else openmoji_cache(size)
     out.mkdir(parents=True, exist_ok=True)
     todo = [(s, out / f"{s.stem}.png", size) for s in svgs if not (out / f"{s.stem}.png").is_file()]
@@ -80,8 +80,10 @@ def rasterise_openmoji(svgs: list[Path], size: int = 64, *, out: str | Path | No
             import multiprocessing as mp
             with mp.get_context("fork").Pool(workers) as pool:
                 it = pool.imap_unordered(_render, todo, chunksize=16)
-                res = list(tqdm(it, total=len(todo), desc=f"rasterise OpenMoji {size}px", disable=not progress))
-        else: res = [_render(a) for a in tqdm(todo, desc=f"rasterise OpenMoji {size}px", disable=not progress)]
+                res = list(Progress(it, total=len(todo), desc=f"rasterise OpenMoji {size}px", unit="emoji",
+                                    disable=not progress))
+        else: res = [_render(a) for a in Progress(todo, desc=f"rasterise OpenMoji {size}px", unit="emoji",
+                                                  disable=not progress)]
         failed = [{"id": s, "reason": f"cannot rasterise SVG: {e}"} for s, e in res if e]
         log.info("rasterised %d OpenMoji SVGs into %s (%d failed)", len(todo) - len(failed), out, len(failed))
     return {"out": out, "n_new": len(todo) - len(failed), "failed": failed}

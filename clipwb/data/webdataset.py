@@ -16,6 +16,7 @@ import numpy as np
 from ..core import cache_dir, DataError, get_logger, Sample
 from .readers import DATASETS, IMAGE_EXTS, PairDataset, card_kwargs, decode_image, file_identity
 from ..io import atomic_path
+from ..progress import Progress
 
 log = get_logger(__name__)
 
@@ -218,11 +219,10 @@ class WebDataset(PairDataset):
                  classnames: dict | None = None, card=None, split: str | None = None, templates=None,
                  require_caption: bool = True):   # False: keep images without caption (caption "")
         from collections import OrderedDict
-        from tqdm.auto import tqdm
         self.shards, self.require_caption = shard_list(path), require_caption
         heads = [shard_index(s, rows=False, require_caption=require_caption)[0]
-                 for s in tqdm(self.shards, desc="index shards", leave=False,
-                                                              disable=len(self.shards) < 16)]
+                 for s in Progress(self.shards, desc="index shards", unit="shard", leave=False,
+                                  disable=len(self.shards) < 16)]
         self.skipped = [s for h in heads for s in h["skipped"]]
         counts = np.array([h["n"] for h in heads], np.int64)
         self.n_indexed, self._shard_n = int(counts.sum()), counts.tolist()   # before `limit`

@@ -23,6 +23,7 @@ from ..data.datasets import load_dataset
 from ..data.readers import accounts_of
 from ..eval.run import evaluate, select_tasks
 from ..io import read_json, write_json
+from ..progress import Progress
 from ..models import create_model, load_concat, resolve_model, save_model
 from ..runs import run_step
 from ..cluster.figures import sankey_figure
@@ -157,7 +158,9 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
     models, rows, prev = [base], [], None
     takes_seeding = "seeding" in clusterer_options(cfg.method)
     common = dict(data=cfg.data, split=cfg.split, device=cfg.device)
+    bar = Progress(total=cfg.stages + bool(cfg.control) + 1, desc="mcl", unit="part")   # stages, control, evaluation
     for s in range(cfg.stages):
+        bar.set_postfix(now=f"stage {s + 1}")
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
         cl = run_step("cluster",
                       dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
@@ -179,14 +182,18 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
                      "nmi": nmi_by_factor(cl.metrics),
                      "embed": str(emb.run_dir), "cluster": prev, "train": str(tr.run_dir),
                      "accounts": {p: accounts_of(r.metrics).get("", {}) for p, r in (("embed", emb), ("train", tr))}})
+        bar.set_postfix(); bar.update()   # a part done: nothing running until the next one says so
     ctrl = None
     if cfg.control:   # the same trainable parameters, optimiser and total steps, on ordinary shuffled batches
+        bar.set_postfix(now="control")
         steps = dict(max_steps=cfg.stages * cfg.max_steps) if cfg.max_steps else dict(epochs=cfg.stages * cfg.epochs)
         ctrl = run_step("train", dict(model=base, data_limit=cfg.data_limit, trainable=cfg.trainable,
                                       batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, decay_all=cfg.decay_all,
                                       warmup=cfg.warmup, schedule=cfg.schedule,
                                       label_smoothing=cfg.label_smoothing, logit_scale=cfg.logit_scale,
                                       seed=cfg.seed, **steps, **common), root=root)
+        bar.set_postfix(); bar.update()
+    bar.set_postfix(now="evaluation")
     ev_of = lambda m: run_step("eval", dict(model=m, data=cfg.eval_data or cfg.data, split=cfg.eval_split,
                                             limit=cfg.eval_limit, device=cfg.device), root=root).metrics
     evals = [ev_of(m) for m in models]
@@ -196,6 +203,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
               **({"control": [str(ctrl.run_dir / "model")]} if ctrl else {})}
     probes = {name: _probe(dirs, cfg, run_dir / "probes" / f"{name}.json") for name, dirs in groups.items()} \
         if cfg.probe else {}
+    bar.set_postfix(); bar.update(); bar.close()
     write_json(run_dir / "experts.json", {"models": models})
     write_json(run_dir / "stages.json", {"stages": rows, "eval": evals, "integration": integ, "control": control,
                                          "probe": probes})

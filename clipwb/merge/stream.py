@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..cards import read_model_card, write_model_card
 from ..core import ConfigError, DataError, get_logger
 from ..io import atomic_path, read_json, refuse_pickle, write_json
+from ..progress import Progress
 from ..registry import check_kwargs
 from .methods import (MATMUL_PROJECTIONS, MERGERS, MergeError, check_shapes, gram_layout,
                                   kth_largest_abs, ties_k)
@@ -173,7 +173,7 @@ def _ties_thresholds(files, base, keys, density, scope, chunk_bytes):
     if scope == "global":
         n = sum(math.prod(base.shape(k)) for k in fkeys)
         return [kth_largest_abs(lambda f=f: tau(f, fkeys), ties_k(density, n))
-                for f in tqdm(files, desc="ties thresholds", leave=False)]
+                for f in Progress(files, desc="ties thresholds", unit="file", leave=False)]
     return [{k: kth_largest_abs(lambda f=f, k=k: tau(f, [k]), ties_k(density, math.prod(base.shape(k)))) for k in fkeys}
             for f in files]
 
@@ -218,7 +218,7 @@ def merge_models(method: str, models: Sequence[str | Path], *,
         n_in = len(files) + (base_f is not None) + len(extra)
         with atomic_path(out / WEIGHTS) as tmp:
             w = TensorWriter(tmp, [(k, files[0].dtype(k), files[0].shape(k)) for k in keys], meta)
-            for k in tqdm(keys, desc=f"merge {method}", leave=False):
+            for k in Progress(keys, desc=f"merge {method}", unit="tensor", leave=False):
                 lay = gram_layout(stats["grams"].items[0], k,
                                   kw.get("in_out_keys", MATMUL_PROJECTIONS)) if grams is not None else None
                 whole = k in stats["grams"].keys and lay != "out_in"

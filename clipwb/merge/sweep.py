@@ -21,6 +21,7 @@ from ..config import STAGES, Result, StageConfig, card_field, path_field
 from ..core import ConfigError, DataError, get_device, get_logger, seed_everything
 from ..data.datasets import load_dataset, tail_view
 from ..io import load_tensors, read_json, save_tensors, write_json
+from ..progress import Progress
 from .figures import curve_figure, layer_distance_figure, summary_figure
 from .methods import check_shapes, interval, merge, MERGERS
 from ..cards import TASKS, load_card
@@ -343,13 +344,13 @@ def sweep_points(cfg: MergeSweepCfg) -> list[tuple[str, dict]]:
 
 def run_merge_sweep(cfg: MergeSweepCfg, run_dir: str | Path) -> Result:
     "The merge_sweep stage: every point merged, evaluated on every domain, cached → tables, figures, best points."
-    from tqdm.auto import tqdm
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     _check_heldout(cfg)
     t0, sw = time.perf_counter(), _Sweep(cfg, run_dir)
     records, n_new = [], 0
-    for method, params in tqdm(sweep_points(cfg), desc="merge sweep"):
+    for method, params in (bar := Progress(sweep_points(cfg), desc="merge sweep", unit="point")):
+        bar.set_postfix(point=f"{method} {params}" if params else method)   # reported with the count it ends
         ctx = point_context(cfg, "input" if method in _STRUCTURAL else method)
         rec = load_point(run_dir / "points", method, params, ctx)
         if rec is None:

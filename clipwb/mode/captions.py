@@ -16,6 +16,7 @@ import numpy as np
 
 from ..core import ConfigError, DataError, get_device, get_logger, l2_normalize
 from ..io import complete_shards, embeddings_folder, read_json, shard_paths, write_json, write_shard
+from ..progress import Progress
 from ..registry import check_kwargs, Registry
 from ..encode import encode_texts
 from ..models import create_model, embedding_dim, get_tokenizer, resolve_model
@@ -133,7 +134,6 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
                     chunk: int = 16384) -> dict:     # captions encoded per encoder call (pending shards pooled)
     "Caption embeddings of every shard of `embeddings` → shards in `caption_folder`; resumable; returns the manifest."
     import pandas as pd
-    from tqdm.auto import tqdm
     src, out = embeddings_folder(embeddings), caption_folder(embeddings, encoder)
     man_path = out / "manifest.json"
     if man_path.is_file() and (old := read_json(man_path).get("encoder")) != encoder.key:
@@ -155,7 +155,7 @@ def encode_captions(embeddings: str | Path,  # embed run dir or its shard folder
         for i, m in pending:
             write_shard(out, i, np.zeros((len(m), 0), np.float32), emb[a:a + len(m)], m[["id"]]); a += len(m)
         n_new += a; pending.clear()
-    for i in tqdm(shards, desc=f"captions ({encoder.name})", disable=not progress):
+    for i in Progress(shards, desc=f"captions ({encoder.name})", unit="shard", disable=not progress):
         meta = pd.read_parquet(shard_paths(src, i)["meta"], columns=["id", "caption"])
         n += len(meta)
         if i in done:

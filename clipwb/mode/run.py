@@ -13,6 +13,7 @@ import numpy as np
 from ..config import STAGES, Result, card_field
 from ..core import ConfigError, DataError, even_subset, get_logger
 from ..io import atomic_path, write_json
+from ..progress import Progress
 from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
                                   task_logits, weights_figure)
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
@@ -133,7 +134,7 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
     mc = mode_clusters(emb, encoder=cfg.encoder, encoder_kw=probe.encoder_kw(seed), k=cfg.k, k_fine=cfg.k_fine,
                        seed=cfg.cluster_seed, assign=cfg.assign, fraction=cfg.fraction)
     runs = []
-    for c in range(cfg.k):
+    for c in Progress(range(cfg.k), desc="mode experts", unit="expert"):
         info = run_stage("mode_expert", cfg.expert_params(seed, c, emb, step), root=_runs_root(cfg, run_dir))
         log.info("mode: expert %d %s (%s)", c, info.status, info.run_dir)
         runs.append({"coarse": c, "run_dir": str(info.run_dir), "status": info.status,

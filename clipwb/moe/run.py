@@ -12,6 +12,7 @@ from pathlib import Path
 from ..config import STAGES, Result, StageConfig, path_field
 from ..core import ConfigError, get_logger
 from ..io import write_json
+from ..progress import Progress
 from ..models import create_model, save_model
 from ..models.moe import BALANCE_AGGREGATES
 from .build import expand_experts, expert_models, from_experts, upcycle
@@ -121,7 +122,9 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     models = expert_models(cfg.experts)
+    bar = Progress(total=4, desc="moe", unit="part"); bar.set_postfix(now="build")
     init_dir = save_model(build_moe(cfg), run_dir / "init")
+    bar.set_postfix(now="router training"); bar.update()
     tcfg = TrainCfg(data=cfg.data, split=cfg.split, model=str(init_dir), epochs=cfg.epochs, max_steps=cfg.max_steps,
                     batch_size=cfg.batch_size, lr=cfg.lr, wd=cfg.wd, warmup=cfg.warmup,
                     label_smoothing=cfg.label_smoothing,
@@ -130,6 +133,7 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
                     device=cfg.device, moe_beta=cfg.beta, moe_balance=cfg.balance)
     tres = run_train(tcfg, run_dir / "train")
     final = run_dir / "train" / "model"
+    bar.set_postfix(now="evaluation"); bar.update()
     data = cfg.eval_data or cfg.data
     ev = lambda model, sub: run_eval(EvalCfg(model=str(model), data=data, split=cfg.eval_split, limit=cfg.eval_limit,
                                              device=cfg.device), run_dir / sub).metrics
@@ -137,6 +141,7 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
     metrics = {**_prefixed("train", tres.metrics), **_prefixed("eval", em),
                **{k: v for k, v in em.items() if k.startswith("chance/")}}
     if cfg.baseline: metrics.update(_prefixed("base", ev(models[0], "eval_base")))
+    bar.set_postfix(now="routing statistics"); bar.update()
     moe = create_model(final)
     ds = load_dataset(data, cfg.eval_split)
     st = routing_stats(moe, ds, labels=cfg.labels, limit=cfg.routing_limit or cfg.eval_limit, device=cfg.device)
@@ -146,6 +151,7 @@ def run_moe(cfg: MoeCfg, run_dir: str | Path) -> Result:
         for k, v in row.items():
             if k.startswith("mi/") or k in ("routing_entropy", "load_entropy"):
                 metrics[f"routing/{row.tower}/block{row.layer}/{k.replace('mi/', 'mi_')}"] = float(v)
+    bar.set_postfix(); bar.update(); bar.close()
     write_json(run_dir / "experts.json", {"models": models, "init": cfg.init})
     metrics.update(num_experts=moe.clipwb_config["moe"]["num_experts"], top_k=cfg.top_k,
                    time_s=time.perf_counter() - t0)
