@@ -16,6 +16,7 @@ from .runs import StageFailed, plan_run, stage_config, stage_names
 from .notebooks import run_stage
 from .config import STAGES, param_table
 from .jobs import run_distributed
+from .slurm import slurm_args
 
 # %% auto #0
 __all__ = ['PARAM_HELP', 'RUNS_HELP', 'FILE_HELP', 'describe_stages', 'params_file', 'stage_params', 'main']
@@ -85,6 +86,17 @@ def _cluster_parsers(sub) -> None:
         q.add_argument("--partition"); q.add_argument("--gpus-per-node", type=int, default=0)
         q.add_argument("--cpus-per-task", type=int); q.add_argument("--mem", help="e.g. 8G")
         q.add_argument("--time", type=int, default=60, help="time limit in minutes")
+        q.add_argument("--nproc", type=int, default=1,
+                       help="processes per node: under torchrun, or one SLURM task each (--launch srun, --nodes > 1)")
+        q.add_argument("--nodes", type=int, default=1, help="SLURM nodes; > 1 runs one SLURM task per process")
+        q.add_argument("--launch", choices=["torchrun", "srun"],
+                       help="how several processes start (default: torchrun on one node, srun on several)")
+        q.add_argument("--account", help="SLURM account charged"); q.add_argument("--qos", help="quality of service")
+        q.add_argument("--constraint", help="node features, e.g. a100")
+        q.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="shell line the job script runs before the stage (module load …, export …); repeatable")
+        q.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch option submitit knows (e.g. mail_type=END, exclusive=true); repeatable")
     st = sub.add_parser("status",
                         help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
     st.add_argument("run", nargs="?"); st.add_argument("--runs", help=RUNS_HELP)
@@ -114,7 +126,8 @@ def _cluster_main(a) -> int:
         for p in export_demo(a.folder): print(p)
         return 0
     res = sm.Resources(partition=a.partition, gpus_per_node=a.gpus_per_node, cpus_per_task=a.cpus_per_task, mem=a.mem,
-                       time=a.time)
+                       time=a.time, nproc=a.nproc, nodes=a.nodes, launch=a.launch, account=a.account, qos=a.qos,
+                       constraint=a.constraint, setup=a.setup, slurm=slurm_args(a.slurm))
     if a.cmd == "pipeline":
         out = run_pipeline(a.file, executor=a.executor, root=a.runs, res=res)
         bad = pipeline_failures(out)

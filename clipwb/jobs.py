@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import submitit
@@ -28,16 +29,19 @@ from .progress import read_progress, status_line
 from .runs import (available_cpus, is_complete, pinned_threads, plan_run, RunInfo, stage_config, stage_notebook,
                          StageFailed, utc_stamp)
 from .notebooks import kernel_uses_this_python, run_stage
+from .slurm import sbatch_check, slurm_options
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXECUTORS', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'JobInterrupted', 'StageJob',
-           'run_distributed', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage',
-           'log_progress', 'wait', 'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
+__all__ = ['log', 'EXECUTORS', 'LAUNCHES', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'slurm_params',
+           'sbatch_script', 'with_resources', 'JobInterrupted', 'StageJob', 'run_distributed', 'rendezvous_port',
+           'run_task', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'log_progress',
+           'wait', 'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
 
 # %% ../nbs/91_jobs.ipynb #16d97c35
 EXECUTORS = ("local", "slurm")
+LAUNCHES = ("torchrun", "srun")
 
 @dataclass
 class Resources:
@@ -47,10 +51,41 @@ class Resources:
     cpus_per_task: int | None = None
     mem: str | None = None          # e.g. '8G'
     time: int = 60                  # time limit in minutes
-    nproc: int = 1                  # processes under torchrun (default: gpus_per_node when > 1)
+    nproc: int = 1                  # processes per node (default: gpus_per_node when > 1)
     signal_delay: int = 30          # seconds before the time limit that the job gets SIGUSR2, then requeues itself
+    account: str | None = None      # SLURM account charged (sbatch --account)
+    qos: str | None = None          # quality of service (--qos)
+    constraint: str | None = None   # node features, e.g. 'a100' (--constraint)
+    setup: list = field(default_factory=list)   # shell lines the job script runs before the stage (module load …)
+    slurm: dict = field(default_factory=dict)   # any other sbatch option submitit knows: {key: value}
+    nodes: int = 1                  # nodes; each runs procs() processes, one SLURM task each
+    launch: str | None = None       # 'torchrun' (in one task) or 'srun' (a task per process); None: srun if nodes > 1
+
+    def __post_init__(self):
+        if isinstance(self.setup, str): self.setup = [self.setup]
+        if not isinstance(self.setup, (list, tuple)) or not all(isinstance(x, str) for x in self.setup):
+            raise ConfigError(f"Resources: setup must be shell lines (strings), got {self.setup!r}")
+        self.setup, self.slurm = list(self.setup), slurm_options(self.slurm)
+        for k, low in (("nodes", 1), ("nproc", 1), ("time", 1), ("gpus_per_node", 0), ("signal_delay", 0),
+                       ("cpus_per_task", 1)):
+            v = getattr(self, k)
+            if (v is not None or k != "cpus_per_task") and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise ConfigError(f"Resources: {k} must be a whole number ≥ {low}, got {v!r}")
+        if self.launch not in (None, *LAUNCHES):
+            raise ConfigError(f"Resources: launch must be one of {LAUNCHES} (or None), got {self.launch!r}")
+        if self.nodes > 1 and self.launch == "torchrun":
+            raise ConfigError(f"Resources: {self.nodes} nodes need launch='srun' (one SLURM task per process); "
+                              "torchrun --standalone runs on one node")
 
     def procs(self) -> int: return max(self.nproc, self.gpus_per_node, 1)
+    def tasks(self) -> bool:
+        "One SLURM task per process (srun; ranks from SLURM) rather than torchrun inside one task."
+        return self.launch == "srun" or self.nodes > 1
+    def slurm_only(self) -> list[str]:
+        "The options set here that only SLURM can apply."
+        on = dict(account=self.account, qos=self.qos, constraint=self.constraint, setup=self.setup, slurm=self.slurm,
+                  nodes=self.nodes > 1, launch=self.launch == "srun")
+        return [k for k, v in on.items() if v]
 
 def slurm_available() -> str | None:
     "None when `sbatch` and a responding controller are there, else why not."
@@ -64,23 +99,58 @@ def slurm_available() -> str | None:
 def make_executor(executor: str, folder: str | Path, res: Resources | None = None, *, name: str = "clipwb",
                   dependency: str | None = None,
                   note: str | None = None):  # SLURM: the job script echoes it first, into the job's log (stderr)
-    "A submitit executor writing its scripts, pickles and logs to `folder`."
+    "A submitit executor writing its scripts, pickles and logs to `folder`; SLURM options are checked by sbatch first."
     res = res or Resources()
     if not 0 <= res.signal_delay < res.time * 60:
         raise ConfigError(f"Resources: signal_delay {res.signal_delay} s must be at least 0 and below the time limit "
                           f"({res.time} min = {res.time * 60} s), or the job is told to requeue as soon as it starts")
     if executor == "local":
+        if only := res.slurm_only():
+            raise ConfigError(f"{only} are SLURM options: the local executor cannot apply them (use --executor "
+                              "slurm, or leave them out)")
         ex = submitit.LocalExecutor(folder)
         ex.update_parameters(timeout_min=res.time, gpus_per_node=res.gpus_per_node, signal_delay_s=res.signal_delay)
         return ex
     if executor != "slurm": raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if why := slurm_available(): raise ClipwbError(f"cannot submit to SLURM: {why}")
+    params = slurm_params(res, name=name, dependency=dependency, note=note)
+    sbatch_check(params, folder)
     ex = submitit.SlurmExecutor(folder)
-    kw = dict(job_name=name, time=res.time, partition=res.partition, cpus_per_task=res.cpus_per_task, mem=res.mem,
-              gpus_per_node=res.gpus_per_node or None, dependency=dependency,
-              signal_delay_s=res.signal_delay, setup=[f"echo {shlex.quote(note)} >&2"] if note else None)
-    ex.update_parameters(**{k: v for k, v in kw.items() if v is not None})
+    ex.update_parameters(**params)
     return ex
+
+
+# %% ../nbs/91_jobs.ipynb #c267c5b3
+def slurm_params(res: Resources, *, name: str = "clipwb", dependency: str | None = None,
+                 note: str | None = None) -> dict:
+    "The submitit `SlurmExecutor` parameters of a job asking for `res`."
+    tasks = res.tasks()
+    kw = dict(job_name=name, time=res.time, partition=res.partition, cpus_per_task=res.cpus_per_task, mem=res.mem,
+              gpus_per_node=res.gpus_per_node or None, dependency=dependency, signal_delay_s=res.signal_delay,
+              account=res.account, qos=res.qos, constraint=res.constraint, nodes=res.nodes if res.nodes > 1 else None,
+              ntasks_per_node=res.procs() if tasks else None,
+              setup=([f"echo {shlex.quote(note)} >&2"] if note else []) + res.setup or None)
+    kw = {**{k: v for k, v in kw.items() if v is not None}, **res.slurm}
+    # one task failing ends the others (they would wait for it in a collective until NCCL's or gloo's timeout)
+    if tasks: kw["srun_args"] = ["--kill-on-bad-exit=1", *res.slurm.get("srun_args", [])]
+    return kw
+
+def sbatch_script(res: Resources, folder: str | Path, **kw) -> str:
+    "The sbatch script of a job asking for `res` (`kw`: `slurm_params`'s), as submitit writes it; no cluster needed."
+    from submitit.slurm.slurm import _make_sbatch_string
+    folder = Path(folder).absolute()
+    cmd = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return _make_sbatch_string(command=cmd, folder=folder, **slurm_params(res, **kw))
+
+def with_resources(res: Resources | None, over: dict | None, where: str = "resources") -> Resources:
+    "`res` with the fields in `over` replaced (a pipeline's or step's `resources:`); an unknown field names the valid."
+    res, over = res or Resources(), over or {}
+    names = [f.name for f in dataclasses.fields(Resources)]
+    if not isinstance(over, dict): raise ConfigError(f"{where}: resources must be a mapping of {names}, got {over!r}")
+    if bad := sorted(set(over) - set(names)): raise ConfigError(f"{where}: unknown resource(s) {bad}; valid: {names}")
+    try: return dataclasses.replace(res, **over)
+    except ConfigError as e: raise ConfigError(f"{where}: {e}") from None
+
 
 # %% ../nbs/91_jobs.ipynb #c5fe082f
 JOB_END_WAIT = 120.0   # s a job's process waits after SIGTERM for SLURM's SIGKILL (KillWait) before it gives up
@@ -97,8 +167,11 @@ def _merge_job(run_dir: Path, job: dict) -> None:
 def _this_job() -> dict:
     try:
         e = submitit.JobEnvironment()
+        granted = {k.lower(): os.environ[f"SLURM_JOB_{k}"] for k in ("ACCOUNT", "QOS", "PARTITION", "NODELIST")
+                   if os.environ.get(f"SLURM_JOB_{k}")}   # what SLURM granted, as the job sees it
         return {"job_id": e.job_id, "host": socket.gethostname(), "node_stdout": str(e.paths.stdout),
-                "node_stderr": str(e.paths.stderr), "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0)}
+                "node_stderr": str(e.paths.stderr), "restarts": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
+                "tasks": e.num_tasks, **granted}
     except RuntimeError:   # not inside a submitit job
         return {"job_id": None, "host": socket.gethostname()}
 
@@ -139,34 +212,38 @@ class StageJob(submitit.helpers.Checkpointable):
                  note: str = "") -> dict:   # the submitter's runs-root line: the first line of the job's log
         if note and os.environ.get("SUBMITIT_EXECUTOR") != "slurm":   # a SLURM job script echoed it already
             print(note, file=sys.stderr, flush=True)
-        run_dir, t0 = Path(run_dir), time.time()
+        run_dir, t0, task = Path(run_dir), time.time(), _task()
         job = {**read_json(run_dir / "job.json"), **_this_job()} if (run_dir / "job.json").is_file() else _this_job()
+        if task: job["rendezvous"] = f"{task['MASTER_ADDR']}:{task['MASTER_PORT']}"
         in_job = job["job_id"] is not None and threading.current_thread() is threading.main_thread()
+        record = (lambda facts: None) if task and task["RANK"] != "0" else \
+            (lambda facts: _merge_job(run_dir, facts))   # rank 0 alone writes
         with (_NoteSigterm() if in_job else contextlib.nullcontext()) as term:
             try:
                 # the CPUs this job process was given (SLURM's allocation), shared by its ranks; the user's value wins
-                with pinned_threads(max(1, available_cpus() // nproc)):
-                    info = (run_distributed(stage, params, run_dir, nproc) if nproc > 1
+                with pinned_threads(max(1, available_cpus() // (int(task["LOCAL_WORLD_SIZE"]) if task else nproc))):
+                    info = (run_task(stage, params, run_dir, task) if task
+                            else run_distributed(stage, params, run_dir, nproc) if nproc > 1
                             else run_stage(stage, params, run_dir=run_dir))
             except SystemExit:   # submitit's SIGUSR2 handler checkpointed, requeued and exits
                 _stop_children()
-                _merge_job(run_dir, {**job, "state": "requeued", "seconds": time.time() - t0})
+                record({**job, "state": "requeued", "seconds": time.time() - t0})
                 raise
             except BaseException as e:
                 if term is None or term.at is None:
-                    _merge_job(run_dir,
-                               {**job, "state": "failed", "error": f"{type(e).__name__}: {e}",
-                                "seconds": time.time() - t0})
+                    record({**job, "state": "failed", "error": f"{type(e).__name__}: {e}",
+                            "seconds": time.time() - t0})
                     raise
                 _stop_children()
-                _merge_job(run_dir, {**job, "state": "interrupted", "error": f"SIGTERM, then {type(e).__name__}: {e}",
-                                     "seconds": time.time() - t0})
+                record({**job, "state": "interrupted", "error": f"SIGTERM, then {type(e).__name__}: {e}",
+                        "seconds": time.time() - t0})
                 log.warning("%s: SIGTERM stopped the stage (cancel, requeue or preemption); waiting "
                             "for the scheduler", stage)
                 while time.time() < term.at + JOB_END_WAIT: time.sleep(0.2)   # SIGKILL, or SIGUSR2's exit, ends this
                 raise JobInterrupted(f"{stage}: SIGTERM {JOB_END_WAIT:.0f} s ago and the job was neither killed nor "
                                      f"requeued; run {run_dir} stays resumable") from None
-        _merge_job(run_dir, {**job, "state": "done", "seconds": time.time() - t0})
+        record({**job, "state": "done", "seconds": time.time() - t0})
+        if info is None: return {"stage": stage, "run_dir": str(run_dir), "status": "done", "rank": int(task["RANK"])}
         return {"stage": stage, "run_dir": str(info.run_dir), "status": info.status, "metrics": info.metrics}
 
 # %% ../nbs/91_jobs.ipynb #dd2f5d3d
@@ -191,10 +268,10 @@ def run_distributed(stage: str, params: dict, run_dir: str | Path, nproc: int, *
                           f"log {run_dir / 'torchrun.log'}:\n{(out.stdout + out.stderr)[-1500:]}")
     return RunInfo(stage, run_dir, "done", read_json(run_dir / "metrics.json"))
 
-def _rank_main(stage: str, run_dir: str, params_json: str) -> None:
-    "One torchrun process: rank 0 runs the stage into `run_dir`, the others into `run_dir/ranks/<rank>/`."
+def _rank_main(stage: str, run_dir: str, params_json: str) -> RunInfo | None:
+    "One process of several: rank 0 runs the stage into `run_dir` (its RunInfo), the others into `ranks/<rank>/`."
     rank, params = int(os.environ.get("RANK", "0")), json.loads(params_json)
-    if rank == 0: run_stage(stage, params, run_dir=run_dir); return
+    if rank == 0: return run_stage(stage, params, run_dir=run_dir)
     import papermill as pm
     cls = stage_config(stage); cfg = cls(**cls.validate_params(params))
     own = Path(run_dir) / "ranks" / str(rank); own.mkdir(parents=True, exist_ok=True)
@@ -202,6 +279,35 @@ def _rank_main(stage: str, run_dir: str, params_json: str) -> None:
     pm.execute_notebook(str(stage_notebook(stage)), str(own / f"{stage}.ipynb"),
                         parameters={**cfg.to_dict(), "run_dir": str(run_dir)},
                         cwd=str(own), kernel_name="python3", progress_bar=False, language="python")
+
+# %% ../nbs/91_jobs.ipynb #66d1d17e
+def rendezvous_port(job_id: int) -> int:
+    "The TCP port of rank 0's rendezvous for SLURM job `job_id`: the same in every task and after a requeue."
+    return 20000 + int(job_id) % 20000
+
+def _task() -> dict | None:
+    "torch.distributed's variables of this SLURM task when the job has several (submitit's JobEnvironment)."
+    try: e = submitit.JobEnvironment()
+    except RuntimeError: return None   # not inside a submitit job
+    if e.cluster != "slurm" or e.num_tasks <= 1: return None
+    jid = os.environ.get("SLURM_JOB_ID") or str(e.job_id).split("_")[0]   # an array element has its own
+    return {"RANK": str(e.global_rank), "WORLD_SIZE": str(e.num_tasks), "LOCAL_RANK": str(e.local_rank),
+            "LOCAL_WORLD_SIZE": str(e.num_tasks // e.num_nodes), "NODE_RANK": str(e.node),
+            "MASTER_ADDR": e.hostnames[0], "MASTER_PORT": str(rendezvous_port(int(jid)))}
+
+def run_task(stage: str, params: dict, run_dir: str | Path, task: dict) -> RunInfo | None:
+    "This task's rank of the planned `run_dir` (`task`: `_task()`'s variables); rank 0's RunInfo, None on the others."
+    old = {k: os.environ.get(k) for k in task}
+    os.environ.update(task)
+    try:
+        log.info("%s: rank %s of %s (SLURM task), rendezvous %s:%s", stage, task["RANK"], task["WORLD_SIZE"],
+                 task["MASTER_ADDR"], task["MASTER_PORT"])
+        return _rank_main(stage, str(run_dir), json.dumps(params))
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 
 # %% ../nbs/91_jobs.ipynb #3773a049
 @dataclass
@@ -303,7 +409,7 @@ def wait(subs: list[Submission], *, poll: float = 0.5,
                 if on_progress is not None and (rec := _new_progress(s.run_dir, seen)) is not None:
                     seen = rec["updated"]; on_progress(s, rec)
                 time.sleep(poll)
-            out.append(s.job.result())
+            out.append(s.job.results()[0])   # a job of several tasks: rank 0's
         except submitit.core.utils.UncompletedJobError as e:
             raise StageFailed(f"{s.stage}: job {s.job_id} ended without a result ({s.job.state}); run {s.run_dir}; "
                               f"log {s.job.paths.stderr}\n{error_excerpt(str(e))}") from None

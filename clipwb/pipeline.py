@@ -5,6 +5,7 @@
 # %% ../nbs/92_pipeline.ipynb #2e4a24ae
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -18,14 +19,14 @@ from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_root, ru
 from .io import read_json, write_json, atomic_write_text
 from .report import write_report
 from .runs import available_cpus, pinned_threads, plan_run, stage_config, utc_stamp
-from .jobs import Resources, Submission, make_executor, submit_planned, wait
+from .jobs import Resources, Submission, make_executor, submit_planned, wait, with_resources
 
 log = get_logger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'MCL_BASE_STEPS', 'MCL_STAGE_STEPS', 'MCL_FACTORS', 'refs', 'fill', 'Step',
-           'Pipeline', 'load_pipeline', 'order', 'file_paths', 'plan_pipeline', 'run_pipeline', 'pipeline_failures',
-           'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
+           'Pipeline', 'load_pipeline', 'order', 'file_paths', 'plan_pipeline', 'run_pipeline', 'step_resources',
+           'pipeline_failures', 'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
 
 # %% ../nbs/92_pipeline.ipynb #61bfac55
 _REF = re.compile(r"^\{([A-Za-z_][\w-]*)\}$")
@@ -47,6 +48,7 @@ class Step:
     name: str
     stage: str
     params: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)   # this step's job resources (Resources fields), over the file's
 
     @property
     def needs(self) -> list[str]: return sorted(set().union(*(refs(v) for v in self.params.values()))
@@ -59,6 +61,7 @@ class Pipeline:
     source: str | None = None
     threads: int | None = None   # CPU threads per stage process (None: the CPUs this process may use)
     folder: Path | None = None   # the file's folder, which relative paths are read from (None: the working directory)
+    resources: dict = field(default_factory=dict)   # every step's job resources (Resources fields), over the command's
 
 def load_pipeline(src: str | Path | dict) -> Pipeline:
     "A pipeline from a YAML file (or the same structure as a dict)."
@@ -71,18 +74,23 @@ def load_pipeline(src: str | Path | dict) -> Pipeline:
         raise ConfigError(f"{where}: a pipeline needs 'name' and a non-empty list 'steps' of {{name, stage, params}}")
     steps = []
     for i, s in enumerate(src["steps"]):
-        if not isinstance(s, dict) or not {"name", "stage"} <= set(s) or set(s) - {"name", "stage", "params"}:
-            raise ConfigError(f"{where}: step {i + 1} must have 'name', 'stage' and optional 'params', got {s!r}")
-        steps.append(Step(str(s["name"]), str(s["stage"]), dict(s.get("params") or {})))
+        if not isinstance(s, dict) or not {"name", "stage"} <= set(s) or \
+                set(s) - {"name", "stage", "params", "resources"}:
+            raise ConfigError(f"{where}: step {i + 1} must have 'name', 'stage' and optional 'params' and "
+                              f"'resources', got {s!r}")
+        with_resources(None, s.get("resources"), f"{where}: step {s['name']!r}")   # fields and values, checked now
+        steps.append(Step(str(s["name"]), str(s["stage"]), dict(s.get("params") or {}), dict(s.get("resources") or {})))
     name = str(src.get("name") or Path(where).stem)
     if not re.fullmatch(r"[\w.-]+", name): raise ConfigError(f"{where}: pipeline name {name!r} must be "
                                                              f"letters, digits, _ . -")
     threads = src.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"{where}: 'threads' must be a whole number ≥ 1, got {threads!r}")
-    if bad := sorted(set(src) - {"name", "steps", "threads"}):
-        raise ConfigError(f"{where}: unknown key(s) {bad}; a pipeline has 'name', 'steps' and optional 'threads'")
-    return Pipeline(name, steps, where, threads, folder)
+    if bad := sorted(set(src) - {"name", "steps", "threads", "resources"}):
+        raise ConfigError(f"{where}: unknown key(s) {bad}; a pipeline has 'name', 'steps' and optional 'threads' "
+                          "and 'resources'")
+    with_resources(None, src.get("resources"), f"{where}: resources")
+    return Pipeline(name, steps, where, threads, folder, dict(src.get("resources") or {}))
 
 def order(pipe: Pipeline) -> list[Step]:
     "Steps in dependency order; raises `ConfigError` listing duplicate names, unknown references and cycles."
@@ -153,7 +161,7 @@ def _step_progress(pipeline: str, step: str):
 def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
     note, root = runs_root_line(root), runs_root(root)[0]
     plans = plan_pipeline(pipe, root=root)
-    if executor == "slurm": make_executor("slurm", root / ".submitit" / "probe")   # fails now if there is no SLURM
+    step_res = step_resources(pipe, plans, res, executor, root)   # every step's options checked: nothing started yet
     out = root / pipe.name / utc_stamp(); out.mkdir(parents=True)
     t0, subs, records, bad = time.time(), {}, {}, {}
     rec = lambda: {"name": pipe.name, "source": pipe.source, "executor": executor, "threads": threads, "started": t0,
@@ -167,7 +175,7 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
         folder = root / ".submitit" / f"{pipe.name}-{out.name}" / name
         log.info("%s: %s (%s) %s in %s", pipe.name, name, step.stage, "submitted" if executor == "slurm" else "running",
                  run_dir)
-        subs[name] = submit_planned(step.stage, [(params, cfg, run_dir, status)], executor=executor, res=res,
+        subs[name] = submit_planned(step.stage, [(params, cfg, run_dir, status)], executor=executor, res=step_res[name],
                                     folder=folder, note=note,
                                     dependency=("afterok:" + ":".join(dep)) if dep and executor == "slurm" else None)[0]
         if executor != "slurm":
@@ -191,6 +199,23 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
     write_json(out / "pipeline.json", rec())
     if report: write_report(out)
     if bad: log.warning("pipeline %s: %d step(s) failed or did not run: %s", pipe.name, len(bad), sorted(bad))
+    return out
+
+def step_resources(pipe: Pipeline, plans: dict, res: Resources | None, executor: str, root: Path) -> dict:
+    ("{step: Resources} of the steps to run: `res` < the file's `resources` < the step's; each checked as its job "
+     "would be (SLURM: sbatch --test-only), before any step starts.")
+    base = with_resources(res, pipe.resources, f"pipeline {pipe.name}: resources")
+    out, errs, seen = {}, [], {}
+    for name, (step, *_, status) in plans.items():
+        try:
+            out[name] = r = with_resources(base, step.resources, f"step {name!r}")
+            key = json.dumps(r.__dict__, sort_keys=True)
+            if status != "complete" and key not in seen:
+                seen[key] = make_executor(executor, root / ".submitit" / "probe", r)   # SLURM: sbatch --test-only
+        except ClipwbError as e: errs.append(f"step {name!r}: {e}" if not str(e).startswith("step ") else str(e))
+    if executor == "slurm" and not seen: make_executor("slurm", root / ".submitit" / "probe", base)   # SLURM is there
+    if errs: raise ConfigError(f"pipeline {pipe.name}: job options refused, nothing was started:\n  " +
+                               "\n  ".join(errs))
     return out
 
 def pipeline_failures(out: str | Path) -> dict[str, str]:
