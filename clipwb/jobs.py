@@ -47,7 +47,7 @@ LAUNCHES = ("torchrun", "srun")
 class Resources:
     "What a job asks the scheduler for."
     partition: str | None = None    # SLURM partition (None: the cluster's default)
-    gpus_per_node: int = 0          # GPUs; > 1 also runs the stage under torchrun with one process per GPU
+    gpus_per_node: int = 0          # GPUs; > 1 also runs one process per GPU (torchrun, or SLURM tasks)
     cpus_per_task: int | None = None
     mem: str | None = None          # e.g. '8G'
     time: int = 60                  # time limit in minutes
