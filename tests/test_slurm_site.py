@@ -130,8 +130,9 @@ def test_two_tasks_equal_torchrun(executor, tmp_path, monkeypatch):  # noqa: F81
     assert job["tasks"] == 2 and job["state"] == "done" and job["job_id"] == sub.job_id
     assert job["rendezvous"] == f"localhost:{rendezvous_port(int(sub.job_id))}"   # the first host of the node list
     print(f"\nloss curves, train 2 processes (torchrun {t1 - t0:.1f} s) vs 2 SLURM tasks ({t2 - t1:.1f} s):")
-    print("step  torchrun-2proc  slurm-2task")
-    for i, (x, y) in enumerate(zip(a, b)): print(f"{i + 1:>4}  {x:.7f}  {y:.7f}")
+    print("step  torchrun-2proc       slurm-2task          |diff|")
+    for i, (x, y) in enumerate(zip(a, b)): print(f"{i + 1:>4}  {x!r:<19}  {y!r:<19}  {abs(x - y):.1e}")
+    print("submitted sbatch script of the 2-task job:\n" + sub.job.paths.submission_file.read_text())
 
 
 def test_two_tasks_requeued_resume(executor, tmp_path, monkeypatch):  # noqa: F811
