@@ -34,10 +34,10 @@ from .slurm import sbatch_check, slurm_options
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'EXECUTORS', 'LAUNCHES', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'make_executor', 'slurm_params',
-           'sbatch_script', 'with_resources', 'JobInterrupted', 'StageJob', 'run_distributed', 'rendezvous_port',
-           'run_task', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage', 'log_progress',
-           'wait', 'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
+__all__ = ['log', 'EXECUTORS', 'LAUNCHES', 'JOB_END_WAIT', 'Resources', 'slurm_available', 'check_resources', 'make_executor',
+           'slurm_params', 'sbatch_script', 'with_resources', 'JobInterrupted', 'StageJob', 'run_distributed',
+           'rendezvous_port', 'run_task', 'Submission', 'array_values', 'plan_jobs', 'submit_planned', 'submit_stage',
+           'log_progress', 'wait', 'error_excerpt', 'job_state', 'run_state', 'run_status', 'submitted_runs', 'cancel']
 
 # %% ../nbs/91_jobs.ipynb #16d97c35
 EXECUTORS = ("local", "slurm")
@@ -96,22 +96,26 @@ def slurm_available() -> str | None:
                 "start one with tools/slurm_local.sh up and export SLURM_CONF as it prints")
     return None
 
+def check_resources(executor: str, res: Resources) -> None:
+    "What `res` asks of `executor` that is wrong without asking a scheduler: ConfigError says what."
+    if executor not in EXECUTORS: raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if not 0 <= res.signal_delay < res.time * 60:
+        raise ConfigError(f"Resources: signal_delay {res.signal_delay} s must be at least 0 and below the time limit "
+                          f"({res.time} min = {res.time * 60} s), or the job is told to requeue as soon as it starts")
+    if executor == "local" and (only := res.slurm_only()):
+        raise ConfigError(f"{only} are SLURM options: the local executor cannot apply them (use --executor "
+                          "slurm, or leave them out)")
+
 def make_executor(executor: str, folder: str | Path, res: Resources | None = None, *, name: str = "clipwb",
                   dependency: str | None = None,
                   note: str | None = None):  # SLURM: the job script echoes it first, into the job's log (stderr)
     "A submitit executor writing its scripts, pickles and logs to `folder`; SLURM options are checked by sbatch first."
     res = res or Resources()
-    if not 0 <= res.signal_delay < res.time * 60:
-        raise ConfigError(f"Resources: signal_delay {res.signal_delay} s must be at least 0 and below the time limit "
-                          f"({res.time} min = {res.time * 60} s), or the job is told to requeue as soon as it starts")
+    check_resources(executor, res)
     if executor == "local":
-        if only := res.slurm_only():
-            raise ConfigError(f"{only} are SLURM options: the local executor cannot apply them (use --executor "
-                              "slurm, or leave them out)")
         ex = submitit.LocalExecutor(folder)
         ex.update_parameters(timeout_min=res.time, gpus_per_node=res.gpus_per_node, signal_delay_s=res.signal_delay)
         return ex
-    if executor != "slurm": raise ConfigError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if why := slurm_available(): raise ClipwbError(f"cannot submit to SLURM: {why}")
     params = slurm_params(res, name=name, dependency=dependency, note=note)
     sbatch_check(params, folder)
@@ -409,7 +413,7 @@ def wait(subs: list[Submission], *, poll: float = 0.5,
                 if on_progress is not None and (rec := _new_progress(s.run_dir, seen)) is not None:
                     seen = rec["updated"]; on_progress(s, rec)
                 time.sleep(poll)
-            out.append(s.job.results()[0])   # a job of several tasks: rank 0's
+            out.append(s.job.results()[0] if getattr(s.job, "num_tasks", 1) > 1 else s.job.result())   # tasks: rank 0's
         except submitit.core.utils.UncompletedJobError as e:
             raise StageFailed(f"{s.stage}: job {s.job_id} ended without a result ({s.job.state}); run {s.run_dir}; "
                               f"log {s.job.paths.stderr}\n{error_excerpt(str(e))}") from None

@@ -19,7 +19,9 @@ from .core import ClipwbError, ConfigError, get_logger, repo_root, runs_root, ru
 from .io import read_json, write_json, atomic_write_text
 from .report import write_report
 from .runs import available_cpus, pinned_threads, plan_run, stage_config, utc_stamp
-from .jobs import Resources, Submission, make_executor, submit_planned, wait, with_resources
+from .jobs import (check_resources, make_executor, Resources, slurm_params, Submission, submit_planned, wait,
+                         with_resources)
+from .slurm import sbatch_check
 
 log = get_logger(__name__)
 
@@ -205,15 +207,17 @@ def step_resources(pipe: Pipeline, plans: dict, res: Resources | None, executor:
     ("{step: Resources} of the steps to run: `res` < the file's `resources` < the step's; each checked as its job "
      "would be (SLURM: sbatch --test-only), before any step starts.")
     base = with_resources(res, pipe.resources, f"pipeline {pipe.name}: resources")
-    out, errs, seen = {}, [], {}
+    if executor == "slurm": make_executor("slurm", root / ".submitit" / "probe", base)   # fails now without SLURM
+    out, errs, seen = {}, [], set()
     for name, (step, *_, status) in plans.items():
         try:
             out[name] = r = with_resources(base, step.resources, f"step {name!r}")
             key = json.dumps(r.__dict__, sort_keys=True)
             if status != "complete" and key not in seen:
-                seen[key] = make_executor(executor, root / ".submitit" / "probe", r)   # SLURM: sbatch --test-only
+                check_resources(executor, r); seen.add(key)
+                if executor == "slurm": sbatch_check(slurm_params(r, name=f"clipwb-{step.stage}"),
+                                                     root / ".submitit" / "probe")
         except ClipwbError as e: errs.append(f"step {name!r}: {e}" if not str(e).startswith("step ") else str(e))
-    if executor == "slurm" and not seen: make_executor("slurm", root / ".submitit" / "probe", base)   # SLURM is there
     if errs: raise ConfigError(f"pipeline {pipe.name}: job options refused, nothing was started:\n  " +
                                "\n  ".join(errs))
     return out
