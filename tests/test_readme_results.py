@@ -158,3 +158,42 @@ def test_claims_markdown_on_hand_numbers():
     md = claims_markdown(res)
     assert "| control (same steps, shuffled): 0.180 | MCL stage 1: 0.400 | +0.220 | yes (target ≥ +0.15) |" in md
     assert "| +0.050 | no (target ≥ +0.15) |" in md and "| +0.060 | yes (target ≥ +0.05) |" in md
+
+
+def test_clip_moe_block_is_generated_from_the_seeds_runs():
+    """The results page's CLIP-MoE tables are what benchmarks/results/clip_moe.json renders, and its summary is
+    recomputed here from the per-seed metrics the runs wrote."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from clip_moe_experiment import markdown, summary
+    from readme_results import CLIP_MOE, CLIP_MOE_JSON
+    res = json.loads((ROOT / CLIP_MOE_JSON).read_text())
+    assert len(res["seeds"]) >= 3
+    assert json.loads(json.dumps(summary(res["per_seed"]))) == res["summary"]
+    page = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / RESULTS_NB)["cells"])
+    assert readme_block(page, *CLIP_MOE) == markdown(res)
+
+
+def test_clip_moe_summary_and_targets_on_hand_numbers():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from clip_moe_experiment import markdown, summary, targets
+    zs = lambda shape, colour: {"zeroshot/shape/acc1": shape, "zeroshot/colour/acc1": colour}
+    rout = lambda a, b: {"routing": {"routing/image/block0/mi_shape": a, "routing/image/block1/mi_shape": b,
+                                     "routing/image/block0/mi_colour": 0.0, "routing/image/block1/mi_colour": 0.0,
+                                     "routing/text/block0/mi_shape": 9.0}}   # text tower: not in the image mean
+    per_seed = {0: {"base": {**zs(0.2, 0.5), "chance/zeroshot/shape/acc1": 1 / 6},
+                    "moe-upcycled (router)": {**zs(0.2, 0.5), **rout(0.0, 0.0)},
+                    "moe-mcl (router)": {**zs(0.5, 0.5), **rout(0.2, 0.4)}},
+                1: {"base": {**zs(0.4, 0.7), "chance/zeroshot/shape/acc1": 1 / 6},
+                    "moe-upcycled (router)": {**zs(0.2, 0.7), **rout(0.0, 0.0)},
+                    "moe-mcl (router)": {**zs(0.3, 0.5), **rout(0.6, 0.0)}}}
+    sm = summary(per_seed)
+    assert sm["base"]["zeroshot/shape/acc1"] == pytest.approx((0.3, 0.1414213), abs=1e-6)   # sd with ddof=1
+    assert sm["moe-mcl (router)"]["mi_image/shape"] == pytest.approx((0.3, 0.0))    # (0.3 + 0.3) / 2
+    assert sm["moe-mcl (router)"]["mi_image/shape/block0"] == pytest.approx((0.4, 0.2828427), abs=1e-6)
+    assert sm["chance"]["zeroshot/shape/acc1"] == (1 / 6, 0.0)
+    # shape: MCL-MoE 0.4 vs upcycled 0.2 → +0.200 met; colour 0.5 / base 0.6 = 0.83 < 0.9 → missed; MI +0.3 met
+    (line,) = targets({"summary": sm})
+    assert "+0.200 (target ≥ +0.15: met)" in line and "0.83 × the base (target ≥ 0.9: missed)" in line
+    assert "shape MI +0.300 over upcycled (met)" in line
+    assert "| moe-mcl (router) | shape | 0.300 ± 0.000 | 0.400 ± 0.283 | 0.200 ± 0.283 |" in markdown(
+        {"summary": sm, "seeds": [0, 1], "wall_s": 60})

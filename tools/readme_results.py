@@ -191,6 +191,38 @@ def write_reproducibility(res: dict, root: str | Path | None = None) -> list[Pat
     return [update_notebook_block(root / RESULTS_NB, page, *REPRO),
             update_notebook_block(root / "nbs" / "index.ipynb", home, *REPRO), write_readme(root)]
 
+# the CLIP-MoE experiment (benchmarks/clip_moe_experiment.py --write → benchmarks/results/clip_moe.json)
+CLIP_MOE = ("<!-- clip-moe:start -->", "<!-- clip-moe:end -->")
+CLIP_MOE_JSON = Path("benchmarks") / "results" / "clip_moe.json"
+
+def clip_moe_block(res: dict) -> str:
+    "The results page's CLIP-MoE tables, rendered by the benchmark from its results."
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from clip_moe_experiment import markdown
+    return markdown(res)
+
+def write_clip_moe(res: dict, root: str | Path | None = None) -> list[Path]:
+    "Write the CLIP-MoE results JSON and its block on the results page."
+    root = Path(root) if root else ROOT
+    atomic_write_text(root / CLIP_MOE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    return [root / CLIP_MOE_JSON, update_notebook_block(root / RESULTS_NB, clip_moe_block(res), *CLIP_MOE)]
+
+# the multistage MCL experiment (benchmarks/mcl_multistage.py --write → benchmarks/results/mcl_multistage.json)
+MULTISTAGE = ("<!-- mcl-multistage:start -->", "<!-- mcl-multistage:end -->")
+MULTISTAGE_JSON = Path("benchmarks") / "results" / "mcl_multistage.json"
+
+def multistage_block(res: dict) -> str:
+    "The results page's multistage MCL tables, rendered by the benchmark from its results."
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mcl_multistage import markdown
+    return markdown(res)
+
+def write_multistage(res: dict, root: str | Path | None = None) -> list[Path]:
+    "Write the multistage results JSON and its block on the results page."
+    root = Path(root) if root else ROOT
+    atomic_write_text(root / MULTISTAGE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    return [root / MULTISTAGE_JSON, update_notebook_block(root / RESULTS_NB, multistage_block(res), *MULTISTAGE)]
+
 # the three papers' claims as the demo measures them, in the README (from benchmarks/demo_results.json)
 CLAIMS = ("<!-- claims:start -->", "<!-- claims:end -->")
 TARGETS = {"mcl": 0.15, "moe": 0.15, "mode": 0.05}   # the margins a claim must show to count as held in the demo

@@ -1,0 +1,118 @@
+"""The "multi" in MCL: does a second stage learn what the first still suppresses?
+
+    python benchmarks/mcl_multistage.py [--seeds 0 1 2] [--base-steps 1500] [--stage-steps 3000] [--k 200]
+                                        [--root runs/mcl_multistage] [--write]
+
+Per seed, on CPU with `clipwb-micro` (one thread) on `shapes-suppress-xl` (72,000 pairs, so that the cells of a
+second split still hold two batches of 16):
+  base         trained from scratch --base-steps on shuffled batches: the colours suppress shape and position
+  control      the base trained 2 × --stage-steps more on shuffled batches (the two stages' steps)
+  stage 1      MCL stage 1: one-cell batches of --k k-means clusters of the base's image embeddings
+  stage 2      MCL stage 2: the stage-1 cells split again by --k clusters of stage 1's embeddings (accumulated
+               labels: at most k² cells), trained from the base as MCL does
+  integration  the concatenated normalised embeddings of base, stage 1 and stage 2
+  oracle 1     a stage trained from the base on cells of the true easy feature (colour, background)
+  oracle 2     the same on cells of (colour, background, shape): the second split done perfectly
+Each model is read on the test split: zero-shot top-1 and a linear probe of the image embedding per factor.
+The oracle arms tell whether batching or clustering limits a stage. Prints mean ± sd over seeds and the targets
+(stage 2 lifts position ≥ 0.15 over stage 1 and over the control; the integration keeps the easy feature, probe
+≥ 0.95, and stage 1's gain within 0.05); `--write` stores benchmarks/results/mcl_multistage.json and the results
+page's block. Runs are kept under --root and reused, so an interrupted experiment resumes.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clip_moe_experiment import _cell, summary  # noqa: E402  (the same mean ± sd over seeds)
+
+FACTORS = ["shape", "position", "colour", "background"]
+DATA = "shapes-suppress-xl"
+ORACLES = {"oracle 1": ["colour", "background"], "oracle 2": ["colour", "background", "shape"]}
+ROWS = ["chance", "base", "control", "stage 1", "stage 2", "integration", "oracle 1", "oracle 2"]
+NAMES = {"control": "control (same steps, shuffled)", "integration": "integration (base ⊕ stage 1 ⊕ stage 2)",
+         "oracle 1": "oracle 1 (cells: colour, background)", "oracle 2": "oracle 2 (cells: colour, background, shape)"}
+
+
+def one_seed(a, seed) -> dict:
+    from clipwb.mcl import suppression_experiment
+    kw = dict(seed=seed, data=DATA, base_steps=a.base_steps, stage_steps=a.stage_steps, stages=2, k=a.k,
+              clustering="image", trainable="all", lr=a.lr, batch_size=a.batch_size, probe=FACTORS,
+              probe_limit=a.probe_limit)
+    models, cells = {}, None
+    for name, labels in ORACLES.items():
+        run = suppression_experiment(a.root, oracle=labels, **kw)
+        models.update({k: v for k, v in run["models"].items() if k != "oracle"}, **{name: run["models"]["oracle"]})
+        cells = [{k: r[k] for k in ("cells", "dropped_samples") if k in r} for r in run["stages"]]
+    return {"models": models, "stages": cells}
+
+
+def markdown(res: dict) -> str:
+    "The tables and targets, from a results dict."
+    sm, n = res["summary"], len(res["seeds"])
+    head = ["model", *[f"zero-shot {f}" for f in FACTORS], *[f"probe {f}" for f in FACTORS]]
+    lines = [f"Mean ± sd over {n} seeds ({res['seeds']}), `{DATA}` test split, clipwb-micro "
+             f"(`python benchmarks/mcl_multistage.py`, {res['wall_s'] / 60:.0f} min):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in [r for r in ROWS if r in sm]:
+        cells = [_cell(sm[r], f"{t}/{f}/acc1") for t in ("zeroshot", "probe") for f in FACTORS]
+        lines.append(f"| {NAMES.get(r, r)} | " + " | ".join(cells) + " |")
+    st = list(res["stages"].values())
+    lines += ["", "Cells per stage (per seed): " + "; ".join(
+        " / ".join(str(x.get("cells")) for x in s) for s in st), "", *targets(res)]
+    return "\n".join(lines)
+
+
+def targets(res: dict) -> list[str]:
+    "The issue's targets, each met or missed, from the seed means."
+    sm = res["summary"]
+    z = lambda r, f, t="zeroshot": sm[r][f"{t}/{f}/acc1"][0]
+    d1, d2 = z("stage 2", "position") - z("stage 1", "position"), z("stage 2", "position") - z("control", "position")
+    easy = min(z("integration", "colour", "probe"), z("integration", "background", "probe"))
+    keep = z("integration", "shape") - z("stage 1", "shape")
+    ok = lambda c: "met" if c else "missed"
+    return [f"- stage 2 − stage 1 on zero-shot position {d1:+.3f}, stage 2 − control {d2:+.3f} "
+            f"(target ≥ +0.15 each: {ok(d1 >= 0.15 and d2 >= 0.15)})",
+            f"- integration: easy feature probe {easy:.3f} (target ≥ 0.95: {ok(easy >= 0.95)}); zero-shot shape "
+            f"{keep:+.3f} against stage 1 (target within 0.05: {ok(keep >= -0.05)})"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--base-steps", type=int, default=1500)
+    ap.add_argument("--stage-steps", type=int, default=3000)
+    ap.add_argument("--k", type=int, default=200)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--probe-limit", type=int, default=5000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--root", default="runs/mcl_multistage")
+    ap.add_argument("--out", default=None, help="also write the results JSON here")
+    ap.add_argument("--write", action="store_true",
+                    help="write benchmarks/results/mcl_multistage.json and the results page's block")
+    a = ap.parse_args()
+    import torch
+    torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    t0 = time.time()
+    runs = {s: one_seed(a, s) for s in a.seeds}
+    per_seed = {s: r["models"] for s, r in runs.items()}
+    res = json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
+                                 "stages": {s: r["stages"] for s, r in runs.items()},
+                                 "summary": summary(per_seed), "wall_s": time.time() - t0}, default=str))
+    print(markdown(res))
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1))
+        print("written", a.out)
+    if a.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        from readme_results import write_multistage
+        for p in write_multistage(res): print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()
