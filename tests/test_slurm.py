@@ -179,3 +179,30 @@ def test_shipped_demo_pipelines_match_demo_plan(tmp_path):
         order(pipe)
         # every step plans before any runs
         assert set(plan_pipeline(pipe, root=tmp_path / name)) == {s.name for s in pipe.steps}
+
+
+def test_status_shows_the_progress_of_a_running_stage(executor, tmp_path):
+    "While a submitted train runs, `clipwb status <run>` prints its progress line (steps, rate, ETA, loss); cancelled."
+    import re
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLIPWB_PROGRESS_EVERY": "1"}   # reaches the job (sbatch exports)
+    out = subprocess.run([sys.executable, "-m", "clipwb", "submit", "train", *sum((["-p", k, str(v)] for k, v in
+                          {**MICRO, "data_limit": 64, "max_steps": 5000, "epochs": 1000, "device": "cpu"}.items()), []),
+                          "--executor", executor, "--runs", str(tmp_path / "runs"), "--folder", str(tmp_path / "sub")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = json.loads(out.stdout.splitlines()[0])["run_dir"]
+    pat = re.compile(r"  progress: train (\d+)/5000 steps, [\d.]+ step/s, ETA .+, loss [\d.]+.* \(\d+ s ago\)")
+    seen, t0 = [], time.time()
+    try:
+        while time.time() - t0 < 300 and len(seen) < 2:
+            st = subprocess.run([sys.executable, "-m", "clipwb", "status", run], capture_output=True, text=True,
+                                env=env)
+            assert st.returncode == 0, st.stderr
+            lines = st.stdout.splitlines()
+            assert "run complete" not in lines[0], st.stdout
+            if len(lines) > 1 and (m := pat.fullmatch(lines[1])) and int(m[1]) > 0 and m[1] not in seen:
+                seen.append(m[1])
+            time.sleep(2)
+    finally: cancel(run)
+    assert len(seen) == 2 and int(seen[1]) > int(seen[0]), seen   # the line advances while the job runs
+    print(f"\nclipwb status of a running {executor} train:\n{lines[0]}\n{lines[1]}")
