@@ -154,7 +154,7 @@ def render(res: dict) -> str:
                    f"`{a['model']}`, batch {a['batch_size']}, lr {a['lr']:g}, {a['data']} ({n_train} training pairs; "
                    f"an expert sees about {M * a['batch_size'] / (n_train / K):.1f} passes over its cluster), "
                    f"K_f = {a['k_fine']}; zero-shot acc@1 on the test splits, mean ± sd over seeds. "
-                   f"Wall time per seed: {mins} min.\n")
+                   f"Wall time per seed: {mins} min.")
         cols = list(next(iter(sm["rows"].values())))
         head = ["task", *cols]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
