@@ -26,8 +26,9 @@ from ..registry import check_kwargs
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'reader_formats', 'check_card', 'load_dataset', 'data_sources', 'data_fingerprint', 'shard_batches',
-           'shard_epoch_batches', 'make_loader', 'DatasetView', 'tail_view', 'PrepareCfg', 'run_prepare']
+__all__ = ['log', 'reader_formats', 'check_card', 'load_dataset', 'MixtureDataset', 'mixture_dataset', 'data_sources',
+           'data_fingerprint', 'shard_batches', 'shard_epoch_batches', 'make_loader', 'DatasetView', 'tail_view',
+           'PrepareCfg', 'run_prepare']
 
 # %% ../../nbs/15_data.datasets.ipynb #81329a76
 def reader_formats() -> list[str]:
@@ -64,10 +65,49 @@ def load_dataset(card_id: str | DataCard,     # data card id (or a parsed card)
     ds.templates = card.templates
     return ds
 
+# %% ../../nbs/15_data.datasets.ipynb #acf11109
+class MixtureDataset(PairDataset):
+    "The same split of several data cards, interleaved in proportion; label `domain` is each pair's card."
+    def __init__(self, parts: Sequence[str], split: str | None = None, *, limit: int | None = None, **kw):
+        if not parts or len(set(parts)) < len(parts):
+            raise DataError(f"mixture: option 'parts' must name distinct data cards, got {parts!r}")
+        self.parts = [load_dataset(c, split) for c in parts]
+        seen: dict[str, str] = {}
+        for c, ds in zip(parts, self.parts):
+            for i in ds.ids:
+                if (o := seen.setdefault(i, c)) != c:
+                    raise DataError(f"mixture: id {i!r} occurs in the cards {o!r} and {c!r}; parts need distinct ids")
+        order = sorted(((j + 0.5) / len(ds), k, j) for k, ds in enumerate(self.parts) for j in range(len(ds)))
+        recs = ({"id": self.parts[k].ids[j], "caption": self.parts[k].captions[j],
+                 "captions": self.parts[k].all_captions(j), "loc": (k, j), "labels": {"domain": parts[k]}}
+                for _, k, j in order)
+        super().__init__(recs, label_names=["domain"], classnames={"domain": list(parts)}, split=split, limit=limit,
+                         **kw)
+
+    def load_image(self, i):
+        k, j = self._locs[self._check(i)]
+        return self.parts[k].load_image(j)
+
+    def source_key(self, i) -> str:
+        "The part card's id and its own source key of the sample."
+        k, j = self._locs[self._check(i)]
+        return f"{self.parts[k].card.id}|{self.parts[k].source_key(j)}"
+
+@DATASETS.register("mixture")
+def mixture_dataset(card=None, split: str | None = None, *, parts: Sequence[str] = (),
+                    limit: int | None = None) -> MixtureDataset:
+    "Builder for `format: mixture` (options parts: the data card ids, limit)."
+    return MixtureDataset(list(parts), split, limit=limit, **({} if card is None else {"card": card,
+                                                                                     "templates": card.templates}))
+
 # %% ../../nbs/15_data.datasets.ipynb #340259a7
 def data_sources(card: str | DataCard, split: str | None = None) -> list[tuple[str, Path]]:
     "`(label, path)` of what a card's `split` reads on disk (None: every path the card names); [] for generated data."
     card = card if isinstance(card, DataCard) else load_card(card)
+    if card.format == "mixture":   # the part cards' files and what they read
+        return [x for p in (card.options or {}).get("parts", ())
+                for x in [(f"{p}:card", Path(load_card(p).file)),
+                          *[(f"{p}:{l}", q) for l, q in data_sources(p, split)]]]
     where = f"data card '{card.id}' ({card.file})"
     raws = ({split: card.splits[split]} if split is not None and isinstance(card.splits.get(split), str)
             else {"path": card.path} if split is not None
