@@ -185,12 +185,14 @@ def test_status_shows_the_progress_of_a_running_stage(executor, tmp_path):
     "While a submitted train runs, `clipwb status <run>` prints its progress line (steps, rate, ETA, loss); cancelled."
     import re
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CLIPWB_PROGRESS_EVERY": "1"}   # reaches the job (sbatch exports)
-    out = subprocess.run([sys.executable, "-m", "clipwb", "submit", "train", *sum((["-p", k, str(v)] for k, v in
-                          {**MICRO, "data_limit": 64, "max_steps": 5000, "epochs": 1000, "device": "cpu"}.items()), []),
-                          "--executor", executor, "--runs", str(tmp_path / "runs"), "--folder", str(tmp_path / "sub")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    run = json.loads(out.stdout.splitlines()[0])["run_dir"]
+    params = sum((["-p", k, str(v)] for k, v in
+                  {**MICRO, "data_limit": 64, "max_steps": 5000, "epochs": 1000, "device": "cpu"}.items()), [])
+    with open(tmp_path / "submit.out", "w") as fo, open(tmp_path / "submit.err", "w") as fe:   # a local job keeps
+        rc = subprocess.run([sys.executable, "-m", "clipwb", "submit", "train", *params, "--executor", executor,
+                             "--runs", str(tmp_path / "runs"), "--folder", str(tmp_path / "sub")],   # a pipe open
+                            stdout=fo, stderr=fe, env=env, timeout=600).returncode
+    assert rc == 0, (tmp_path / "submit.err").read_text()[-3000:]
+    run = json.loads((tmp_path / "submit.out").read_text().splitlines()[0])["run_dir"]
     pat = re.compile(r"  progress: train (\d+)/5000 steps, [\d.]+ step/s, ETA .+, loss [\d.]+.* \(\d+ s ago\)")
     seen, t0 = [], time.time()
     try:
