@@ -98,7 +98,7 @@ def _cluster_parsers(sub) -> None:
         q.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
                        help="any other sbatch option submitit knows (e.g. mail_type=END, exclusive=true); repeatable")
     st = sub.add_parser("status",
-                        help="queue state, run state and log tail of a submitted run (all submitted runs without one)")
+                        help="queue state, run state, progress and log tail of a run (all submitted runs without one)")
     st.add_argument("run", nargs="?"); st.add_argument("--runs", help=RUNS_HELP)
     st.add_argument("--tail", type=int, default=10)
     c = sub.add_parser("cancel", help="cancel the job of a submitted run (it stays resumable)")
@@ -116,8 +116,9 @@ def _cluster_main(a) -> int:
         runs = [a.run] if a.run else sm.submitted_runs(a.runs)[:20]
         for r in runs:
             st = sm.run_status(r, tail=a.tail if a.run else 0)
-            print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, run {st['run']}  "
-                  f"log {st['log']}")
+            if st["executor"] == "none": print(f"{st['run_dir']}  {st['queue']}, run {st['run']}")
+            else: print(f"{st['run_dir']}  job {st['job_id']} ({st['executor']}): queue {st['queue']}, "
+                        f"run {st['run']}  log {st['log']}")
             if st["progress"]: print(f"  progress: {st['progress']}")
             if st["log_tail"]: print(st["log_tail"])
         return 0

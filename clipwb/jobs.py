@@ -449,13 +449,24 @@ def _tail(path: str | Path, n: int = 10) -> str:
 def run_status(run_dir: str | Path, *, tail: int = 10) -> dict:
     "Queue state, run state, progress line (an incomplete run's `progress.json`) and the log tail of a submitted run."
     run_dir = Path(run_dir)
-    if not (run_dir / "job.json").is_file(): raise ClipwbError(f"{run_dir} has no job.json: it was not submitted "
-                                                               f"(clipwb submit)")
+    if not (run_dir / "job.json").is_file():   # `clipwb run` (not submitted): its progress record names its process
+        if not (run_dir / "params.yaml").is_file() and not (run_dir / "metrics.json").is_file():
+            raise ClipwbError(f"{run_dir} is not a run folder (no params.yaml, job.json or metrics.json)")
+        state, rec = run_state(run_dir), read_progress(run_dir)
+        alive = rec is not None and rec.get("pid") is not None and _pid_alive(int(rec["pid"]))
+        return {"run_dir": str(run_dir), "executor": "none", "job_id": "-", "run": state,
+                "queue": "not submitted" + (f", process {rec['pid']} running" if alive else ""),
+                "progress": None if state == "complete" else status_line(rec), "log": None, "log_tail": ""}
     job = read_json(run_dir / "job.json")
     state = run_state(run_dir)
     return {"run_dir": str(run_dir), "executor": job["executor"], "job_id": job["job_id"], "queue": job_state(job),
             "run": state, "progress": None if state == "complete" else status_line(read_progress(run_dir)),
             "log": job["stderr"], "log_tail": _tail(job["stderr"], tail)}
+
+def _pid_alive(pid: int) -> bool:
+    import psutil
+    try: return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess: return False
 
 def submitted_runs(root: str | Path | None = None) -> list[Path]:
     "Run directories under `root` with a job.json, newest submission first."

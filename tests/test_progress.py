@@ -100,3 +100,26 @@ def test_a_pipeline_step_reports_progress_while_it_runs(tmp_path):
     assert re.search(r"^progress: train 6/6 steps, [\d.]+ step/s, done in \d+ s, loss \d\.\d{3}, epoch 0$", log,
                      re.M), log[-3000:]
     assert "ERROR" not in log and "KeyboardInterrupt" not in log, log[-3000:]
+
+
+def test_status_of_a_run_started_with_clipwb_run(tmp_path, capsys):
+    "A run that was not submitted has no job: `clipwb status` reads its progress record and whether its process lives."
+    from clipwb.cli import main
+    rd = tmp_path / "train" / "20260101T000000000Z-0123abcd"; rd.mkdir(parents=True)
+    (rd / "params.yaml").write_text("max_steps: 240\n")
+    set_run_dir(rd)
+    try:
+        bar = Progress(total=240, desc="train", unit="step", every=3600)
+        bar.update(60)
+        from clipwb.progress import report
+        report()
+        assert main(["status", str(rd)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        bar.close()
+    finally: set_run_dir(None)
+    assert out[0] == f"{rd}  not submitted, process {os.getpid()} running, run incomplete", out
+    assert out[1].startswith("  progress: train 60/240 steps"), out
+    rec = read_json(rd / PROGRESS_FILE); rec["pid"] = 2**22 + 12345; write_json(rd / PROGRESS_FILE, rec)  # gone
+    assert main(["status", str(rd)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{rd}  not submitted, run incomplete"
+    assert main(["status", str(tmp_path)]) != 0 and "is not a run folder" in capsys.readouterr().err
