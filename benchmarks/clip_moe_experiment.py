@@ -139,13 +139,18 @@ def _cell(row, k):
     return f"{row[k][0]:.3f} ± {row[k][1]:.3f}" if k in row else "–"
 
 
+def _minutes(res: dict) -> str:
+    if not res.get("seconds"): return ""
+    return "; wall time per seed " + ", ".join(f"{v / 60:.0f}" for v in res["seconds"].values()) + " min"
+
+
 def markdown(res: dict) -> str:
     "The experiment's tables (zero-shot, probe, routing MI) and its targets, from a results dict (`--out` JSON)."
     sm, n = res["summary"], len(res["seeds"])
     rows = [r for r in ROWS if r in sm]
     head = ["model", *[f"zero-shot {f}" for f in FACTORS], *[f"probe {f}" for f in FACTORS], "t→i R@1"]
     lines = [f"Mean ± sd over {n} seeds ({res['seeds']}), `shapes-suppress` test split, clipwb-micro "
-             f"(`python benchmarks/clip_moe_experiment.py`, {res['wall_s'] / 60:.0f} min):", "",
+             f"(`python benchmarks/clip_moe_experiment.py`{_minutes(res)}):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [_cell(sm[r], f"{t}/{f}/acc1") for t in ("zeroshot", "probe") for f in FACTORS]
@@ -210,11 +215,16 @@ def main():
     import torch
     torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     t0 = time.time()
-    runs = {s: one_seed(a, s) for s in a.seeds}
+    runs, seconds = {}, {}
+    for s in a.seeds:   # a seed's wall time is kept beside its runs: a rerun that reuses them reports the first
+        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
+        runs[s] = one_seed(a, s)
+        if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
+        seconds[s] = json.loads(kept.read_text())["seconds"]
     per_seed = {s: r["models"] for s, r in runs.items()}
     res = json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
                                  "stages": {s: r["stages"] for s, r in runs.items()}, "summary": summary(per_seed),
-                                 "wall_s": time.time() - t0}, default=str))
+                                 "seconds": seconds, "wall_s": time.time() - t0}, default=str))
     print(markdown(res))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clip_moe_experiment import _cell, summary  # noqa: E402  (the same mean ± sd over seeds)
+from clip_moe_experiment import _cell, _minutes, summary  # noqa: E402  (the same mean ± sd over seeds)
 
 FACTORS = ["shape", "position", "colour", "background"]
 DATA = "shapes-suppress-xl"
@@ -55,7 +55,7 @@ def markdown(res: dict) -> str:
     sm, n = res["summary"], len(res["seeds"])
     head = ["model", *[f"zero-shot {f}" for f in FACTORS], *[f"probe {f}" for f in FACTORS]]
     lines = [f"Mean ± sd over {n} seeds ({res['seeds']}), `{DATA}` test split, clipwb-micro "
-             f"(`python benchmarks/mcl_multistage.py`, {res['wall_s'] / 60:.0f} min):", "",
+             f"(`python benchmarks/mcl_multistage.py`{_minutes(res)}):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in [r for r in ROWS if r in sm]:
         cells = [_cell(sm[r], f"{t}/{f}/acc1") for t in ("zeroshot", "probe") for f in FACTORS]
@@ -98,11 +98,17 @@ def main():
     import torch
     torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     t0 = time.time()
-    runs = {s: one_seed(a, s) for s in a.seeds}
+    runs, seconds = {}, {}
+    for s in a.seeds:   # a seed's wall time is kept beside its runs: a rerun that reuses them reports the first
+        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
+        runs[s] = one_seed(a, s)
+        if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
+        seconds[s] = json.loads(kept.read_text())["seconds"]
     per_seed = {s: r["models"] for s, r in runs.items()}
     res = json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
                                  "stages": {s: r["stages"] for s, r in runs.items()},
-                                 "summary": summary(per_seed), "wall_s": time.time() - t0}, default=str))
+                                 "summary": summary(per_seed), "seconds": seconds,
+                                 "wall_s": time.time() - t0}, default=str))
     print(markdown(res))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -197,3 +197,15 @@ def test_clip_moe_summary_and_targets_on_hand_numbers():
     assert "shape MI +0.300 over upcycled (met)" in line
     assert "| moe-mcl (router) | shape | 0.300 ± 0.000 | 0.400 ± 0.283 | 0.200 ± 0.283 |" in markdown(
         {"summary": sm, "seeds": [0, 1], "wall_s": 60})
+
+
+def test_readme_seeded_claims_are_generated_from_the_benchmarks_results():
+    "The README's verdicts on the three claims are what benchmarks/results/*.json give, one row per measurement."
+    from readme_results import SEEDED, seeded_claims_markdown, seeded_claims_rows
+    rows = seeded_claims_rows()
+    assert {r[0].split(":")[0] for r in rows} == {"MCL", "CLIP-MoE", "MoDE"}
+    for r in rows:   # the verdict follows from the margin and the target
+        assert (r[5] == "yes") == (float(r[3].split()[0]) >= float(r[4].split("+")[1])), r
+    index = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / "nbs" / "index.ipynb")["cells"])
+    assert readme_block(index, *SEEDED) == seeded_claims_markdown()
+    assert seeded_claims_markdown() in (ROOT / "README.md").read_text()
