@@ -16,9 +16,9 @@ from .readers import DATASETS, PairDataset
 
 # %% auto #0
 __all__ = ['FACTORS', 'RGB', 'POSITION_WORDS', 'TEMPLATES', 'SUPPRESS_FACTORS', 'SUPPRESS_TEMPLATES', 'SHAPE_SYNONYMS',
-           'SYNONYM_TEMPLATES', 'PRETRAIN_TEMPLATES', 'VARIANTS', 'GLYPH_FACTORS', 'GLYPH_TEMPLATES', 'shape_factors',
-           'render_shape', 'ShapesDataset', 'shapes_dataset', 'glyph_factors', 'render_glyph', 'GlyphsDataset',
-           'glyphs_dataset']
+           'SYNONYM_TEMPLATES', 'PRETRAIN_TEMPLATES', 'NAMED_TEMPLATES', 'VARIANTS', 'GLYPH_FACTORS', 'GLYPH_TEMPLATES',
+           'shape_factors', 'render_shape', 'ShapesDataset', 'shapes_dataset', 'glyph_factors', 'render_glyph',
+           'GlyphsDataset', 'glyphs_dataset']
 
 # %% ../../nbs/12_data.shapes.ipynb #d4c36a8c
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -55,8 +55,12 @@ SHAPE_SYNONYMS = {"circle": "disc", "square": "block", "triangle": "wedge", "sta
 SYNONYM_TEMPLATES = (("a {shape_syn}", 2), ("a picture of a {shape_syn}", 1))
 PRETRAIN_TEMPLATES = (("a {colour} shape {pos} on a {background}", 2), ("{background}, a {colour} shape {pos}", 1),
                       *SYNONYM_TEMPLATES)
+# `pretrain-named`: the same, and one caption in seven a suppress caption, so the shape's own words are learned, but
+# where the colours already tell a batch's pairs apart
+NAMED_TEMPLATES = (*PRETRAIN_TEMPLATES, (SUPPRESS_TEMPLATES[0][0], 1))
 VARIANTS = {"default": (FACTORS, TEMPLATES), "suppress": (SUPPRESS_FACTORS, SUPPRESS_TEMPLATES),
-            "synonyms": (SUPPRESS_FACTORS, SYNONYM_TEMPLATES), "pretrain": (SUPPRESS_FACTORS, PRETRAIN_TEMPLATES)}
+            "synonyms": (SUPPRESS_FACTORS, SYNONYM_TEMPLATES), "pretrain": (SUPPRESS_FACTORS, PRETRAIN_TEMPLATES),
+            "pretrain-named": (SUPPRESS_FACTORS, NAMED_TEMPLATES)}
 
 def _variant(variant: str):
     if variant not in VARIANTS: raise DataError(f"shapes: unknown variant {variant!r}; variants: {sorted(VARIANTS)}")
