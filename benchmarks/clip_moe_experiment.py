@@ -1,12 +1,13 @@
 """CLIP-MoE's claim on data built for it: an MoE whose experts are MCL stage models vs sparse upcycling.
 
     python benchmarks/clip_moe_experiment.py [--seeds 0 1 2] [--pre-steps 3000] [--base-steps 3000]
-                                             [--base-lr 2e-3]
-                                             [--stage-steps 3000] [--stage-lr 2e-3] [--k 200]
+                                             [--base-lr 2e-3] [--base-data shapes-pretrain] [--stage-steps 3000]
+                                             [--stage-lr 2e-3] [--k 200]
                                              [--router-steps 300] [--router-lr 2e-3] [--trains router router+experts]
                                              [--root runs/clip_moe_experiment] [--write]
 
-Per seed, on CPU with `clipwb-micro` (one thread; about 6 minutes a seed on an idle core):
+Per seed, on CPU with `clipwb-micro` (one thread; about 30 minutes a seed with three seeds in parallel on a shared
+2-core machine):
   pre          trained from scratch on `shapes-synonyms` (--pre-steps): the shapes-suppress images captioned by
                their shape alone, in other words ("a spark", "a wedge"): the image tower learns shape
   base         pre continued on `shapes-pretrain` (--base-steps, --base-lr): half its captions are those, half name
@@ -14,7 +15,8 @@ Per seed, on CPU with `clipwb-micro` (one thread; about 6 minutes a seed on an i
                probe reads it) and it reads the colours zero-shot, but it has never seen the words "star" or
                "triangle": the situation CLIP-MoE starts from, a pretrained CLIP whose image features hold more
                than its alignment uses. Everything after trains on `shapes-suppress`, whose captions name every
-               factor.
+               factor. `--base-data shapes-pretrain-named` adds one suppress caption in seven: the shape's words
+               are then learned (their token embeddings trained) where the colours suppress them.
   stage 1      one MCL stage from the base with only the MLPs trainable (CLIP-MoE's stages), on one-cell batches
                of --k image clusters of the base's embeddings
   control      the base trained as many steps on shuffled batches, MLPs only
@@ -26,7 +28,8 @@ Per seed, on CPU with `clipwb-micro` (one thread; about 6 minutes a seed on an i
 Both MoE arms train --router-steps on shuffled shapes-suppress batches, once with the routers only (CLIP-MoE) and
 once with routers + experts. Each model is read on the test split: zero-shot top-1 and a linear probe per factor,
 retrieval R@1, and for the MoE arms the normalised mutual information I(label; top-1 expert)/log E per layer.
-Prints mean ± sd over seeds and writes every number to --out (the results page and README render it).
+Prints mean ± sd over seeds; --out writes every number as JSON, --write as benchmarks/results/clip_moe.json (or
+clip_moe_<base-data>.json for another base) with its block on the results page; the README's verdicts read it.
 Runs are kept under --root and reused, so an interrupted experiment resumes.
 """
 import argparse

@@ -165,12 +165,16 @@ def test_clip_moe_block_is_generated_from_the_seeds_runs():
     recomputed here from the per-seed metrics the runs wrote."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from clip_moe_experiment import markdown, summary
-    from readme_results import CLIP_MOE, CLIP_MOE_JSON
-    res = json.loads((ROOT / CLIP_MOE_JSON).read_text())
-    assert len(res["seeds"]) >= 3
-    assert json.loads(json.dumps(summary(res["per_seed"]))) == res["summary"]
+    from readme_results import CLIP_MOE_JSON, clip_moe_files
     page = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / RESULTS_NB)["cells"])
-    assert readme_block(page, *CLIP_MOE) == markdown(res)
+    files = sorted((ROOT / CLIP_MOE_JSON).parent.glob("clip_moe*.json"))
+    assert ROOT / CLIP_MOE_JSON in files
+    for f in files:
+        res = json.loads(f.read_text())
+        path, marks = clip_moe_files(res["args"]["base_data"])
+        assert ROOT / path == f and len(res["seeds"]) >= 3
+        assert json.loads(json.dumps(summary(res["per_seed"]))) == res["summary"]
+        assert readme_block(page, *marks) == markdown(res)
 
 
 def test_clip_moe_summary_and_targets_on_hand_numbers():

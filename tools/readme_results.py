@@ -192,9 +192,17 @@ def write_reproducibility(res: dict, root: str | Path | None = None) -> list[Pat
     return [update_notebook_block(root / RESULTS_NB, page, *REPRO),
             update_notebook_block(root / "nbs" / "index.ipynb", home, *REPRO), write_readme(root)]
 
-# the CLIP-MoE experiment (benchmarks/clip_moe_experiment.py --write → benchmarks/results/clip_moe.json)
+# the CLIP-MoE experiment (benchmarks/clip_moe_experiment.py --write → benchmarks/results/clip_moe*.json), one file
+# and one results-page block per base card
 CLIP_MOE = ("<!-- clip-moe:start -->", "<!-- clip-moe:end -->")
 CLIP_MOE_JSON = Path("benchmarks") / "results" / "clip_moe.json"
+
+def clip_moe_files(base_data: str = "shapes-pretrain") -> tuple[Path, tuple[str, str]]:
+    "The results JSON and the results page's markers of the CLIP-MoE experiment on base card `base_data`."
+    if base_data == "shapes-pretrain": return CLIP_MOE_JSON, CLIP_MOE
+    tag = base_data.removeprefix("shapes-pretrain-")
+    return CLIP_MOE_JSON.with_name(f"clip_moe_{tag}.json"), (f"<!-- clip-moe-{tag}:start -->",
+                                                              f"<!-- clip-moe-{tag}:end -->")
 
 def clip_moe_block(res: dict) -> str:
     "The results page's CLIP-MoE tables, rendered by the benchmark from its results."
@@ -205,8 +213,9 @@ def clip_moe_block(res: dict) -> str:
 def write_clip_moe(res: dict, root: str | Path | None = None) -> list[Path]:
     "Write the CLIP-MoE results JSON and its block on the results page."
     root = Path(root) if root else ROOT
-    atomic_write_text(root / CLIP_MOE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
-    return [root / CLIP_MOE_JSON, update_notebook_block(root / RESULTS_NB, clip_moe_block(res), *CLIP_MOE)]
+    path, marks = clip_moe_files(res["args"].get("base_data", "shapes-pretrain"))
+    atomic_write_text(root / path, json.dumps(res, indent=1, sort_keys=True) + "\n")
+    return [root / path, update_notebook_block(root / RESULTS_NB, clip_moe_block(res), *marks)]
 
 # the multistage MCL experiment (benchmarks/mcl_multistage.py --write → benchmarks/results/mcl_multistage.json)
 MULTISTAGE = ("<!-- mcl-multistage:start -->", "<!-- mcl-multistage:end -->")
@@ -242,12 +251,14 @@ def seeded_claims_rows(root: str | Path | None = None) -> list[list[str]]:
         row("MCL: a second stage learns what the first still suppresses", "mcl_multistage.py",
             "stage 2 − stage 1, zero-shot position", [z(s, "stage 2") - z(s, "stage 1") for s in res["per_seed"]],
             0.15)
-    if (f := root / CLIP_MOE_JSON).is_file():
+    for f in sorted((root / CLIP_MOE_JSON).parent.glob("clip_moe*.json")):
         res = json.loads(f.read_text())
+        base = res["args"].get("base_data", "shapes-pretrain")
         for train in ("router", "router+experts"):
             z = lambda s, n: res["per_seed"][s][f"{n} ({train})"]["zeroshot/shape/acc1"]
-            row("CLIP-MoE: experts from MCL beat sparse upcycling", "clip_moe_experiment.py",
-                f"MoE of MCL experts − upcycled MoE, zero-shot shape ({train} trained)",
+            row("CLIP-MoE: experts from MCL beat sparse upcycling", "clip_moe_experiment.py"
+                + ("" if base == "shapes-pretrain" else f" --base-data {base}"),
+                f"MoE of MCL experts − upcycled MoE, zero-shot shape ({train} trained; base on {base})",
                 [z(s, "moe-mcl") - z(s, "moe-upcycled") for s in res["per_seed"]], 0.15)
     if (f := root / "benchmarks" / "results" / "mode_experiment.json").is_file():
         from mode_experiment import summary as mode_summary
