@@ -212,4 +212,18 @@ def test_readme_seeded_claims_are_generated_from_the_benchmarks_results():
         assert (r[5] == "yes") == (float(r[3].split()[0]) >= float(r[4].split("+")[1])), r
     index = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / "nbs" / "index.ipynb")["cells"])
     assert readme_block(index, *SEEDED) == seeded_claims_markdown()
-    assert seeded_claims_markdown() in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()   # links rewritten there: the table rows are the same
+    assert all(line in readme for line in seeded_claims_markdown().splitlines()[2:])
+
+
+def test_multistage_block_is_generated_from_the_seeds_runs():
+    "The results page's multistage MCL tables are what benchmarks/results/mcl_multistage.json renders."
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from clip_moe_experiment import summary
+    from mcl_multistage import markdown
+    from readme_results import MULTISTAGE, MULTISTAGE_JSON
+    res = json.loads((ROOT / MULTISTAGE_JSON).read_text())
+    assert len(res["seeds"]) >= 3 and set(res["stages"]) == set(res["per_seed"])
+    assert json.loads(json.dumps(summary(res["per_seed"]))) == res["summary"]
+    page = "\n\n".join(cell_source(c) for c in read_notebook(ROOT / RESULTS_NB)["cells"])
+    assert readme_block(page, *MULTISTAGE) == markdown(res)
