@@ -202,9 +202,48 @@ def targets(res: dict) -> list[str]:
     return out
 
 
+def add_common_args(ap: argparse.ArgumentParser, root: str, results: str) -> None:
+    "The arguments every seeded benchmark takes: seeds, threads, the runs root, --out and --write."
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--root", default=root)
+    ap.add_argument("--out", default=None, help="also write the results JSON here")
+    ap.add_argument("--write", action="store_true", help=f"write {results} and the results page's block")
+
+
+def run_seeds(a, one_seed) -> dict:
+    ("Run `one_seed(a, seed) → {'models', 'stages'}` for each seed and summarise: the results dict (JSON-safe) with "
+     "each seed's wall time, kept beside its runs so a rerun that reuses them reports the first.")
+    import torch
+    torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    t0, runs, seconds = time.time(), {}, {}
+    for s in a.seeds:
+        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
+        runs[s] = one_seed(a, s)
+        if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
+        seconds[s] = json.loads(kept.read_text())["seconds"]
+    per_seed = {s: r["models"] for s, r in runs.items()}
+    return json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
+                                  "stages": {s: r["stages"] for s, r in runs.items()}, "summary": summary(per_seed),
+                                  "seconds": seconds, "wall_s": time.time() - t0}, default=str))
+
+
+def report(a, res: dict, markdown, writer: str) -> None:
+    "Print the tables; --out: the results JSON there; --write: `tools/readme_results.<writer>` (JSON + page block)."
+    print(markdown(res))
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=1))
+        print("written", a.out)
+    if a.write:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+        import readme_results
+        for p in getattr(readme_results, writer)(res): print("wrote", p)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_common_args(ap, "runs/clip_moe_experiment", "benchmarks/results/clip_moe*.json")
     ap.add_argument("--pre-steps", type=int, default=3000)
     ap.add_argument("--pre-lr", type=float, default=2e-3)
     ap.add_argument("--base-steps", type=int, default=3000)
@@ -219,34 +258,8 @@ def main():
     ap.add_argument("--trains", nargs="+", default=["router", "router+experts"])
     ap.add_argument("--routing-limit", type=int, default=500)
     ap.add_argument("--probe-limit", type=int, default=5000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--root", default="runs/clip_moe_experiment")
-    ap.add_argument("--out", default=None, help="also write the results JSON here")
-    ap.add_argument("--write", action="store_true",
-                    help="write benchmarks/results/clip_moe.json and the results page's CLIP-MoE block")
     a = ap.parse_args()
-    import torch
-    torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    t0 = time.time()
-    runs, seconds = {}, {}
-    for s in a.seeds:   # a seed's wall time is kept beside its runs: a rerun that reuses them reports the first
-        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
-        runs[s] = one_seed(a, s)
-        if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
-        seconds[s] = json.loads(kept.read_text())["seconds"]
-    per_seed = {s: r["models"] for s, r in runs.items()}
-    res = json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
-                                 "stages": {s: r["stages"] for s, r in runs.items()}, "summary": summary(per_seed),
-                                 "seconds": seconds, "wall_s": time.time() - t0}, default=str))
-    print(markdown(res))
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1))
-        print("written", a.out)
-    if a.write:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-        from readme_results import write_clip_moe
-        for p in write_clip_moe(res): print("wrote", p)
+    report(a, run_seeds(a, one_seed), markdown, "write_clip_moe")
 
 
 if __name__ == "__main__":

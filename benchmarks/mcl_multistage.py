@@ -20,14 +20,11 @@ The oracle arms tell whether batching or clustering limits a stage. Prints mean 
 page's block. Runs are kept under --root and reused, so an interrupted experiment resumes.
 """
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from clip_moe_experiment import _cell, _minutes, summary  # noqa: E402  (the same mean ± sd over seeds)
+from clip_moe_experiment import _cell, _minutes, add_common_args, report, run_seeds  # noqa: E402  (same seeds)
 
 FACTORS = ["shape", "position", "colour", "background"]
 DATA = "shapes-suppress-xl"
@@ -91,42 +88,15 @@ def targets(res: dict) -> list[str]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_common_args(ap, "runs/mcl_multistage", "benchmarks/results/mcl_multistage.json")
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--stage-steps", type=int, default=3000)
     ap.add_argument("--k", type=int, default=200)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--probe-limit", type=int, default=5000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--root", default="runs/mcl_multistage")
-    ap.add_argument("--out", default=None, help="also write the results JSON here")
-    ap.add_argument("--write", action="store_true",
-                    help="write benchmarks/results/mcl_multistage.json and the results page's block")
     a = ap.parse_args()
-    import torch
-    torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    t0 = time.time()
-    runs, seconds = {}, {}
-    for s in a.seeds:   # a seed's wall time is kept beside its runs: a rerun that reuses them reports the first
-        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
-        runs[s] = one_seed(a, s)
-        if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
-        seconds[s] = json.loads(kept.read_text())["seconds"]
-    per_seed = {s: r["models"] for s, r in runs.items()}
-    res = json.loads(json.dumps({"args": vars(a), "seeds": a.seeds, "per_seed": per_seed,
-                                 "stages": {s: r["stages"] for s, r in runs.items()},
-                                 "summary": summary(per_seed), "seconds": seconds,
-                                 "wall_s": time.time() - t0}, default=str))
-    print(markdown(res))
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(res, indent=1))
-        print("written", a.out)
-    if a.write:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-        from readme_results import write_multistage
-        for p in write_multistage(res): print("wrote", p)
+    report(a, run_seeds(a, one_seed), markdown, "write_multistage")
 
 
 if __name__ == "__main__":

@@ -29,3 +29,16 @@ def run(stage, root, /, **params):
         assert (run_dir / f).is_file(), f"{stage}: {f} missing"
     assert run_dir.parent == root / stage
     return out
+
+
+def mlp_experts(folder) -> list[Path]:
+    "Two clipwb-micro model folders under `folder` (e0, e1) that differ in their MLP weights only: MoE experts."
+    import copy
+    import torch
+    from clipwb.models import create_model, save_model
+    base = create_model("clipwb-micro")
+    m = copy.deepcopy(base)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if ".mlp." in n: p.add_(0.05 * torch.randn_like(p))
+    return [save_model(base, Path(folder) / "e0"), save_model(m, Path(folder) / "e1")]

@@ -48,18 +48,10 @@ def _check_run_model(d: Path, run_dir: Path, stage: str):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    import copy
-    import torch
-    from clipwb.models import create_model, save_model
+    from e2e_helpers import mlp_experts
     from clipwb.runs import run_step
     tmp = tmp_path_factory.mktemp("cards")
-    base = create_model("clipwb-micro")
-    experts = [save_model(base, tmp / "experts" / "e0")]
-    m = copy.deepcopy(base)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            if ".mlp." in n: p.add_(0.05 * torch.randn_like(p))
-    experts.append(save_model(m, tmp / "experts" / "e1"))
+    experts = mlp_experts(tmp / "experts")
     tr = run_step("train", dict(model="clipwb-micro", data="shapes", max_steps=2, batch_size=8, data_limit=16,
                                 warmup=1), root=tmp / "runs")
     moe = run_step("moe", dict(experts=[str(e) for e in experts], init="mcl", top_k=2, max_steps=2, batch_size=8,

@@ -5,23 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import run
+from e2e_helpers import mlp_experts, run
 
 pytestmark = pytest.mark.e2e
 
 
 def test_moe_stage_from_experts_json(tmp_path):
-    import copy
-    import torch
-    from clipwb.models import create_model, save_model
-    base = create_model("clipwb-micro")
-    dirs = [save_model(base, tmp_path / "mcl" / "stage0")]
-    m = copy.deepcopy(base)
-    with torch.no_grad():
-        for n, p in m.named_parameters():
-            if ".mlp." in n: p.add_(0.05 * torch.randn_like(p))
-    dirs.append(save_model(m, tmp_path / "mcl" / "stage1"))
-    (tmp_path / "mcl" / "experts.json").write_text(json.dumps({"models": ["stage0", "stage1"]}))   # relative paths
+    mlp_experts(tmp_path / "mcl")   # e0 (the base) and e1
+    (tmp_path / "mcl" / "experts.json").write_text(json.dumps({"models": ["e0", "e1"]}))   # relative paths
     root = tmp_path / "runs"
     out = run("moe", root, experts=str(tmp_path / "mcl"), init="mcl", top_k=2, max_steps=2, data_limit=32,
               eval_limit=16, routing_limit=16, device="cpu")

@@ -204,34 +204,30 @@ def clip_moe_files(base_data: str = "shapes-pretrain") -> tuple[Path, tuple[str,
     return CLIP_MOE_JSON.with_name(f"clip_moe_{tag}.json"), (f"<!-- clip-moe-{tag}:start -->",
                                                               f"<!-- clip-moe-{tag}:end -->")
 
-def clip_moe_block(res: dict) -> str:
-    "The results page's CLIP-MoE tables, rendered by the benchmark from its results."
+def bench_markdown(script: str, res: dict) -> str:
+    "The tables of benchmark `script` (its module in benchmarks/) rendered by its `markdown` from its results."
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from clip_moe_experiment import markdown
-    return markdown(res)
+    import importlib
+    return importlib.import_module(script).markdown(res)
 
 def write_clip_moe(res: dict, root: str | Path | None = None) -> list[Path]:
     "Write the CLIP-MoE results JSON and its block on the results page."
-    root = Path(root) if root else ROOT
     path, marks = clip_moe_files(res["args"].get("base_data", "shapes-pretrain"))
+    return _write_results(res, root, path, bench_markdown("clip_moe_experiment", res), marks)
+
+def _write_results(res: dict, root: str | Path | None, path: Path, block: str, marks: tuple[str, str]) -> list[Path]:
+    "Write a benchmark's results JSON at `path` and its rendered `block` between `marks` on the results page."
+    root = Path(root) if root else ROOT
     atomic_write_text(root / path, json.dumps(res, indent=1, sort_keys=True) + "\n")
-    return [root / path, update_notebook_block(root / RESULTS_NB, clip_moe_block(res), *marks)]
+    return [root / path, update_notebook_block(root / RESULTS_NB, block, *marks)]
 
 # the multistage MCL experiment (benchmarks/mcl_multistage.py --write → benchmarks/results/mcl_multistage.json)
 MULTISTAGE = ("<!-- mcl-multistage:start -->", "<!-- mcl-multistage:end -->")
 MULTISTAGE_JSON = Path("benchmarks") / "results" / "mcl_multistage.json"
 
-def multistage_block(res: dict) -> str:
-    "The results page's multistage MCL tables, rendered by the benchmark from its results."
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from mcl_multistage import markdown
-    return markdown(res)
-
 def write_multistage(res: dict, root: str | Path | None = None) -> list[Path]:
     "Write the multistage results JSON and its block on the results page."
-    root = Path(root) if root else ROOT
-    atomic_write_text(root / MULTISTAGE_JSON, json.dumps(res, indent=1, sort_keys=True) + "\n")
-    return [root / MULTISTAGE_JSON, update_notebook_block(root / RESULTS_NB, multistage_block(res), *MULTISTAGE)]
+    return _write_results(res, root, MULTISTAGE_JSON, bench_markdown("mcl_multistage", res), MULTISTAGE)
 
 # the three papers' claims as the seeded benchmarks measure them, in the README (from benchmarks/results/*.json)
 SEEDED = ("<!-- seeded-claims:start -->", "<!-- seeded-claims:end -->")
