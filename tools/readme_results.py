@@ -256,6 +256,13 @@ def seeded_claims_rows(root: str | Path | None = None) -> list[list[str]]:
                 + ("" if base == "shapes-pretrain" else f" --base-data {base}"),
                 f"MoE of MCL experts − upcycled MoE, zero-shot shape ({train} trained; base on {base})",
                 [z(s, "moe-mcl") - z(s, "moe-upcycled") for s in res["per_seed"]], 0.15)
+        if all("moe-oracle (router)" in m for m in res["per_seed"].values()):
+            z = lambda s, n: res["per_seed"][s][f"{n} (router)"]["zeroshot/shape/acc1"]
+            row("CLIP-MoE: with perfect cells (an oracle stage as the expert) the MoE beats sparse upcycling",
+                "clip_moe_experiment.py"
+                + ("" if base == "shapes-pretrain" else f" --base-data {base}"),
+                f"MoE of base + oracle stage − upcycled MoE, zero-shot shape (router trained; base on {base})",
+                [z(s, "moe-oracle") - z(s, "moe-upcycled") for s in res["per_seed"]], 0.15)
     if (f := root / "benchmarks" / "results" / "mode_experiment.json").is_file():
         from mode_experiment import summary as mode_summary
         for arm in json.loads(f.read_text())["arms"]:
