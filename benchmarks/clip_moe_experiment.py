@@ -48,6 +48,7 @@ T2I = "retrieval/image_retrieval_recall@1"   # text → image: finds the image o
 def moe_arms(root, seed, base, stage, oracle, a):
     ("The MoE arms × router budgets for one seed → {name: model dir}, {name: moe metrics}; the MoE of base + oracle "
      "stage trains its routers only.")
+    from clipwb.io import write_json
     from clipwb.moe.run import MoeCfg, run_moe
     arms = {"moe-mcl": dict(experts=[str(base), str(stage)], init="mcl", strict=True),
             "moe-upcycled": dict(experts=[str(base)], init="upcycle", num_experts=2),
@@ -63,7 +64,7 @@ def moe_arms(root, seed, base, stage, oracle, a):
                                           batch_size=a.batch_size, lr=a.router_lr, warmup=20, top_k=2,
                                           train=train, eval_limit=None, routing_limit=a.routing_limit,
                                           labels=FACTORS, baseline=False, seed=seed), run)
-                done.write_text(json.dumps(res.metrics))
+                write_json(done, res.metrics)   # atomic: an interrupted run leaves no half-written cache
             key = f"{name} ({train})"
             dirs[key], metrics[key] = run / "train" / "model", json.loads(done.read_text())
     return dirs, metrics
