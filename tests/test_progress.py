@@ -73,7 +73,8 @@ def test_a_pipeline_step_reports_progress_while_it_runs(tmp_path):
     "`clipwb pipeline run` of one train step (a local job running the stage notebook in a papermill kernel)."
     pipe = tmp_path / "watch.yaml"
     pipe.write_text(yaml.safe_dump({"name": "watch", "steps": [
-        {"name": "train", "stage": "train", "params": {"data": "shapes", "max_steps": 6, "data_limit": 96}}]}))
+        {"name": "train", "stage": "train", "params": {   # 400 steps: a few seconds, so the pipeline polls it running
+            "data": "shapes", "max_steps": 400, "data_limit": 96, "batch_size": 8, "epochs": 100}}]}))
     env = {**os.environ, "CLIPWB_PROGRESS_EVERY": "0", "CLIPWB_RUNS": str(tmp_path / "runs")}
     with open(tmp_path / "cli.err", "w") as err:
         p = subprocess.Popen([sys.executable, "-m", "clipwb", "pipeline", "run", str(pipe)], env=env, cwd=tmp_path,
@@ -90,15 +91,15 @@ def test_a_pipeline_step_reports_progress_while_it_runs(tmp_path):
     assert len(ns) >= 3 and ns == sorted(ns), ns           # it advanced while the stage ran, and never went back
     (rd,) = (tmp_path / "runs" / "train").glob("*")
     final = read_json(rd / PROGRESS_FILE)
-    assert final["done"] and final["line"].startswith("train 6/6 steps, ") and "done in" in final["line"], final
+    assert final["done"] and final["line"].startswith("train 400/400 steps, ") and "done in" in final["line"], final
     # the pipeline's terminal shows the step's progress as it goes
     cli = (tmp_path / "cli.err").read_text()
-    shown = re.findall(r"INFO clipwb.pipeline: watch: train: train (\d)/6 steps", cli)
+    shown = re.findall(r"INFO clipwb.pipeline: watch: train: train (\d+)/400 steps", cli)
     assert len(set(shown)) >= 2, cli[-3000:]
     # the job's log holds the kernel's progress lines and no ERROR (the shutdown interrupt is filtered)
     log = open(read_json(rd / "job.json")["stderr"]).read()
-    assert re.search(r"^progress: train 6/6 steps, [\d.]+ step/s, done in \d+ s, loss \d\.\d{3}, epoch 0$", log,
-                     re.M), log[-3000:]
+    done = r"^progress: train 400/400 steps, [\d.]+ step/s, done in \d+ s, loss \d\.\d{3}, epoch \d+$"
+    assert re.search(done, log, re.M), log[-3000:]
     assert "ERROR" not in log and "KeyboardInterrupt" not in log, log[-3000:]
 
 

@@ -88,7 +88,8 @@ def test_stopped_job_is_requeued_and_resumes(executor, tmp_path, stop):  # noqa:
     assert (sub.run_dir / "metrics.json").is_file() and m["n_embedded"] == N and m["n_shards"] == N // SHARD
     assert all((emb / name).stat().st_mtime_ns == t for name, t in before.items()), (
         "a shard done before the stop was rewritten")
-    assert 0 < m["new_samples"] <= N - SHARD * (len(before) // 3), m   # the last attempt did only what was missing
+    # the last attempt did only what was missing (none, when the first attempt wrote the rest before the requeue hit)
+    assert 0 <= m["new_samples"] <= N - SHARD * (len(before) // 3), m
     ids = list(load_embeddings(emb)[2]["id"])
     assert ids == list(load_dataset("shapes", "train").ids[:N])        # each id once, in the dataset's order
     job = read_json(sub.run_dir / "env.json")["job"]
