@@ -219,7 +219,7 @@ def run_seeds(a, one_seed) -> dict:
     torch.set_num_threads(a.threads); os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
     t0, runs, seconds = time.time(), {}, {}
     for s in a.seeds:
-        t, kept = time.time(), Path(a.root) / f"seconds-s{s}.json"
+        t, kept = time.time(), Path(a.root) / f"seconds{getattr(a, 'tag', '')}-s{s}.json"   # tag: a setting
         runs[s] = one_seed(a, s)
         if not kept.is_file(): kept.write_text(json.dumps({"seconds": time.time() - t}))
         seconds[s] = json.loads(kept.read_text())["seconds"]

@@ -1,6 +1,6 @@
 """The "multi" in MCL: does a second stage learn what the first still suppresses?
 
-    python benchmarks/mcl_multistage.py [--seeds 0 1 2] [--base-steps 1500] [--stage-steps 3000] [--k 200]
+    python benchmarks/mcl_multistage.py [--seeds 0 1 2] [--base-steps 1500] [--stage-steps 3000] [--k 200 [6]]
                                         [--root runs/mcl_multistage] [--write]
 
 Per seed, on CPU with `clipwb-micro` (one thread) on `shapes-suppress-xl` (72,000 pairs, so that the cells of a
@@ -9,7 +9,8 @@ second split still hold two batches of 16):
   control      the base trained 2 × --stage-steps more on shuffled batches (the two stages' steps)
   stage 1      MCL stage 1: one-cell batches of --k k-means clusters of the base's image embeddings
   stage 2      MCL stage 2: the stage-1 cells split again by --k clusters of stage 1's embeddings (accumulated
-               labels: at most k² cells), trained from the base as MCL does
+               labels: at most k² cells), trained from the base as MCL does; `--k 200 6` gives each stage its own
+               k (200 cells first, then each split in at most 6: as many as the shapes stage 1 learned to see)
   integration  the concatenated normalised embeddings of base, stage 1 and stage 2
   oracle 1     a stage trained from the base on cells of the true easy feature (colour, background)
   oracle 2     the same on cells of (colour, background, shape): the second split done perfectly
@@ -17,7 +18,8 @@ Each model is read on the test split: zero-shot top-1 and a linear probe of the 
 The oracle arms tell whether batching or clustering limits a stage. Prints mean ± sd over seeds and the targets
 (stage 2 lifts position ≥ 0.15 over stage 1 and over the control; the integration keeps the easy feature, probe
 ≥ 0.95, and stage 1's gain within 0.05); `--write` stores benchmarks/results/mcl_multistage.json and the results
-page's block. Runs are kept under --root and reused, so an interrupted experiment resumes.
+page's block (one file and block per --k setting). Runs are kept under --root and reused, so an interrupted
+experiment resumes; another --k in the same root reuses the base, control, oracles and the stages whose k is kept.
 """
 import argparse
 import sys
@@ -36,7 +38,7 @@ NAMES = {"control": "control (same steps, shuffled)", "integration": "integratio
 
 def one_seed(a, seed) -> dict:
     from clipwb.mcl import suppression_experiment
-    kw = dict(seed=seed, data=DATA, base_steps=a.base_steps, stage_steps=a.stage_steps, stages=2, k=a.k,
+    kw = dict(seed=seed, data=DATA, base_steps=a.base_steps, stage_steps=a.stage_steps, stages=2, k=ks(a.k),
               clustering="image", trainable="all", lr=a.lr, batch_size=a.batch_size, probe=FACTORS,
               probe_limit=a.probe_limit)
     models, cells = {}, None
@@ -48,12 +50,26 @@ def one_seed(a, seed) -> dict:
     return {"models": models, "stages": cells}
 
 
+def ks(k) -> int | list[int]:
+    "One k for both stages, or one per stage, from --k's values."
+    k = k if isinstance(k, list) else [k]
+    if len(k) not in (1, 2): raise SystemExit(f"--k takes one value, or one per stage (2), got {k}")
+    return k[0] if len(k) == 1 else k
+
+
+def setting(k) -> str:
+    "The file/marker tag of a --k setting: '' for one k (the first result), '_k200-6' for one k per stage."
+    return "" if isinstance(ks(k), int) else "_k" + "-".join(map(str, ks(k)))
+
+
 def markdown(res: dict) -> str:
     "The tables and targets, from a results dict."
-    sm, n = res["summary"], len(res["seeds"])
+    sm, n, k = res["summary"], len(res["seeds"]), ks(res["args"]["k"])
+    kk = f"--k {' '.join(map(str, k))}" if isinstance(k, list) else ""
     head = ["model", *[f"zero-shot {f}" for f in FACTORS], *[f"probe {f}" for f in FACTORS]]
     lines = [f"Mean ± sd over {n} seeds ({res['seeds']}), `{DATA}` test split, clipwb-micro "
-             f"(`python benchmarks/mcl_multistage.py`{_minutes(res)}):", "",
+             f"(`python benchmarks/mcl_multistage.py{' ' + kk if kk else ''}`{_minutes(res)}; k-means clusters "
+             f"per stage {' then '.join(map(str, k)) if kk else f'{k} at both stages'}):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in [r for r in ROWS if r in sm]:
         cells = [_cell(sm[r], f"{t}/{f}/acc1") for t in ("zeroshot", "probe") for f in FACTORS]
@@ -91,11 +107,12 @@ def main():
     add_common_args(ap, "runs/mcl_multistage", "benchmarks/results/mcl_multistage.json")
     ap.add_argument("--base-steps", type=int, default=1500)
     ap.add_argument("--stage-steps", type=int, default=3000)
-    ap.add_argument("--k", type=int, default=200)
+    ap.add_argument("--k", type=int, nargs="+", default=[200], help="k-means clusters: one k, or one per stage")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--probe-limit", type=int, default=5000)
     a = ap.parse_args()
+    a.k = ks(a.k); a.tag = setting(a.k)
     report(a, run_seeds(a, one_seed), markdown, "write_multistage")
 
 

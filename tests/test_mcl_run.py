@@ -121,3 +121,22 @@ def test_mcl_seeding_reaches_kmeans_only(tmp_path, method, seeding):
     (cfg,) = list((tmp_path / "steps" / "cluster").glob("*/config.json"))
     got = json.loads(cfg.read_text())
     assert (got["method"], got["seeding"]) == (method, seeding)
+
+
+def test_mcl_with_one_k_per_stage_splits_each_first_stage_cell_by_the_second_stage_k(tmp_path):
+    """k_stages=[3, 2]: stage 1 clusters with k=3, stage 2 with k=2, and stage 2's cells are the (stage-1 cluster,
+    stage-2 cluster) pairs, P = c_0 · 2 + c_1, checked against the two cluster runs' own labels."""
+    import pandas as pd
+    from clipwb.io import read_json
+    from clipwb.mcl import run_mcl
+    cfg = MclCfg.tiny(data_limit=48, stages=2, clustering="image", k_stages=[3, 2], max_steps=1, batch_size=4,
+                      eval_limit=16, warmup=1, drop_small=False)
+    run_mcl(cfg, tmp_path / "run")
+    rows = read_json(tmp_path / "run" / "stages.json")["stages"]
+    k = [read_json(f"{r['cluster']}/metrics.json")["k"] for r in rows]
+    assert k == [3, 2]
+    l0, l1 = (pd.read_parquet(f"{r['cluster']}/labels.parquet") for r in rows)
+    assert (l1["pseudo"].to_numpy() == l0["cluster"].to_numpy() * 2 + l1["cluster"].to_numpy()).all()
+    assert rows[1]["cells"] == len(set(zip(l0["cluster"], l1["cluster"]))) <= 6
+    with pytest.raises(ConfigError, match="each of the 2 stages"):
+        MclCfg.tiny(stages=2, k_stages=[3])

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .kmeans import as_points, clusterer_options, Clustering, fit_clusters, imbalance, import_faiss
-from .labels import as_labels, check_k, accumulate
+from .labels import as_labels, check_k, accumulate, stage_ks
 from ..core import ConfigError, DataError, get_logger, l2_normalize
 
 log = get_logger("clipwb.cluster.diagnostics")
@@ -246,8 +246,8 @@ def top_terms(captions: Sequence[str],  # one caption per sample
     return out
 
 # %% ../../nbs/54_cluster.diagnostics.ipynb #b9096c81
-def stage_flows(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤ c < k
-                *, k: int,  # clusters per stage
+def stage_flows(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤ c < k (of that stage)
+                *, k: int | Sequence[int],  # clusters per stage: one k, or one per stage
                 max_cells: int | None = 100,  # largest cells drawn per stage; the rest pooled into 'other' (None: all)
                ):
     "Nodes (`node, stage, cell, count`) and links (`source, target, value`) of the accumulated cells across stages."
@@ -256,9 +256,9 @@ def stage_flows(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤
     if max_cells is not None and (isinstance(max_cells, bool) or not isinstance(max_cells, (int, np.integer))
                                   or max_cells < 1):
         raise ConfigError(f"max_cells must be a positive int or None, got {max_cells!r}")
-    P, shown, n_cells = None, [], []
+    P, shown, n_cells, ks = None, [], [], stage_ks(k, len(stage_labels))
     for s, c in enumerate(stage_labels):
-        try: P = accumulate(P, c, k=k)
+        try: P = accumulate(P, c, k=ks[s])
         except DataError as e: raise DataError(f"stage {s}: {e}") from e
         cells, counts = np.unique(P, return_counts=True)
         n_cells.append(len(cells))

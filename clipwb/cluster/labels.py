@@ -14,7 +14,7 @@ from ..core import ConfigError, DataError
 from ..io import atomic_path
 
 # %% auto #0
-__all__ = ['check_k', 'as_labels', 'max_stages', 'joint_labels', 'accumulate', 'accumulate_stages', 'compact',
+__all__ = ['check_k', 'as_labels', 'max_stages', 'joint_labels', 'accumulate', 'stage_ks', 'accumulate_stages', 'compact',
            'save_stage_labels', 'load_stage_labels', 'load_labels']
 
 # %% ../../nbs/51_cluster.labels.ipynb #d969ac1f
@@ -86,18 +86,31 @@ def accumulate(prev,  # accumulated labels P_{s-1}, or None at stage 0
                         f"at most {max_stages(k)} stages of k={k} clusters fit; compact() the labels first")
     return p * k + c
 
-def accumulate_stages(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤ c < k
-                      *, k: int,  # clusters per stage
+def stage_ks(k: int | Sequence[int],  # one k for every stage, or one k per stage (e.g. [200, 6])
+             n: int,  # number of stages
+            ) -> list[int]:
+    "Clusters per stage as a list of `n` positive ints."
+    if isinstance(k, (list, tuple, np.ndarray)):
+        if len(k) != n: raise ConfigError(f"k gives {len(k)} values for {n} stages: pass one k per stage, or one k")
+        return [check_k(x, f"k[{s}]") for s, x in enumerate(k)]
+    return [check_k(k, "k")] * n
+
+def accumulate_stages(stage_labels: Sequence,  # per-stage labels c_0..c_S, each 0 ≤ c < k (of that stage)
+                      *, k: int | Sequence[int],  # clusters per stage: one k, or one per stage
                      ) -> tuple[np.ndarray, list[int]]:
     "Accumulate every stage → `(P, cells_per_stage)`: final pseudo-labels and non-empty cells after each stage."
-    k = check_k(k, "k")
-    n, cap = len(stage_labels), max_stages(k)
+    if not isinstance(k, (list, tuple, np.ndarray)): k = check_k(k, "k")
+    n = len(stage_labels)
     if n == 0: raise ConfigError("stage_labels is empty: pass one label array per stage")
-    if cap is not None and n > cap:
-        raise ConfigError(f"{n} stages of k={k} clusters overflow int64 (k**{n} - 1 > 2**63 - 1); at most {cap} fit")
+    ks = stage_ks(k, n)
+    if len(set(ks)) == 1 and (cap := max_stages(ks[0])) is not None and n > cap:
+        raise ConfigError(f"{n} stages of k={ks[0]} clusters overflow int64 (k**{n} - 1 > 2**63 - 1); "
+                          f"at most {cap} fit")
+    if np.prod(ks, dtype=object) - 1 > _I64_MAX:
+        raise ConfigError(f"{n} stages of k={ks} clusters overflow int64 (their product - 1 > 2**63 - 1)")
     P, cells = None, []
     for s, c in enumerate(stage_labels):
-        try: P = accumulate(P, c, k=k)
+        try: P = accumulate(P, c, k=ks[s])
         except DataError as e: raise DataError(f"stage {s}: {e}") from e
         cells.append(int(len(np.unique(P))))
     return P, cells
@@ -185,7 +198,8 @@ def load_labels(cluster_run: str | Path,  # a cluster stage run dir (holds label
         diag = run / "diagnostics.json"
         if not diag.is_file(): raise DataError(f"{diag} not found: K per stage is needed to rebuild stage "
                                                f"{stage}'s pseudo-labels")
-        k = json.loads(diag.read_text())["stage"]["k_stage"]
+        st = json.loads(diag.read_text())["stage"]   # K per stage (k_stages), or one K for the chain (k_stage)
+        k = st["k_stages"][:int(stage) + 1] if "k_stages" in st else st["k_stage"]
         cols = {f"cluster_s{s:02d}": df[f"cluster_s{s:02d}"].to_numpy() for s in range(int(stage) + 1)}
         P, _ = accumulate_stages(list(cols.values()), k=k)
         df = pd.DataFrame({"id": df["id"], "cluster": cols[f"cluster_s{int(stage):02d}"], "pseudo": P, **cols})

@@ -148,7 +148,7 @@ def _embed_here(cfg: ClusterCfg, run_dir: Path) -> Path:
     return run_dir / "embeddings"
 
 # %% ../../nbs/58_cluster.run.ipynb #1e1e6812
-def _figures(diag: dict, fits: dict, stage_cols: list, k_stage: int, map_fig) -> dict:
+def _figures(diag: dict, fits: dict, stage_cols: list, k_stage: int | list[int], map_fig) -> dict:
     import pandas as pd
     figs = {f"sizes_{m}": sizes_figure(f) for m, f in fits.items()}
     figs.update({f"objective_{m}": objective_figure(f) for m, f in fits.items() if f.objective_per_iter})
@@ -184,17 +184,16 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
                                          else "")); bar.update()
     k_stage = cfg.k * cfg.k if cfg.modality == "joint" else cfg.k
     if cfg.stage == 0:
-        pseudo, stage_cols = labels, [labels]
+        pseudo, stage_cols, ks = labels, [labels], [k_stage]
     else:
         prev = prev_labels(cfg.prev, ids)
         have = sorted(c for c in prev.columns if c.startswith("cluster_s"))
         if have != [f"cluster_s{s:02d}" for s in range(cfg.stage)]:
             raise DataError(f"prev={cfg.prev} holds stages {[int(c[9:]) for c in have]}, but stage {cfg.stage} needs "
                             f"stages 0..{cfg.stage - 1}: pass the cluster run of stage {cfg.stage - 1}")
-        k_prev = read_json(Path(cfg.prev) / "diagnostics.json")["stage"]["k_stage"]
-        if k_prev != k_stage:
-            raise DataError(f"prev={cfg.prev} used K = {k_prev} cells per stage, this stage K = {k_stage}: every stage "
-                            "of a chain must use the same k and modality")
+        # K may change from stage to stage (MCL's first split finer than the next): P_s = P_{s-1}·K_s + c_s
+        st = read_json(Path(cfg.prev) / "diagnostics.json")["stage"]
+        ks = [*st.get("k_stages", [st["k_stage"]] * cfg.stage), k_stage]
         pseudo = accumulate(prev["pseudo"].to_numpy(), labels, k=k_stage)
         stage_cols = [prev[f"cluster_s{s:02d}"].to_numpy() for s in range(cfg.stage)] + [labels]
     df = pd.DataFrame({"id": ids, **{f"{m}_cluster": f.labels for m, f in fits.items()},
@@ -214,7 +213,8 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
     x_main = text if main == "text" else img
     seeds = list(range(cfg.seed, cfg.seed + cfg.stability_seeds)) if cfg.stability_seeds >= 2 else None
     diag = diagnose(x_main, _diag_fit(fits[main], rows), meta=meta, text_emb=text, stability_seeds=seeds)
-    diag["stage"] = dict(stage=cfg.stage, k_stage=k_stage, embeddings=str(folder.resolve()), streamed=stream,
+    diag["stage"] = dict(stage=cfg.stage, k_stage=k_stage, k_stages=ks, embeddings=str(folder.resolve()),
+                         streamed=stream,
                          diagnostics_rows=int(len(rows)), cells=int(len(np.unique(labels))),
                          pseudo_cells=int(len(np.unique(pseudo))),
                          cells_per_stage=[int(len(np.unique(np.asarray(c)))) for c in stage_cols])
@@ -241,7 +241,7 @@ def run_cluster(cfg: ClusterCfg, run_dir: str | Path) -> Result:
         metrics.update({f"{m}/imbalance": f.imbalance, f"{m}/objective": f.objective})
     if diag.get("stability"): metrics["stability/mean_ari"] = diag["stability"]["mean_ari"]
     for row in diag.get("agreement", []): metrics[f"agreement/{row['factor']}/nmi"] = row["nmi"]
-    return Result(metrics=metrics, artifacts=artifacts, figures=_figures(diag, fits, stage_cols, k_stage, fig))
+    return Result(metrics=metrics, artifacts=artifacts, figures=_figures(diag, fits, stage_cols, ks, fig))
 
 def nmi_by_factor(metrics: dict) -> dict[str, float]:
     "NMI of a cluster run's cells with each known label, read from its metrics (`agreement/<factor>/nmi`)."

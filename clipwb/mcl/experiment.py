@@ -31,7 +31,8 @@ __all__ = ['suppression_experiment', 'oracle_labels', 'experiment_table']
 # %% ../../nbs/61_mcl.experiment.ipynb #a241a666
 def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shapes-suppress",
                            model: str = "clipwb-micro", base_steps: int = 300, stage_steps: int = 200,
-                           stages: int = 2, k: int = 8, clustering: str = "image", trainable: str | None = "all",
+                           stages: int = 2, k: int | Sequence[int] = 8, clustering: str = "image",
+                           trainable: str | None = "all",
                            lr: float = 1e-3, batch_size: int = 32, base_batch_size: int | None = None,
                            drop_small: bool = True, eval_limit: int | None = None,
                            oracle: Sequence[str] | None = None, oracle_noise: float = 0.0,
@@ -44,7 +45,8 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
      "`probe`: factors read by a linear probe of each model's image embedding (`probe_limit` training samples); "
      "`data_limit`: the first training samples only; `model`: an architecture (trained from scratch) or a model "
      "folder the base continues (at `base_lr`, default `lr`); `base_data`: the base's card (default `data`). "
-     "A root keeps one setting per seed: another is refused.")
+     "`k`: clusters per stage, or one per stage (e.g. [200, 6]). A root keeps one setting per seed: another is "
+     "refused, except `k`, whose change reuses the base, control and oracle runs (and the stages whose k is kept).")
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     # base, control and oracle folders are named by seed only: they must not be reused under other settings
     fixed = dict(data=data, data_limit=data_limit, model=model, base_steps=base_steps, stage_steps=stage_steps,
@@ -68,7 +70,7 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
     control = run_eval(EvalCfg.tiny(model=str(ctrl / "model"), data=data, split="test", limit=eval_limit),
                        ctrl / "eval")
     run_mcl(MclCfg.tiny(base=str(base / "model"), data=data, data_limit=data_limit, stages=stages,
-                        clustering=clustering, k_image=k, k_text=k, seeding=seeding, trainable=trainable,
+                        clustering=clustering, **_ks(k), seeding=seeding, trainable=trainable,
                         max_steps=stage_steps, epochs=10**4, batch_size=batch_size, lr=lr, warmup=20, seed=seed,
                         eval_limit=eval_limit, drop_small=drop_small),
             root / f"mcl-s{seed}")
@@ -92,6 +94,11 @@ def suppression_experiment(root: str | Path, *, seed: int = 0, data: str = "shap
         for name, ds in dirs.items():
             models[name].update(_cached_probe(root / "probes", ds, data, probe, probe_limit, eval_limit))
     return {"models": models, "stages": st["stages"]}
+
+def _ks(k: int | Sequence[int]) -> dict:
+    "MclCfg's k fields for one k (every stage) or one per stage."
+    if isinstance(k, (int, np.integer)): return dict(k_image=int(k), k_text=int(k))
+    return dict(k_image=int(k[0]), k_text=int(k[0]), k_stages=[int(x) for x in k])
 
 def _cached_probe(folder: Path, dirs: list[str], data: str, factors: Sequence[str], limit: int | None,
                   test_limit: int | None) -> dict:

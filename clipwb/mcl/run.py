@@ -70,6 +70,9 @@ class MclCfg(StageConfig):
     k_image: int = 2                    # image clusters per stage
     # text clusters per stage (joint; must equal k_image: the cluster stage has one k)
     k_text: int = 2
+    # clusters of each stage, one value per stage (overrides k_image, and k_text under joint): a first split as fine
+    # as the easy feature's values, then one near the hidden factor's values, e.g. [200, 6]; None: k_image each stage
+    k_stages: list[int] | None = None
     method: str = "kmeans"              # clusterer (cluster stage's `method`)
     niter: int = 20                     # clustering iterations
     # starting centres of method kmeans (other clusterers keep their own): 'kmeans++' (purer cells) or 'random'
@@ -107,12 +110,24 @@ class MclCfg(StageConfig):
         if self.seeding not in SEEDINGS: raise ConfigError(f"mcl: seeding must be one of {SEEDINGS}, got "
                                                            f"{self.seeding!r}")
         if min(self.k_image, self.k_text) < 1: raise ConfigError("mcl: k_image and k_text must be ≥ 1")
+        if self.k_stages is not None and (len(self.k_stages) != self.stages or min(self.k_stages) < 1):
+            raise ConfigError(f"mcl: k_stages gives the clusters of each of the {self.stages} stages (each ≥ 1), "
+                              f"got {self.k_stages}")
         if self.clustering == "joint" and self.k_text != self.k_image:
             raise ConfigError(f"mcl: joint clustering uses one k for both towers (the cluster stage's k); "
                               f"got k_image={self.k_image}, k_text={self.k_text}")
 
     @property
     def k_stage(self) -> int: return self.k_image * (self.k_text if self.clustering == "joint" else 1)
+
+    def k_of(self, s: int) -> int:
+        "Clusters of stage `s` (0-based; of each tower under joint): `k_stages[s]`, else `k_image`."
+        return self.k_stages[s] if self.k_stages else self.k_image
+
+    @property
+    def k_cells(self) -> list[int]:
+        "Pseudo-label cells each stage's clustering can make (k, or k × k under joint), one per stage."
+        return [self.k_of(s) ** (2 if self.clustering == "joint" else 1) for s in range(self.stages)]
 
 # %% ../../nbs/60_mcl.run.ipynb #8ffd223f
 def _base_dir(cfg: MclCfg, run_dir: Path) -> str:
@@ -163,7 +178,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
         bar.set_postfix(now=f"stage {s + 1}")
         emb = run_step("embed", dict(model=models[s], limit=cfg.data_limit, **common), root=root)
         cl = run_step("cluster",
-                      dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_image, method=cfg.method,
+                      dict(embeddings=str(emb.run_dir), modality=cfg.clustering, k=cfg.k_of(s), method=cfg.method,
                            niter=cfg.niter, seed=cfg.seed, stage=s, prev=prev, stability_seeds=0, map_points=0,
                            **({"seeding": cfg.seeding} if takes_seeding else {})),
                       root=root)
@@ -219,7 +234,7 @@ def run_mcl(cfg: MclCfg, run_dir: str | Path) -> Result:
                         if not k.startswith("chance/")})
     metrics.update({k: v for k, v in {**evals[0], **probes.get("model0", {})}.items() if k.startswith("chance/")})
     return Result(metrics=metrics, artifacts={"experts": "experts.json", "stages": "stages.json", "steps": "steps"},
-                  figures=mcl_figures(rows, evals, integ, cluster_run=prev, k_stage=cfg.k_stage, control=control))
+                  figures=mcl_figures(rows, evals, integ, cluster_run=prev, k_stage=cfg.k_cells, control=control))
 
 # %% ../../nbs/60_mcl.run.ipynb #963c0bfb
 def accuracy_table(evals: list[dict], integration: dict | None = None, metric: str = "acc1",
@@ -237,7 +252,7 @@ def accuracy_table(evals: list[dict], integration: dict | None = None, metric: s
     return df
 
 def mcl_figures(rows: list[dict], evals: list[dict], integration: dict | None, *, cluster_run: str | None = None,
-                k_stage: int | None = None, control: dict | None = None) -> dict:
+                k_stage: int | list[int] | None = None, control: dict | None = None) -> dict:
     "Cells per stage, per-factor held-out accuracy per model, and (given the last cluster run) the pseudo-label sankey."
     import plotly.graph_objects as go
     figs = {}
