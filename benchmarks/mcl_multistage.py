@@ -45,9 +45,25 @@ def one_seed(a, seed) -> dict:
     for name, labels in ORACLES.items():
         run = suppression_experiment(a.root, oracle=labels, **kw)
         models.update({k: v for k, v in run["models"].items() if k != "oracle"}, **{name: run["models"]["oracle"]})
-        cells = [{k: r[k] for k in ("cells", "dropped_samples", "dropped_groups", "final_loss") if k in r}
-                 for r in run["stages"]]
+        cells = [{**{k: r[k] for k in ("cells", "dropped_samples", "dropped_groups", "final_loss") if k in r},
+                  "purity": purity(r["cluster"])} for r in run["stages"]]
     return {"models": models, "stages": cells}
+
+
+def purity(cluster_run: str, factors=("shape", "position")) -> dict[str, float]:
+    ("Per factor, the share of training pairs whose value is the most common one of their accumulated cell (1: "
+     "every cell holds one value; a stage learns a factor only where its cells leave it varying).")
+    import numpy as np
+    import pandas as pd
+    from clipwb.data.datasets import load_dataset
+    lab = pd.read_parquet(Path(cluster_run) / "labels.parquet")
+    ds = load_dataset(DATA, "train")
+    row = pd.Series(np.arange(len(ds.ids)), index=list(ds.ids))[lab["id"]].to_numpy()
+    out = {}
+    for f in factors:
+        df = pd.DataFrame({"cell": lab["pseudo"].to_numpy(), "y": np.asarray(ds.targets(f))[row]})
+        out[f] = float(df.groupby(["cell", "y"]).size().groupby(level=0).max().sum() / len(df))
+    return out
 
 
 def ks(k) -> int | list[int]:
@@ -79,8 +95,19 @@ def markdown(res: dict) -> str:
     lines += ["", f"Per seed, stage 1 / stage 2: accumulated cells {per('cells', 'd')}; cells smaller than a batch "
               f"(dropped) {per('dropped_groups', 'd')}; pairs left out of the batches (those cells and each "
               f"cell's remainder) {per('dropped_samples', ',d')}; last training loss "
-              f"{per('final_loss', '.2f')} (ln 16 = 2.77: no pair of a batch told apart).", "", *targets(res)]
+              f"{per('final_loss', '.2f')} (ln 16 = 2.77: no pair of a batch told apart).", *_purity(st), "",
+              *targets(res)]
     return "\n".join(lines)
+
+
+def _purity(st: list) -> list[str]:
+    "The line on how pure each stage's cells are in shape and position (seed means), when the results hold it."
+    if not all("purity" in x for s in st for x in s): return []
+    m = lambda i, f: sum(s[i]["purity"][f] for s in st) / len(st)
+    return ["", "Purity of the accumulated cells (share of pairs holding their cell's most common value; seed mean), "
+            "stage 1 / stage 2: shape " + " / ".join(f"{m(i, 'shape'):.2f}" for i in range(len(st[0])))
+            + ", position " + " / ".join(f"{m(i, 'position'):.2f}" for i in range(len(st[0])))
+            + ". Perfect second-stage cells (oracle 2) have shape purity 1 and leave position free."]
 
 
 def targets(res: dict) -> list[str]:
