@@ -85,7 +85,8 @@ def run_seed(root: Path, seed: int, a) -> dict:
     ev = next(iter(evs.values()))
     out = {"seed": seed, "evals": {t: {"table": e["table"].to_dict(orient="index"),
                                        "weights": e["weights"].to_dict(orient="index")} for t, e in evs.items()},
-           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"],
+           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"], "n_captions": ev.get("n_captions", {}),
+           "retrieval_notes": ev.get("retrieval_notes", {}),
            "domain_clusters": {str(dm): [int(v) for v in row] for dm, row in counts.iterrows()},
            "seconds": round(time.perf_counter() - t0, 1)}
     write_json(res_file, out)
