@@ -82,7 +82,8 @@ def bench_ensemble(a, tmp):
     F = rng.normal(size=(16, 384)).astype(np.float32); F /= np.linalg.norm(F, axis=1, keepdims=True)
     mc = ModeClusters(Path(tmp), F, F[:a.experts], np.arange(16) % a.experts,
                       {"encoder_name": "minilm", "encoder_kw": {}})
-    def ensemble(): evaluate_mode(dirs, None, mc, a.data, limit=a.limit, batch_size=64, device="cpu")
+    def ensemble(): evaluate_mode(dirs, None, mc, a.data, limit=a.limit, batch_size=64, device="cpu",
+                                  retrieval=False)           # zero-shot only, as the single evaluations below
     def singles():
         for d in dirs:
             model, _, pre = create_model_and_transforms(str(d))

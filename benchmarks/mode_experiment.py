@@ -14,12 +14,14 @@ Per seed and per --expert-steps M (an arm), on CPU:
            S + M on that cluster (+2 % of the rest), its cosine schedule inherited
   dense    the seed continued from step S for K·M steps on all its data (equal total steps; its cosine runs to 0 at
            S + K·M)
-Each model is evaluated zero-shot on every label of the `--eval-data` cards' test splits (`clipwb.mode.evaluate_mode`):
-each expert, the best expert (chosen on the test set), the uniform and the weighted ensemble (MoDE's weights from the
-class names), the dense model, and the weight each task puts on the expert that owns its domain (the expert whose
-cluster holds most of that domain's training captions), at each softmax temperature τ of the weights in --taus
-(the paper's 8 first). Runs are kept under --root and reused (resumable); the raw
-per-seed tables go to --out (arms of other settings already there are kept), and `render` turns them into the
+Each model is evaluated on the `--eval-data` cards' test splits (`clipwb.mode.evaluate_mode`): zero-shot on every
+label (acc@1), and text → image and image → text retrieval of each card's captions (`<card>/retrieval_t2i`,
+`<card>/retrieval_i2t`, R@1): each expert, the best expert (chosen on the test set), the uniform and the weighted
+ensemble (MoDE's weights from the class names, or from a retrieval task's captions), the dense model, and the weight
+each task puts on the expert that owns its domain (the expert whose cluster holds most of that domain's training
+captions), at each softmax temperature τ of the weights in --taus (the paper's 8 first). Per domain, and over the
+zero-shot tasks, the retrieval tasks and all tasks, the means. Runs are kept under --root and reused (resumable);
+the raw per-seed tables go to --out (arms of other settings already there are kept), and `render` turns them into the
 markdown of benchmarks/mode_experiment.md.
 """
 from __future__ import annotations
@@ -49,7 +51,8 @@ def run_seed(root: Path, seed: int, a) -> dict:
     from clipwb.train import TrainCfg, run_train
     S, M, K = a.seed_steps, a.expert_steps, a.k
     d = root / f"{a.data}-{a.model}-b{a.batch_size}-lr{a.lr:g}-S{S}-M{M}-K{K}-Kf{a.k_fine}" / f"s{seed}"
-    res_file = d / f"result-tau{'-'.join(f'{t:g}' for t in a.taus)}.json"   # the evaluation, per set of τ
+    # the evaluation, per set of τ (v2: with retrieval tasks; an older result-tau….json is evaluated again)
+    res_file = d / f"result-v2-tau{'-'.join(f'{t:g}' for t in a.taus)}.json"
     if res_file.is_file(): return read_json(res_file)
     t0 = time.perf_counter()
     sd, emb = d / "seed", d / "embed"
@@ -82,7 +85,8 @@ def run_seed(root: Path, seed: int, a) -> dict:
     ev = next(iter(evs.values()))
     out = {"seed": seed, "evals": {t: {"table": e["table"].to_dict(orient="index"),
                                        "weights": e["weights"].to_dict(orient="index")} for t, e in evs.items()},
-           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"],
+           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"], "n_captions": ev.get("n_captions", {}),
+           "retrieval_notes": ev.get("retrieval_notes", {}),
            "domain_clusters": {str(dm): [int(v) for v in row] for dm, row in counts.iterrows()},
            "seconds": round(time.perf_counter() - t0, 1)}
     write_json(res_file, out)
@@ -99,13 +103,19 @@ def _taus(r: dict) -> list[str]:
     return sorted(r["evals"], key=float, reverse=True)
 
 
+def is_retrieval(task: str) -> bool:
+    "Whether `<card>/<name>` is one of evaluate_mode's retrieval tasks (`retrieval_t2i`, `retrieval_i2t`)."
+    return task.split("/", 1)[-1].startswith("retrieval_")
+
+
 def seed_rows(r: dict) -> dict[str, dict[str, float]]:
     ("Per task of one seed's raw result: owning expert, mean of the other experts, best expert, uniform, dense, and "
-     "per τ the weighted ensemble and the weight on the owning expert; then per-domain means and the task mean.")
+     "per τ the weighted ensemble and the weight on the owning expert; then per-domain means, the zero-shot and "
+     "retrieval means (when there are retrieval tasks) and the task mean (over every task).")
     own, rows = owners(r), {}
     taus = _taus(r)
     for task, t in r["evals"][taus[0]]["table"].items():
-        if task == "mean": continue
+        if "/" not in task: continue                   # the table's mean rows
         k = own[task.split("/")[0]]
         others = [v for c, v in t.items() if c.startswith("expert_") and c != f"expert_{k}"]
         rows[task] = {"owning expert": t[f"expert_{k}"], "other experts (mean)": float(np.mean(others)),
@@ -119,6 +129,10 @@ def seed_rows(r: dict) -> dict[str, dict[str, float]]:
         rows[f"{dm} (mean)"] = {c: float(np.mean([v[c] for t, v in rows.items() if t.startswith(dm + "/")]))
                                 for c in cols}
     tasks = [t for t in rows if "/" in t]
+    ret = [t for t in tasks if is_retrieval(t)]
+    if ret:
+        for name, ts in (("zero-shot mean", [t for t in tasks if t not in ret]), ("retrieval mean", ret)):
+            if ts: rows[name] = {c: float(np.mean([rows[t][c] for t in ts])) for c in cols}
     rows["task mean"] = {c: float(np.mean([rows[t][c] for t in tasks])) for c in cols}
     return rows
 
@@ -128,13 +142,18 @@ def summary(arm: dict) -> dict:
     per = [seed_rows(r) for r in arm["seeds"]]
     stat = {t: {c: (float(np.mean([p[t][c] for p in per])), float(np.std([p[t][c] for p in per], ddof=1))
                     if len(per) > 1 else 0.0) for c in per[0][t]} for t in per[0]}
-    m = [p["task mean"] for p in per]
-    margins = {tau: {"weighted_minus_dense": [x[f"weighted τ={tau}"] - x["dense"] for x in m],
-                     "weighted_minus_uniform": [x[f"weighted τ={tau}"] - x["uniform"] for x in m],
-                     "owner_weight": [x[f"weight on owner τ={tau}"] for x in m],
+    def targets(row: str, tau: str) -> dict[str, list[float]]:
+        m = [p[row] for p in per]
+        return {"weighted_minus_dense": [x[f"weighted τ={tau}"] - x["dense"] for x in m],
+                "weighted_minus_uniform": [x[f"weighted τ={tau}"] - x["uniform"] for x in m],
+                "owner_weight": [x[f"weight on owner τ={tau}"] for x in m]}
+    taus = _taus(arm["seeds"][0])
+    margins = {tau: {**targets("task mean", tau),
                      "owner_weight_min": [min(p[t][f"weight on owner τ={tau}"] for t in p if "/" in t) for p in per]}
-               for tau in _taus(arm["seeds"][0])}
-    return {"rows": stat, "margins": margins}
+               for tau in taus}
+    by_mean = {row: {tau: targets(row, tau) for tau in taus} for row in ("zero-shot mean", "retrieval mean")
+               if all(row in p for p in per)}
+    return {"rows": stat, "margins": margins, "margins_by_mean": by_mean}
 
 
 def _f(m: float, s: float) -> str: return f"{m:.3f} ± {s:.3f}"
@@ -153,7 +172,9 @@ def render(res: dict) -> str:
                    f"seeds {', '.join(map(str, seeds))}\n\n"
                    f"`{a['model']}`, batch {a['batch_size']}, lr {a['lr']:g}, {a['data']} ({n_train} training pairs; "
                    f"an expert sees about {M * a['batch_size'] / (n_train / K):.1f} passes over its cluster), "
-                   f"K_f = {a['k_fine']}; zero-shot acc@1 on the test splits, mean ± sd over seeds. "
+                   f"K_f = {a['k_fine']}; zero-shot acc@1"
+                   + (" (label tasks) and R@1 (`retrieval_t2i`: text → image, `retrieval_i2t`: image → text)"
+                      if sm["margins_by_mean"] else "") + " on the test splits, mean ± sd over seeds. "
                    f"Wall time per seed: {mins} min.")
         cols = list(next(iter(sm["rows"].values())))
         head = ["task", *cols]
@@ -170,9 +191,12 @@ def render(res: dict) -> str:
                ("weighted − uniform (task mean)", "weighted_minus_uniform", "≥ +"),
                ("weight on the owning expert (task mean)", "owner_weight", "≥ "),
                ("weight on the owning expert (smallest over tasks)", "owner_weight_min", "")]
+        rows = [(name, key, op, tau, sm["margins"][tau][key]) for name, key, op in tgt for tau in sm["margins"]]
+        for mean, by_tau in sm["margins_by_mean"].items():    # the same targets on the zero-shot and retrieval means
+            rows += [(name.replace("task mean", mean), key, op, tau, by_tau[tau][key]) for name, key, op in tgt[:3]
+                     for tau in by_tau]
         lines = ["| target | τ | per seed | mean | met? |", "|---|---|---|---|---|"]
-        for (name, key, op), tau in ((x, t) for x in tgt for t in sm["margins"]):
-            v = sm["margins"][tau][key]
+        for name, key, op, tau, v in rows:
             fmt = (lambda x: f"{x:+.3f}") if "+" in op else (lambda x: f"{x:.3f}")
             met = ("yes" if np.mean(v) >= TARGETS[key] else "no") if key in TARGETS else "–"
             goal = f" {op}{TARGETS[key]:.2f}" if key in TARGETS else ""

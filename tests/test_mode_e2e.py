@@ -13,7 +13,8 @@ from e2e_helpers import run
 def _recomputed_table(expert_dirs, weights, data="shapes", split="test", limit=32):
     """Zero-shot top-1 of each expert and of the uniform and weighted ensembles, computed here from the saved expert
     weights with open_clip's own forward passes: CLIP prompt ensembling (mean of unit prompt embeddings per class,
-    renormalised), cosine logits, Σ_k w_k·logits_k, argmax."""
+    renormalised), cosine logits, Σ_k w_k·logits_k, argmax; and retrieval R@1 both ways from caption × image cosines
+    (a caption's first-ranked image is its own; an image's first-ranked caption is one of its own)."""
     from clipwb.data.datasets import load_dataset
     from clipwb.models import create_model_and_transforms, get_tokenizer
     ds = load_dataset(data, split)
@@ -38,9 +39,16 @@ def _recomputed_table(expert_dirs, weights, data="shapes", split="test", limit=3
                     m = (t / t.norm(dim=-1, keepdim=True)).mean(0)
                     cls.append(m / m.norm())
                 logits.setdefault(lab, []).append((img @ torch.stack(cls).T).double().numpy())
+            caps = [(c, j) for j, i in enumerate(idx) for c in ds.all_captions(i)]
+            txt = model.encode_text(tok([c for c, _ in caps]))
+            S = ((txt / txt.norm(dim=-1, keepdim=True)) @ img.T).double().numpy()      # [captions, images]
+            for lab in ("retrieval_t2i", "retrieval_i2t"): logits.setdefault(lab, []).append(S)
+    own = np.array([j for _, j in caps])
+    r1 = {"retrieval_t2i": lambda S: float((S.argmax(1) == own).mean()),
+          "retrieval_i2t": lambda S: float((own[S.argmax(0)] == np.arange(S.shape[1])).mean())}
     for lab, lgs in logits.items():
-        y = np.asarray(ds.targets(lab))[idx]
-        acc = lambda l: float((l.argmax(1) == y).mean())
+        y = np.asarray(ds.targets(lab))[idx] if lab not in r1 else None
+        acc = r1.get(lab) or (lambda l: float((l.argmax(1) == y).mean()))
         w = np.asarray(weights[f"{data}/{lab}"])
         out[f"{data}/{lab}"] = {**{f"expert_{k}": acc(l) for k, l in enumerate(lgs)},
                                 "uniform": acc(sum(lgs) / len(lgs)),
@@ -65,7 +73,9 @@ def test_mode_reuses_array_experts(tmp_path):
     assert len(list((root / "mode_expert").iterdir())) == 2
     res = json.loads((rd / "results.json").read_text())
     tab = res["table"]
-    assert set(tab) == {"shapes/shape", "shapes/colour", "shapes/size", "shapes/position", "shapes/texture", "mean"}
+    tasks = {"shapes/shape", "shapes/colour", "shapes/size", "shapes/position", "shapes/texture",
+             "shapes/retrieval_t2i", "shapes/retrieval_i2t"}
+    assert set(tab) == tasks | {"mean", "mean_zeroshot", "mean_retrieval"}
     assert set(tab["mean"]) == {"expert_0", "expert_1", "dense", "best_expert", "uniform", "weighted"}
     for t, w in res["weights"].items():
         assert abs(sum(w.values()) - 1) < 1e-6, t
@@ -73,7 +83,9 @@ def test_mode_reuses_array_experts(tmp_path):
     # every expert and ensemble cell recomputed independently from the saved experts and the reported weights
     w = {t: [res["weights"][t][f"expert_{k}"] for k in range(2)] for t in res["weights"]}
     mine = _recomputed_table([Path(x["run_dir"]) / "model" for x in experts], w, limit=32)
-    assert set(mine) == set(tab) - {"mean"}
+    assert set(mine) == tasks
+    assert out["metrics"]["mean_retrieval/weighted"] == pytest.approx(
+        np.mean([tab[t]["weighted"] for t in tasks if "retrieval" in t]))
     for t, row in mine.items():
         for col, v in row.items():
             assert tab[t][col] == pytest.approx(v, abs=1 / 32 + 1e-9), (t, col)   # one sample: a near tie may flip

@@ -46,6 +46,47 @@ def test_summary_of_a_raw_result_by_hand():
                                                                        np.mean([0.5, 0.2, 0.6]) - 1.3 / 3])
 
 
+def _with_retrieval(r: dict) -> dict:
+    "`r` plus a retrieval pair per domain (a: weighted 0.9 / 0.7, b: 0.3 / 0.5) and the mean rows evaluate_mode adds."
+    t, w = r["evals"]["8"]["table"], r["evals"]["8"]["weights"]
+    base = dict(expert_0=0.1, expert_1=0.2, dense=0.4, best_expert=0.2, uniform=0.15)
+    for task, acc in {"a/retrieval_t2i": 0.9, "a/retrieval_i2t": 0.7, "b/retrieval_t2i": 0.3,
+                      "b/retrieval_i2t": 0.5}.items():
+        t[task] = {**base, "weighted": acc}
+        w[task] = {"expert_0": 0.25, "expert_1": 0.75} if task[0] == "a" else {"expert_0": 0.6, "expert_1": 0.4}
+    tasks = [k for k in t if "/" in k]
+    for name, ts in (("mean", tasks), ("mean_zeroshot", tasks[:3]), ("mean_retrieval", tasks[3:])):
+        t[name] = {c: float(np.mean([t[k][c] for k in ts])) for c in t["a/x"]}
+    return r
+
+
+def test_retrieval_tasks_get_their_own_means_and_targets():
+    r = _with_retrieval(_raw(0.9, {"a/x": 0.6, "a/y": 0.25, "b/z": 0.7}))
+    rows = seed_rows(r)
+    assert "mean_zeroshot" not in rows and "mean_retrieval" not in rows          # the table's own means are skipped
+    assert list(rows)[-5:] == ["a (mean)", "b (mean)", "zero-shot mean", "retrieval mean", "task mean"]
+    assert rows["a (mean)"]["weighted τ=8"] == pytest.approx((0.6 + 0.25 + 0.9 + 0.7) / 4)
+    assert rows["zero-shot mean"]["weighted τ=8"] == pytest.approx((0.6 + 0.25 + 0.7) / 3)
+    assert rows["retrieval mean"]["weighted τ=8"] == pytest.approx((0.9 + 0.7 + 0.3 + 0.5) / 4)
+    assert rows["task mean"]["weighted τ=8"] == pytest.approx((0.6 + 0.25 + 0.7 + 0.9 + 0.7 + 0.3 + 0.5) / 7)
+    assert rows["a/retrieval_i2t"]["weight on owner τ=8"] == 0.75 and rows["b/retrieval_t2i"]["owning expert"] == 0.1
+    assert rows["retrieval mean"]["weight on owner τ=8"] == pytest.approx((0.75 * 2 + 0.6 * 2) / 4)
+    r2 = _with_retrieval(_raw(0.8, {"a/x": 0.5, "a/y": 0.2, "b/z": 0.6}, seed=1))
+    s = summary({"args": {}, "seeds": [r, r2]})
+    by = s["margins_by_mean"]
+    assert set(by) == {"zero-shot mean", "retrieval mean"}
+    assert by["retrieval mean"]["8"]["weighted_minus_dense"] == pytest.approx([2.4 / 4 - 0.4] * 2)
+    assert by["retrieval mean"]["8"]["weighted_minus_uniform"] == pytest.approx([2.4 / 4 - 0.15] * 2)
+    assert by["zero-shot mean"]["8"]["weighted_minus_dense"] == pytest.approx([1.55 / 3 - 1.3 / 3, 1.3 / 3 - 1.3 / 3])
+    assert s["margins"]["8"]["weighted_minus_dense"][0] == pytest.approx((1.55 + 2.4) / 7 - (1.3 + 1.6) / 7)
+    args = dict(k=2, seed_steps=10, expert_steps=5, model="m", batch_size=4, lr=0.1, data="d", k_fine=4)
+    md = render({"arms": [{"args": args, "seeds": [r, r2]}]})
+    assert "| **retrieval mean** |" in md and "| weighted − dense (retrieval mean) ≥ +0.05 | 8 | +0.200, +0.200 |" in md
+    assert "R@1 (`retrieval_t2i`" in md
+    old = render({"arms": [{"args": args, "seeds": [_raw(0.9, {"a/x": 0.6, "a/y": 0.25, "b/z": 0.7})]}]})
+    assert "retrieval" not in old and "zero-shot acc@1 on the test splits" in old    # an arm without retrieval
+
+
 def _stored() -> dict:
     if not OUT.is_file(): pytest.fail(f"{OUT} is missing: run python benchmarks/mode_experiment.py")
     return json.loads(OUT.read_text())
@@ -58,7 +99,7 @@ def test_stored_numbers_recomputed_from_the_raw_tables():
         s = summary(arm)
         for tau in arm["seeds"][0]["evals"]:
             # evaluate_mode's own mean row and an independent mean over the task rows agree with the summary
-            per = [np.mean([v["weighted"] for t, v in r["evals"][tau]["table"].items() if t != "mean"])
+            per = [np.mean([v["weighted"] for t, v in r["evals"][tau]["table"].items() if "/" in t])
                    for r in arm["seeds"]]
             for r, p in zip(arm["seeds"], per):
                 assert r["evals"][tau]["table"]["mean"]["weighted"] == pytest.approx(p)

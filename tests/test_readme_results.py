@@ -158,6 +158,10 @@ def test_claims_markdown_on_hand_numbers():
     md = claims_markdown(res)
     assert "| control (same steps, shuffled): 0.180 | MCL stage 1: 0.400 | +0.220 | yes (target ≥ +0.15) |" in md
     assert "| +0.050 | no (target ≥ +0.15) |" in md and "| +0.060 | yes (target ≥ +0.05) |" in md
+    res["steps"][-1]["metrics"].update({"mean_zeroshot/dense": 0.3, "mean_zeroshot/weighted": 0.31,   # + retrieval
+                                        "mean_retrieval/dense": 0.1, "mean_retrieval/weighted": 0.2})
+    assert "| dense (seed continued): 0.300 | weighted ensemble: 0.310 | +0.010 | no (target ≥ +0.05) |" \
+        in claims_markdown(res)                                          # the zero-shot claim reads the zero-shot mean
 
 
 def test_clip_moe_block_is_generated_from_the_seeds_runs():

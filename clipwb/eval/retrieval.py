@@ -14,8 +14,8 @@ from ..core import DataError, get_logger, l2_normalize
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RETRIEVAL_MIN_DISTINCT', 'RETRIEVAL_MAX_CHANCE', 'retrieval_ranks', 'retrieval_metrics', 'retrieval_chance',
-           'retrieval_ceiling', 'retrieval_meaningful', 'unmeaningful_retrieval']
+__all__ = ['log', 'RETRIEVAL_MIN_DISTINCT', 'RETRIEVAL_MAX_CHANCE', 'retrieval_ranks', 'retrieval_metrics', 'recall_at_k',
+           'retrieval_chance', 'retrieval_ceiling', 'retrieval_meaningful', 'unmeaningful_retrieval']
 
 # %% ../../nbs/41_eval.retrieval.ipynb #18328a40
 def _emb(x, normalize: bool):
@@ -63,6 +63,31 @@ def retrieval_metrics(image_emb,            # [N, D] image embeddings
                       ) -> dict[str, float]:
     "`image_retrieval_recall@k` (text → image) and `text_retrieval_recall@k` (image → any of its captions)."
     t_rank, i_rank = retrieval_ranks(image_emb, text_emb, text_to_image, chunk_size=chunk_size, normalize=normalize)
+    out = {f"image_retrieval_recall@{k}": (t_rank < k).double().mean().item() for k in ks}
+    out.update({f"text_retrieval_recall@{k}": (i_rank < k).double().mean().item() for k in ks})
+    return out
+
+# %% ../../nbs/41_eval.retrieval.ipynb #d5118d79
+def recall_at_k(scores,                      # [M, N] score of caption m against image n (higher ranks first)
+                text_to_image,               # [M] index of each caption's image
+                *, ks: Sequence[int] = (1, 5, 10)  # recall cut-offs
+                ) -> dict[str, float]:
+    "`retrieval_metrics`' recall@k (same keys) from a precomputed text × image score matrix, e.g. an ensemble's."
+    import torch
+    S = torch.as_tensor(np.asarray(scores) if not isinstance(scores, torch.Tensor) else scores).double()
+    t2i = torch.as_tensor(np.asarray(text_to_image)).long()
+    if S.ndim != 2: raise DataError(f"recall_at_k: scores must be a [captions, images] matrix, got {tuple(S.shape)}")
+    M, N = S.shape
+    if t2i.shape != (M,): raise DataError(f"recall_at_k: text_to_image has shape {tuple(t2i.shape)}, expected ({M},)"
+                                          f" (one image per score row)")
+    if M == 0 or N == 0: raise DataError(f"recall_at_k: nothing to rank ({M} captions, {N} images)")
+    if t2i.min() < 0 or t2i.max() >= N: raise DataError(f"recall_at_k: text_to_image values must lie in [0, {N - 1}]")
+    if not torch.isfinite(S).all(): raise DataError("recall_at_k: scores hold NaN or infinite values")
+    t_rank = _rank(S, t2i)
+    own = torch.nonzero(torch.bincount(t2i, minlength=N) > 0)[:, 0]       # captioned images
+    St = S.T[own]                                                          # [N', M]
+    best = St.masked_fill(t2i[None, :] != own[:, None], float("-inf")).argmax(1)   # best own caption, lowest index
+    i_rank = _rank(St, best)
     out = {f"image_retrieval_recall@{k}": (t_rank < k).double().mean().item() for k in ks}
     out.update({f"text_retrieval_recall@{k}": (i_rank < k).double().mean().item() for k in ks})
     return out

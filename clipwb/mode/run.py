@@ -14,8 +14,10 @@ from ..config import STAGES, Result, card_field
 from ..core import ConfigError, DataError, even_subset, get_logger
 from ..io import atomic_path, write_json
 from ..progress import Progress
-from .ensemble import (class_embeddings, ensemble_table, expert_weights, image_features, table_figure,
+from .ensemble import (RETRIEVAL_TASKS, caption_embeddings, caption_scores, class_embeddings,
+                                  ensemble_table, expert_weights, image_features, retrieval_scorer, table_figure,
                                   task_logits, weights_figure)
+from ..eval.retrieval import retrieval_meaningful
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
                                  seed_and_embeddings)
 from .captions import caption_encoder
@@ -40,18 +42,33 @@ def card_tasks(ds, indices) -> tuple[dict, dict]:
         else: log.warning("mode: label %r is unknown for every evaluated sample; skipped", lab)
     return names, targets
 
+def _retrieval_task(ds, card: str, indices, retrieval: bool, notes: dict) -> tuple | None:
+    "`(captions [M], text_to_image [M])` of the evaluated samples when the card's retrieval tasks run, else None."
+    if not retrieval or "retrieval" not in getattr(getattr(ds, "card", None), "tasks", ["retrieval"]): return None
+    per = [list(ds.all_captions(int(i))) for i in indices]
+    caps, t2i = [c for cs in per for c in cs], np.repeat(np.arange(len(per)), [len(cs) for cs in per])
+    if not caps:
+        log.warning("mode: %s has no caption among its evaluated samples; no retrieval task", card); return None
+    ok, why = retrieval_meaningful(caps, t2i, len(per), ks=(1,))
+    if not ok:
+        notes[card] = why; log.warning("mode: R@1 of %s's retrieval tasks does not measure alignment: %s", card, why)
+    return caps, t2i
+
 def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs, in coarse-cluster order
                   dense: str | Path | None,          # the dense baseline model (None: no such column)
                   clusters: ModeClusters,            # the clustering the experts were trained on
                   data: list[str],                   # data cards to evaluate on (every label is a task)
                   *, split: str = "test", limit: int | None = None, metric: str = "acc1",
-                  s0: float = 5.0, tau: float = 8.0, T: int = 200, batch_size: int = 64, device="cpu") -> dict:
-    ("Images decoded once per card, every model's image tower on them, zero-shot logits per task, MoDE weights → "
-     "comparison table.")
+                  s0: float = 5.0, tau: float = 8.0, T: int = 200, batch_size: int = 64, device="cpu",
+                  retrieval: bool = True,            # also t→i and i→t retrieval (R@1) of each card that lists it
+                  ) -> dict:
+    ("Images decoded once per card, every model's image tower on them, zero-shot logits per task and caption × "
+     "image scores per retrieval task, MoDE weights → comparison table.")
     import pandas as pd
     enc = caption_encoder(clusters.info["encoder_name"], **clusters.info["encoder_kw"])
     models = [str(m) for m in experts] + ([str(dense)] if dense is not None else [])
     logits, targets, weights, n_classes, n_samples, accounts = {}, {}, {}, {}, {}, {}
+    scorers, n_captions, notes = {}, {}, {}
     cards = [(c, load_dataset(c, split)) for c in data]
     loaded = [create_model_and_transforms(m, device=device) for m in models]
     groups = {}                                     # models that share a preprocessing read each image once
@@ -71,21 +88,34 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
                     targets[task], n_classes[task], n_samples[task] = tg[lab], len(cn), len(got)
                     weights[task] = expert_weights(class_embeddings(enc.encode, cn, tpl), clusters.fine_centres,
                                                    clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
+                caps = _retrieval_task(ds, card, got, retrieval, notes)
+                if caps:
+                    w = expert_weights(caption_embeddings(enc.encode, caps[0]), clusters.fine_centres,
+                                       clusters.fine_to_coarse, k=clusters.k, s0=s0, tau=tau, T=T)
+                    for name, direction in RETRIEVAL_TASKS.items():   # same captions: same metadata, same weights
+                        task = f"{card}/{name}"
+                        weights[task], scorers[task] = w, retrieval_scorer(caps[1], direction)
+                        n_captions[task], n_samples[task] = len(caps[0]), len(got)
             elif not np.array_equal(idx, got): raise DataError(f"mode: models read different samples of {card}")
             for j, f in zip(js, feats):
                 for lab, lg in task_logits(loaded[j][0], get_tokenizer(models[j]), f, names, templates=tpl,
                                            device=device).items():
                     logits.setdefault(f"{card}/{lab}", {})[j] = lg
-    if not targets: raise DataError(f"mode: none of the cards {data} has a labelled sample in split {split!r}")
+                if caps:                                    # one matrix per model serves t→i and its transpose i→t
+                    S = caption_scores(loaded[j][0], get_tokenizer(models[j]), f, caps[0], device=device)
+                    for name in RETRIEVAL_TASKS: logits.setdefault(f"{card}/{name}", {})[j] = S
+    if not weights: raise DataError(f"mode: none of the cards {data} has a labelled sample"
+                                    f"{' or a retrieval task' if retrieval else ''} in split {split!r}")
     K = len(experts)
     table = ensemble_table({t: [lg[j] for j in range(K)] for t, lg in logits.items()},
                            {t: lg[K] for t, lg in logits.items()} if dense is not None else None, targets, weights,
-                           metric=metric)
+                           metric=metric, scorers=scorers)
     wdf = pd.DataFrame(np.stack([weights[t] for t in logits]), index=list(logits),
                        columns=[f"expert_{k}" for k in range(K)])
     wdf.index.name = "task"
     return {"table": table, "weights": wdf, "n_classes": n_classes, "n_samples": n_samples, "metric": metric,
-            "accounts": accounts}
+            "accounts": accounts, "retrieval": retrieval, "retrieval_metric": "R@1", "n_captions": n_captions,
+            "retrieval_notes": notes}
 
 # %% ../../nbs/73_mode.run.ipynb #1ff1e1ca
 @STAGES.register("mode", notebook="10_mode.ipynb")
@@ -97,6 +127,7 @@ class ModeCfg(ModeSetup):
     split: str = "test"              # split evaluated
     limit: int | None = None         # evenly spaced evaluation samples per card (None: all)
     metric: str = "acc1"             # table metric: acc1, acc5, mean_per_class_recall
+    retrieval: bool = True           # also each card's text→image and image→text retrieval (R@1)
     s0: float = 5.0                  # ensemble weights: sharpening base
     tau: float = 8.0                 # ensemble weights: softmax temperature
     T: int = 200                     # ensemble weights: classes beyond which sharpening grows
@@ -143,22 +174,27 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
     write_json(run_dir / "experts.json",
                {"seed_model": str(seed), "seed_step": step, "clusters": str(mc.folder), "experts": runs})
     ev = evaluate_mode([r["run_dir"] for r in runs], seed, mc, cfg.eval_data, split=cfg.split, limit=cfg.limit,
-                       metric=cfg.metric,
+                       metric=cfg.metric, retrieval=cfg.retrieval,
                        s0=cfg.s0, tau=cfg.tau, T=cfg.T, batch_size=cfg.batch_size, device=cfg.device)
     tab, w = ev["table"], ev["weights"]
     with atomic_path(run_dir / "table.csv") as tmp: tab.to_csv(tmp, float_format="%.4f")
     with atomic_path(run_dir / "weights.csv") as tmp: w.to_csv(tmp, float_format="%.4f")
     write_json(run_dir / "results.json",
-               {"metric": cfg.metric, "table": tab.to_dict(orient="index"), "weights": w.to_dict(orient="index"),
+               {"metric": cfg.metric, "retrieval_metric": ev["retrieval_metric"], "retrieval": cfg.retrieval,
+                "table": tab.to_dict(orient="index"), "weights": w.to_dict(orient="index"),
+                "n_captions": ev["n_captions"], "retrieval_notes": ev["retrieval_notes"],
                                           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"], "experts": runs,
                                           "seed_model": str(seed), "seed_step": step, "clusters": mc.info})
-    mean = tab.loc["mean"]
-    metrics = {f"mean/{c}": float(v) for c, v in mean.items()}
-    metrics.update({f"{t}/{c}": float(tab.loc[t, c]) for t in tab.index if t != "mean"
-                    for c in ("dense", "uniform", "weighted")})
-    metrics.update(dict(k=mc.k, k_fine=mc.k_fine, seed_step=step, n_tasks=len(tab) - 1, cluster_sizes=mc.info["sizes"],
+    mean, tasks = tab.loc["mean"], [t for t in tab.index if "/" in t]        # rows without '/' are means
+    metrics = {f"{r}/{c}": float(v) for r in tab.index if "/" not in r for c, v in tab.loc[r].items()}
+    metrics.update({f"{t}/{c}": float(tab.loc[t, c]) for t in tasks for c in ("dense", "uniform", "weighted")})
+    metrics.update(dict(k=mc.k, k_fine=mc.k_fine, seed_step=step, n_tasks=len(tasks), cluster_sizes=mc.info["sizes"],
                         weighted_minus_dense=float(mean["weighted"] - mean["dense"]),
                         weighted_minus_uniform=float(mean["weighted"] - mean["uniform"])))
+    for r in ("mean_zeroshot", "mean_retrieval"):   # the same margins on each kind of task alone
+        if r in tab.index:
+            metrics.update({f"{r}/weighted_minus_dense": float(tab.loc[r, "weighted"] - tab.loc[r, "dense"]),
+                            f"{r}/weighted_minus_uniform": float(tab.loc[r, "weighted"] - tab.loc[r, "uniform"])})
     for card, acc in ev["accounts"].items():   # <card>/n_expected = <card>/n_evaluated + <card>/n_lost
         log_accounts(f"mode {card}", acc); metrics.update({f"{card}/{k}": v for k, v in acc.items()})
     figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric)}
