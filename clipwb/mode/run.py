@@ -28,7 +28,7 @@ from ..train import TrainCfg
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DENSE_MODES', 'card_tasks', 'evaluate_mode', 'ModeCfg', 'dense_model', 'run_mode']
+__all__ = ['log', 'DENSE_MODES', 'card_tasks', 'evaluate_mode', 'domain_owners', 'ModeCfg', 'dense_model', 'run_mode']
 
 # %% ../../nbs/73_mode.run.ipynb #42aed682
 def card_tasks(ds, indices) -> tuple[dict, dict]:
@@ -87,6 +87,18 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
     wdf.index.name = "task"
     return {"table": table, "weights": wdf, "n_classes": n_classes, "n_samples": n_samples, "metric": metric,
             "accounts": accounts}
+
+# %% ../../nbs/73_mode.run.ipynb #df69c2db
+def domain_owners(clusters: ModeClusters, ds) -> dict[str, int]:
+    ("Domain → the expert whose cluster holds most of that domain's assigned pairs, from the training dataset's "
+     "`domain` label ({} without one).")
+    import pandas as pd
+    if "domain" not in ds.label_names(): return {}
+    dom = dict(zip(map(str, ds.ids), np.asarray(ds.classnames("domain"))[np.asarray(ds.targets("domain"))]))
+    a = pd.concat([x for _, x in clusters.assignments()], ignore_index=True)
+    counts = pd.crosstab(a.id.astype(str).map(dom), a.coarse).reindex(columns=range(clusters.k), fill_value=0)
+    return {str(d): int(np.argmax(row)) for d, row in counts.iterrows()}
+
 
 # %% ../../nbs/73_mode.run.ipynb #1ff1e1ca
 DENSE_MODES = ("equal", "seed")
@@ -199,6 +211,12 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
                         weighted_minus_uniform=float(mean["weighted"] - mean["uniform"])))
     metrics.update({"dense": cfg.dense, "dense/model": dense["model"], "dense/steps": dense["steps"],
                     "experts/steps": dense["expert_steps"], "dense/equal_compute": dense["equal_compute"]})
+    scfg, _, _ = seed_schedule(seed)
+    owners = domain_owners(mc, load_dataset(scfg["data"], scfg["split"]))
+    own = {t: float(w.loc[t, f"expert_{owners[t.split('/')[0]]}"]) for t in w.index if t.split("/")[0] in owners}
+    if own: metrics.update({**{f"{t}/owner_weight": v for t, v in own.items()},   # weight on the owning expert
+                            "mean/owner_weight": float(np.mean([*own.values()])),
+                            **{f"owner/{d}": e for d, e in owners.items()}})
     for card, acc in ev["accounts"].items():   # <card>/n_expected = <card>/n_evaluated + <card>/n_lost
         log_accounts(f"mode {card}", acc); metrics.update({f"{card}/{k}": v for k, v in acc.items()})
     figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric, title=f"MoDE: zero-shot accuracy "
