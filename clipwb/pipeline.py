@@ -26,9 +26,10 @@ from .slurm import sbatch_check
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'MCL_BASE_STEPS', 'MCL_STAGE_STEPS', 'MCL_FACTORS', 'refs', 'fill', 'Step',
-           'Pipeline', 'load_pipeline', 'order', 'file_paths', 'plan_pipeline', 'run_pipeline', 'step_resources',
-           'pipeline_failures', 'demo_plan', 'demo_pipeline', 'demo_yaml', 'export_demo']
+__all__ = ['log', 'DEMO_EPOCHS', 'DEMO_THREADS', 'MCL_BASE_STEPS', 'MCL_STAGE_STEPS', 'MCL_FACTORS', 'MODE_SEED_STEPS',
+           'MODE_EXPERT_STEPS', 'MODE_K', 'refs', 'fill', 'Step', 'Pipeline', 'load_pipeline', 'order', 'file_paths',
+           'plan_pipeline', 'run_pipeline', 'step_resources', 'pipeline_failures', 'demo_plan', 'demo_pipeline',
+           'demo_yaml', 'export_demo']
 
 # %% ../nbs/92_pipeline.ipynb #61bfac55
 _REF = re.compile(r"^\{([A-Za-z_][\w-]*)\}$")
@@ -231,13 +232,15 @@ DEMO_EPOCHS = 10
 DEMO_THREADS = 2   # the README's tables were measured with 2 threads
 MCL_BASE_STEPS, MCL_STAGE_STEPS = 1500, 3000   # micro CLIP on shapes-suppress, batches of 16
 MCL_FACTORS = ("shape", "position", "colour", "background")
+MODE_SEED_STEPS, MODE_EXPERT_STEPS, MODE_K = 200, 150, 3   # MoDE: micro seed on three-domains, batches of 64
 
 def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
     "The (name, stage, params) chain of `clipwb demo`; `'{name}'` values become that step's run dir."
     if quick:
         data, tr, ev = "shapes", dict(model="clipwb-micro", data_limit=128, max_steps=4, batch_size=16,
                                       keep_checkpoints=True, checkpoint_every=2), dict(limit=64)
-        mo = dict(k=2, k_fine=4, eval_data=["shapes"], limit=32)
+        ms = dict(data_limit=192, batch_size=8, max_steps=6, checkpoint_every=3, warmup=2)
+        mo = dict(seed_step=3, k=MODE_K, k_fine=6, limit=32)
         cl = dict(k=2, niter=5, map_points=64, stability_seeds=2)
         ft = dict(model="clipwb-micro", init="{train}", split="train", data_limit=64, max_steps=3,
                   batch_size=16, lr=1e-3)
@@ -252,8 +255,11 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
                                        batch_size=128, lr=1e-3, warmup=50, keep_checkpoints=True,
                                         checkpoint_every=110), \
             dict(limit=None)
-        # MoDE: 2 data experts continue the base from step 220 of 240 on their caption cluster
-        mo = dict(seed_step=220, k=2, k_fine=32, eval_data=["openmoji", "shapes"], limit=None, batch_size=128)
+        # MoDE on three caption domains: a micro seed, 3 data experts continue it from step S for M steps each on
+        # their caption cluster, against the dense model continued from S for 3·M steps on all its data
+        ms = dict(data_limit=None, batch_size=64, max_steps=MODE_SEED_STEPS + MODE_EXPERT_STEPS,
+                  checkpoint_every=MODE_SEED_STEPS, warmup=20)
+        mo = dict(seed_step=MODE_SEED_STEPS, k=MODE_K, k_fine=32, limit=None, batch_size=128)
         cl = dict(k=3, niter=20, map_points=3193, stability_seeds=3)
         # the fine-tunes leave the last 200 training pairs of each card unseen: greedy_soup's held-out data
         ft = dict(model="clipwb-tiny", init="{train}", split="train", max_steps=None, batch_size=128, lr=5e-4, warmup=5)
@@ -286,7 +292,12 @@ def demo_plan(quick: bool = False) -> list[tuple[str, str, dict]]:
             ("moe", "moe", dict(experts="{mcl}", init="mcl", strict=False, data="shapes-suppress", **moe)),
             ("moe_upcycled", "moe", dict(experts=["{mcl_base}"], init="upcycle", num_experts=2,
                                          data="shapes-suppress", **moe)),
-            ("mode", "mode", dict(seed_model="{train}", embeddings="{embed}", **mo))]
+            ("mode_seed", "train", dict(model="clipwb-micro", data="three-domains", split="train", epochs=100, lr=2e-3,
+                                        keep_checkpoints=True, **ms)),
+            ("mode_embed", "embed", dict(model="{mode_seed}", data="three-domains", split="train",
+                                         limit=ms["data_limit"], shard_size=1000)),
+            ("mode", "mode", dict(seed_model="{mode_seed}", embeddings="{mode_embed}", dense="equal",
+                                  eval_data=["shapes", "openmoji", "glyphs"], **mo))]
 
 
 # %% ../nbs/92_pipeline.ipynb #78ed383c

@@ -17,7 +17,8 @@ def test_quick_demo(tmp_path):
     rec = json.loads((report.parent / "pipeline.json").read_text())
     assert rec["name"] == "demo-quick" and rec["threads"] == 2
     assert [s["name"] for s in rec["steps"]] == ["prepare", "train", "embed", "eval", "cluster", "ft_a", "ft_b",
-                                                 "merge", "mcl_base", "mcl", "moe", "moe_upcycled", "mode"]
+                                                 "merge", "mcl_base", "mcl", "moe", "moe_upcycled", "mode_seed",
+                                                 "mode_embed", "mode"]
     assert {s["status"] for s in rec["steps"]} == {"done"}, [(s["name"], s["error"]) for s in rec["steps"]]
     for s in rec["steps"]:
         env = json.loads((Path(s["run_dir"]) / "env.json").read_text())

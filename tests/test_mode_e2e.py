@@ -71,6 +71,11 @@ def test_mode_reuses_array_experts(tmp_path):
     assert [x["status"] for x in experts] == ["done", "complete"]           # expert 1 was reused, not retrained
     assert experts[1]["run_dir"] == e1["run_dir"]
     assert len(list((root / "mode_expert").iterdir())) == 2
+    # the dense column is the seed continued on all its data for the experts' total steps (2 + 2), a train run
+    dense = json.loads((rd / "experts.json").read_text())["dense"]
+    dm = json.loads((Path(dense["run_dir"]) / "metrics.json").read_text())
+    assert out["metrics"]["dense/steps"] == out["metrics"]["experts/steps"] == dm["steps"] - 6 == 4
+    assert Path(dense["run_dir"]).parent == root / "train" and dm["n_samples"] == 64
     res = json.loads((rd / "results.json").read_text())
     tab = res["table"]
     tasks = {"shapes/shape", "shapes/colour", "shapes/size", "shapes/position", "shapes/texture",

@@ -146,6 +146,67 @@ def test_readme_claims_are_generated_from_the_demo_and_mcl_beats_its_control():
     rows = {r["claim"].split(":")[0]: r for r in claims_rows(res)}
     assert set(rows) == {"MCL", "CLIP-MoE", "MoDE"}
     assert rows["MCL"]["b"] - rows["MCL"]["a"] > 0.1, rows["MCL"]
+    if any(s["name"] == "mode_seed" for s in res["steps"]): _check_demo_mode(res)   # the three-domain MoDE steps
+
+
+def _check_demo_mode(res):
+    "The demo's MoDE: 3 experts on three-domains, the dense column at equal compute, every card's tasks, both claims."
+    from readme_results import _step, claims_rows, results_markdown
+    m = _step(res, "mode")
+    assert m["k"] == 3 and m["dense/steps"] == m["experts/steps"] > 0, m
+    cards = {k.split("/")[0] for k in m if k.endswith("/weighted") and not k.startswith("mean/")}
+    zeroshot = [k for k in m if k.endswith("/weighted") and "/" in k[:-9] and "retrieval" not in k]
+    assert cards == {"shapes", "openmoji", "glyphs"} and len(zeroshot) == 10 <= m["n_tasks"]   # 5 + 2 + 3 labels
+    assert 0 <= m["mean/owner_weight"] <= 1 and {m["owner/" + c] for c in cards} <= {0, 1, 2}
+    rows = [r for r in claims_rows(res) if r["claim"].startswith("MoDE")]
+    assert [r["control"] for r in rows] == [f"dense, equal compute ({int(m['dense/steps'])} steps)", "uniform ensemble"]
+    assert [(r["a"], r["b"]) for r in rows] == [(m["mean/dense"], m["mean/weighted"]),
+                                                 (m["mean/uniform"], m["mean/weighted"])]
+    assert "at equal compute" in rows[0]["claim"] and f"weight on the owning expert {m['mean/owner_weight']:.2f}" \
+        in rows[0]["measure"]
+    md = results_markdown(res)
+    assert f"the experts took {int(m['experts/steps'])} steps together, the dense model {int(m['dense/steps'])}" in md
+    assert "| weight on the owning expert |" in md and f"| {_f3(m['mean/owner_weight'])} |" in md
+
+
+def _f3(v): return f"{v:.3f}"
+
+
+# the demo's MoDE step as one run of its three steps measured it with 2 threads (micro seed on three-domains,
+# S = 200, M = 150, K = 3): per task (dense, uniform, weighted, weight on the owning expert); means recomputed here
+_DEMO_MODE_TASKS = {
+    "glyphs/character": (0.0745, 0.0851, 0.0851, 0.4116), "glyphs/kind": (0.4787, 0.4947, 0.4787, 0.3858),
+    "glyphs/weight": (0.6702, 0.6117, 0.6117, 0.3432), "openmoji/group": (0.1818, 0.1082, 0.1082, 0.3370),
+    "openmoji/subgroup": (0.0671, 0.0498, 0.0498, 0.3582), "shapes/colour": (0.9846, 0.9179, 0.9231, 0.3499),
+    "shapes/position": (0.2256, 0.2410, 0.2410, 0.3390), "shapes/shape": (0.2308, 0.2308, 0.2308, 0.3593),
+    "shapes/size": (0.5795, 0.5795, 0.5795, 0.3349), "shapes/texture": (0.2359, 0.1590, 0.1641, 0.3374)}
+_COLS = ("dense", "uniform", "weighted", "owner_weight")
+
+
+def _demo_mode_steps() -> list[dict]:
+    "The new demo's MoDE steps as `demo_results` records them."
+    m = {"k": 3, "k_fine": 32, "n_tasks": 10, "seed_step": 200, "dense/steps": 450, "experts/steps": 450,
+         "owner/glyphs": 0, "owner/openmoji": 1, "owner/shapes": 2}
+    for t, vals in _DEMO_MODE_TASKS.items(): m.update({f"{t}/{c}": v for c, v in zip(_COLS, vals)})
+    m.update({f"mean/{c}": sum(v[i] for v in _DEMO_MODE_TASKS.values()) / 10 for i, c in enumerate(_COLS)})
+    return [{"name": "mode_seed", "stage": "train", "seconds": 24.7, "metrics": {}},
+            {"name": "mode_embed", "stage": "embed", "seconds": 9.3, "metrics": {}},
+            {"name": "mode", "stage": "mode", "seconds": 87.9, "metrics": m}]
+
+
+def test_demo_mode_on_the_new_structure():
+    "The claims table and the results block read the new MoDE step: weighted vs the equal-compute dense and uniform."
+    from readme_results import claims_markdown
+    res = {"pipeline": "demo", "seconds": 121.9, "steps": _demo_mode_steps()}
+    _check_demo_mode(res)
+    md = claims_markdown(res)   # dense 0.3729, uniform 0.3478, weighted 0.3472 (the means of the table above)
+    assert "| dense, equal compute (450 steps): 0.373 | weighted ensemble: 0.347 | -0.026 | no (target ≥ +0.05) |" in md
+    assert "| uniform ensemble: 0.348 | weighted ensemble: 0.347 | -0.001 | no (target ≥ +0.03) |" in md
+    old = json.loads((ROOT / "benchmarks" / "demo_results.json").read_text())   # an older demo: its mode step's
+    from readme_results import claims_rows                                      # dense was the seed's final model
+    if not any(s["name"] == "mode_seed" for s in old["steps"]):
+        r = next(r for r in claims_rows(old) if r["claim"].startswith("MoDE"))
+        assert r["control"] == "dense (the seed's final model; not equal compute)" and "equal" not in r["claim"]
 
 
 def test_claims_markdown_on_hand_numbers():
@@ -160,8 +221,8 @@ def test_claims_markdown_on_hand_numbers():
     assert "| +0.050 | no (target ≥ +0.15) |" in md and "| +0.060 | yes (target ≥ +0.05) |" in md
     res["steps"][-1]["metrics"].update({"mean_zeroshot/dense": 0.3, "mean_zeroshot/weighted": 0.31,   # + retrieval
                                         "mean_retrieval/dense": 0.1, "mean_retrieval/weighted": 0.2})
-    assert "| dense (seed continued): 0.300 | weighted ensemble: 0.310 | +0.010 | no (target ≥ +0.05) |" \
-        in claims_markdown(res)                                          # the zero-shot claim reads the zero-shot mean
+    assert ("| dense (the seed's final model; not equal compute): 0.300 | weighted ensemble: 0.310 | +0.010 "
+            "| no (target ≥ +0.05) |") in claims_markdown(res)   # reads the zero-shot mean
 
 
 def test_clip_moe_block_is_generated_from_the_seeds_runs():

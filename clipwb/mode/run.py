@@ -16,20 +16,21 @@ from ..io import atomic_path, write_json
 from ..progress import Progress
 from .ensemble import (RETRIEVAL_TASKS, caption_embeddings, caption_scores, class_embeddings,
                                   ensemble_table, expert_weights, image_features, retrieval_scorer, table_figure,
-                                  task_logits, weights_figure)
+                                  is_retrieval_task, task_logits, weights_figure)
 from ..eval.retrieval import retrieval_meaningful
 from .experts import (ModeClusters, ModeExpertCfg, ModeSetup, mode_clusters, pick_seed_step,
-                                 seed_and_embeddings)
+                                 seed_and_embeddings, seed_schedule)
 from .captions import caption_encoder
 from ..data.datasets import load_dataset
 from ..data.readers import log_accounts, sample_accounts
 from ..models import create_model_and_transforms, get_tokenizer
 from ..notebooks import run_stage
+from ..train import TrainCfg
 
 log = get_logger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'card_tasks', 'evaluate_mode', 'ModeCfg', 'run_mode']
+__all__ = ['log', 'DENSE_MODES', 'card_tasks', 'evaluate_mode', 'domain_owners', 'ModeCfg', 'dense_model', 'run_mode']
 
 # %% ../../nbs/73_mode.run.ipynb #42aed682
 def card_tasks(ds, indices) -> tuple[dict, dict]:
@@ -117,7 +118,21 @@ def evaluate_mode(experts: list[str | Path],         # expert model dirs / runs,
             "accounts": accounts, "retrieval": retrieval, "retrieval_metric": "R@1", "n_captions": n_captions,
             "retrieval_notes": notes}
 
+# %% ../../nbs/73_mode.run.ipynb #df69c2db
+def domain_owners(clusters: ModeClusters, ds) -> dict[str, int]:
+    ("Domain → the expert whose cluster holds most of that domain's assigned pairs, from the training dataset's "
+     "`domain` label ({} without one).")
+    import pandas as pd
+    if "domain" not in ds.label_names(): return {}
+    dom = dict(zip(map(str, ds.ids), np.asarray(ds.classnames("domain"))[np.asarray(ds.targets("domain"))]))
+    a = pd.concat([x for _, x in clusters.assignments()], ignore_index=True)
+    counts = pd.crosstab(a.id.astype(str).map(dom), a.coarse).reindex(columns=range(clusters.k), fill_value=0)
+    return {str(d): int(np.argmax(row)) for d, row in counts.iterrows()}
+
+
 # %% ../../nbs/73_mode.run.ipynb #1ff1e1ca
+DENSE_MODES = ("equal", "seed")
+
 @STAGES.register("mode", notebook="10_mode.ipynb")
 @dataclass
 class ModeCfg(ModeSetup):
@@ -132,6 +147,7 @@ class ModeCfg(ModeSetup):
     tau: float = 8.0                 # ensemble weights: softmax temperature
     T: int = 200                     # ensemble weights: classes beyond which sharpening grows
     batch_size: int = 64             # images per forward pass in evaluation
+    dense: str = "equal"             # dense column: 'equal' (seed continued for the experts' total steps) or 'seed'
     runs: str | None = None          # runs root of the expert runs (None: this run's root, or run_dir/runs)
     device: str = "auto"             # 'auto', 'cpu', 'cuda' …
 
@@ -142,6 +158,8 @@ class ModeCfg(ModeSetup):
         if not self.eval_data: raise ConfigError("mode: eval_data must name at least one data card")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"mode: limit must be ≥ 1 or None, "
                                                                         f"got {self.limit}")
+        if self.dense not in DENSE_MODES: raise ConfigError(f"mode: dense must be one of {DENSE_MODES}, "
+                                                            f"got {self.dense!r}")
         if self.tau <= 0 or self.batch_size < 1: raise ConfigError("mode: tau must be > 0 and batch_size ≥ 1")
 
     def expert_params(self, seed_model, coarse: int, embeddings, seed_step=None) -> dict:
@@ -150,6 +168,35 @@ class ModeCfg(ModeSetup):
              "coarse": coarse, "device": self.device}
         ModeExpertCfg(**p)
         return p
+
+    def dense_params(self, seed_model, seed_step: int, steps: int) -> dict:
+        ("Parameters of the equal-compute dense `train` run: the seed's own config continued from `seed_step` for "
+         "`steps` more steps on all its data.")
+        scfg, _, _ = seed_schedule(seed_model)
+        end = int(seed_step) + int(steps)   # epochs never bind: every epoch has at least one step
+        p = {**scfg, "resume_from": str(seed_model), "resume_step": int(seed_step), "max_steps": end, "epochs": end,
+             "keep_checkpoints": False, "device": self.device}
+        TrainCfg(**p)
+        return p
+
+def dense_model(cfg: ModeCfg, seed: Path, step: int, expert_steps: int, root: Path) -> dict:
+    ("The dense baseline: the equal-compute `train` run (finished runs reused) or the seed's final model; its steps "
+     "after `step` beside the experts' total.")
+    if cfg.dense == "seed":
+        steps = seed_schedule(seed)[1] - step
+        log.warning("mode: dense='seed': the dense column is the seed's final model, %d steps after step %d against "
+                    "the experts' %d in all (not equal compute)", steps, step, expert_steps)
+        return {"model": str(seed), "run_dir": str(seed), "status": "seed", "steps": steps,
+                "expert_steps": expert_steps, "equal_compute": steps == expert_steps,
+                "compute": f"the seed's final model, {steps} steps after step {step} (experts: {expert_steps})"}
+    info = run_stage("train", cfg.dense_params(seed, step, expert_steps), root=root)
+    steps = int(info.metrics["steps"]) - step
+    if steps != expert_steps: raise DataError(f"mode: the dense run {info.run_dir} took {steps} steps after step "
+                                              f"{step}, the experts {expert_steps}; expected equal compute")
+    log.info("mode: dense %s (%s), %d steps after step %d", info.status, info.run_dir, steps, step)
+    return {"model": str(info.run_dir), "run_dir": str(info.run_dir), "status": info.status, "steps": steps,
+            "expert_steps": expert_steps, "equal_compute": True,
+            "compute": f"equal compute, {steps} steps after step {step}"}
 
 def _runs_root(cfg: ModeCfg, run_dir: Path) -> Path:
     if cfg.runs: return Path(cfg.runs)
@@ -169,12 +216,14 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
         info = run_stage("mode_expert", cfg.expert_params(seed, c, emb, step), root=_runs_root(cfg, run_dir))
         log.info("mode: expert %d %s (%s)", c, info.status, info.run_dir)
         runs.append({"coarse": c, "run_dir": str(info.run_dir), "status": info.status,
+                     "steps": int(info.metrics["steps"]) - step,   # optimizer steps it took after seed_step
                      "n_in_cluster": info.metrics["n_in_cluster"],
                      "n_out_of_cluster": info.metrics["n_out_of_cluster"]})
-    write_json(run_dir / "experts.json",
-               {"seed_model": str(seed), "seed_step": step, "clusters": str(mc.folder), "experts": runs})
-    ev = evaluate_mode([r["run_dir"] for r in runs], seed, mc, cfg.eval_data, split=cfg.split, limit=cfg.limit,
-                       metric=cfg.metric, retrieval=cfg.retrieval,
+    dense = dense_model(cfg, seed, step, sum(r["steps"] for r in runs), _runs_root(cfg, run_dir))
+    write_json(run_dir / "experts.json", {"seed_model": str(seed), "seed_step": step, "clusters": str(mc.folder),
+                                          "experts": runs, "dense": dense})
+    ev = evaluate_mode([r["run_dir"] for r in runs], dense["model"], mc, cfg.eval_data, split=cfg.split,
+                       limit=cfg.limit, metric=cfg.metric, retrieval=cfg.retrieval,
                        s0=cfg.s0, tau=cfg.tau, T=cfg.T, batch_size=cfg.batch_size, device=cfg.device)
     tab, w = ev["table"], ev["weights"]
     with atomic_path(run_dir / "table.csv") as tmp: tab.to_csv(tmp, float_format="%.4f")
@@ -184,19 +233,33 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
                 "table": tab.to_dict(orient="index"), "weights": w.to_dict(orient="index"),
                 "n_captions": ev["n_captions"], "retrieval_notes": ev["retrieval_notes"],
                                           "n_classes": ev["n_classes"], "n_samples": ev["n_samples"], "experts": runs,
-                                          "seed_model": str(seed), "seed_step": step, "clusters": mc.info})
+                                          "seed_model": str(seed), "seed_step": step, "clusters": mc.info,
+                                          "dense": dense})
     mean, tasks = tab.loc["mean"], [t for t in tab.index if "/" in t]        # rows without '/' are means
     metrics = {f"{r}/{c}": float(v) for r in tab.index if "/" not in r for c, v in tab.loc[r].items()}
     metrics.update({f"{t}/{c}": float(tab.loc[t, c]) for t in tasks for c in ("dense", "uniform", "weighted")})
     metrics.update(dict(k=mc.k, k_fine=mc.k_fine, seed_step=step, n_tasks=len(tasks), cluster_sizes=mc.info["sizes"],
+                        n_zeroshot_tasks=sum(not is_retrieval_task(t) for t in tasks),
                         weighted_minus_dense=float(mean["weighted"] - mean["dense"]),
                         weighted_minus_uniform=float(mean["weighted"] - mean["uniform"])))
     for r in ("mean_zeroshot", "mean_retrieval"):   # the same margins on each kind of task alone
         if r in tab.index:
             metrics.update({f"{r}/weighted_minus_dense": float(tab.loc[r, "weighted"] - tab.loc[r, "dense"]),
                             f"{r}/weighted_minus_uniform": float(tab.loc[r, "weighted"] - tab.loc[r, "uniform"])})
+    metrics.update({"dense": cfg.dense, "dense/model": dense["model"], "dense/steps": dense["steps"],
+                    "experts/steps": dense["expert_steps"], "dense/equal_compute": dense["equal_compute"]})
+    scfg, _, _ = seed_schedule(seed)
+    owners = domain_owners(mc, load_dataset(scfg["data"], scfg["split"]))
+    own = {t: float(w.loc[t, f"expert_{owners[t.split('/')[0]]}"]) for t in w.index if t.split("/")[0] in owners}
+    if own:   # the weight each task puts on the expert that owns its domain, and its means (all, zero-shot tasks)
+        zs = [v for t, v in own.items() if not is_retrieval_task(t)]
+        metrics.update({**{f"{t}/owner_weight": v for t, v in own.items()},
+                        "mean/owner_weight": float(np.mean([*own.values()])),
+                        **({"mean_zeroshot/owner_weight": float(np.mean(zs))} if zs else {}),
+                        **{f"owner/{d}": e for d, e in owners.items()}})
     for card, acc in ev["accounts"].items():   # <card>/n_expected = <card>/n_evaluated + <card>/n_lost
         log_accounts(f"mode {card}", acc); metrics.update({f"{card}/{k}": v for k, v in acc.items()})
-    figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric)}
+    figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric, title=f"MoDE: zero-shot accuracy "
+                                                                 f"per task (dense: {dense['compute']})")}
     return Result(metrics=metrics, artifacts={"table": "table.csv", "weights": "weights.csv", "results": "results.json",
                                               "experts": "experts.json"}, figures=figs)
