@@ -172,9 +172,9 @@ def _run(pipe: Pipeline, *, executor, root, res, report, threads) -> Path:
                    "steps": [records[n] for n in plans if n in records]}
     for name, (step, params, cfg, run_dir, status) in plans.items():   # in dependency order
         if status == "complete": subs[name] = Submission(step.stage, run_dir, status, executor); continue
-        dep = [subs[n].job_id for n in step.needs if subs[n].job is not None]
         if executor != "slurm" and (failed := [n for n in step.needs if n in bad]):
-            bad[name] = f"not run: dependency {failed[0]!r} failed"; continue
+            bad[name] = f"not run: dependency {failed[0]!r} failed"; continue   # its own dependants skip in turn
+        dep = [subs[n].job_id for n in step.needs if subs[n].job is not None]
         folder = root / ".submitit" / f"{pipe.name}-{out.name}" / name
         log.info("%s: %s (%s) %s in %s", pipe.name, name, step.stage, "submitted" if executor == "slurm" else "running",
                  run_dir)

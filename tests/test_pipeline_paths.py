@@ -69,3 +69,20 @@ def test_missing_faiss_stops_a_pipeline_before_work(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e: plan_pipeline(load_pipeline(demo_pipeline(quick=True)), root=tmp_path)
     assert "step 'cluster' (cluster)" in str(e.value) and "clipwb-*.whl)[cpu]" in str(e.value)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_failed_step_skips_its_dependants_and_theirs(tmp_path):
+    """A step that fails: its dependant is not run, and so is the dependant's dependant (before the fix, a step two
+    levels below a failure raised KeyError and the pipeline stopped without its record)."""
+    from clipwb.io import read_json
+    from clipwb.pipeline import run_pipeline
+    micro = {"model": "clipwb-micro", "data": "shapes", "batch_size": 8, "max_steps": 1, "data_limit": 4}  # no batch
+    out = run_pipeline({"name": "chain", "steps": [
+        {"name": "bad", "stage": "train", "params": micro},
+        {"name": "child", "stage": "embed", "params": {"model": "{bad}", "data": "shapes", "limit": 8}},
+        {"name": "grandchild", "stage": "eval", "params": {"model": "{child}", "data": "shapes", "limit": 8}}]},
+        executor="local", root=tmp_path, report=False)
+    steps = {s["name"]: s for s in read_json(out / "pipeline.json")["steps"]}
+    assert steps["bad"]["status"] == "failed"
+    assert steps["child"]["error"] == "not run: dependency 'bad' failed"
+    assert steps["grandchild"]["error"] == "not run: dependency 'child' failed"
