@@ -175,11 +175,12 @@ def weights_figure(weights: "pd.DataFrame", title: str = "MoDE expert weights pe
                              yaxis_title="task (card / label)",
                              height=max(300, 40 * len(weights) + 150))
 
-def table_figure(table: "pd.DataFrame", metric: str = "acc1", title: str | None = None):
+def table_figure(table: "pd.DataFrame", metric: str = "acc1", title: str | None = None, note: str | None = None):
     "Grouped bars: per task (and mean rows), every column of the comparison table; retrieval rows hold R@1."
     import plotly.graph_objects as go
     ret = any(is_retrieval_task(t) for t in table.index)
-    title = title or ("MoDE: zero-shot accuracy" + (" and retrieval R@1" if ret else "") + " per task")
+    title = title or ("MoDE: zero-shot accuracy" + (" and retrieval R@1" if ret else "") + " per task"
+                      + (f" ({note})" if note else ""))
     fig = go.Figure([go.Bar(name=c, x=list(table.index), y=table[c].tolist()) for c in table.columns])
     return fig.update_layout(barmode="group", title=title, xaxis_title="task (card / label)",
                              yaxis_title=f"zero-shot {metric}" + (" / retrieval R@1" if ret else "")

@@ -259,7 +259,6 @@ def run_mode(cfg: ModeCfg, run_dir: str | Path) -> Result:
                         **{f"owner/{d}": e for d, e in owners.items()}})
     for card, acc in ev["accounts"].items():   # <card>/n_expected = <card>/n_evaluated + <card>/n_lost
         log_accounts(f"mode {card}", acc); metrics.update({f"{card}/{k}": v for k, v in acc.items()})
-    figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric, title=f"MoDE: zero-shot accuracy "
-                                                                 f"per task (dense: {dense['compute']})")}
+    figs = {"weights": weights_figure(w), "table": table_figure(tab, cfg.metric, note=f"dense: {dense['compute']}")}
     return Result(metrics=metrics, artifacts={"table": "table.csv", "weights": "weights.csv", "results": "results.json",
                                               "experts": "experts.json"}, figures=figs)
